@@ -1,0 +1,86 @@
+# Convenience front-end over CMake. `make help` lists the targets.
+
+SHELL        := /bin/bash
+.SHELLFLAGS  := -eu -o pipefail -c
+.DEFAULT_GOAL := build
+MAKEFLAGS    += --no-print-directory
+
+CMAKE        ?= cmake
+JOBS         ?= 2
+PREFIX       ?= /usr/local
+CMAKE_FLAGS  ?=
+# Extra arguments for the Criterion runner, e.g. TEST_ARGS='--filter "timer/*"'
+TEST_ARGS    ?=
+
+BUILD_DIR    := build
+ASAN_DIR     := build-asan
+VALGRIND_DIR := build-valgrind
+
+SAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+           UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+
+say = @printf '\n==> %s\n' "$(1)"
+
+.PHONY: all help deps build test asan valgrind bench demo install clean
+
+all: build
+
+help:
+	@echo 'make deps      install missing Debian packages (scripts/deps.sh)'
+	@echo 'make build     configure + build $(BUILD_DIR)/ (-Werror)'
+	@echo 'make test      build, then run the Criterion suite'
+	@echo 'make asan      ASan+UBSan Debug build in $(ASAN_DIR)/, run the suite'
+	@echo 'make valgrind  Debug build in $(VALGRIND_DIR)/, run the suite under valgrind'
+	@echo 'make bench     build, then run scripts/bench.sh'
+	@echo 'make demo      build, then run $(BUILD_DIR)/examples/demo'
+	@echo 'make install   build, then install to PREFIX (default /usr/local)'
+	@echo 'make clean     remove all build trees'
+	@echo 'Variables: JOBS=$(JOBS) PREFIX=$(PREFIX) CMAKE_FLAGS=... TEST_ARGS=... (env: VALGRIND_FLAGS=...)'
+
+deps:
+	@bash scripts/deps.sh
+
+build: deps
+	$(call say,configure $(BUILD_DIR))
+	$(CMAKE) -S . -B $(BUILD_DIR) -DFY_WERROR=ON $(CMAKE_FLAGS)
+	$(call say,build $(BUILD_DIR))
+	$(CMAKE) --build $(BUILD_DIR) -j$(JOBS)
+
+test: build
+	$(call say,test: Criterion suite)
+	JOBS=$(JOBS) bash scripts/run-tests.sh plain $(BUILD_DIR) $(TEST_ARGS)
+
+asan: deps
+	$(call say,configure $(ASAN_DIR) (ASan + UBSan, Debug))
+	$(CMAKE) -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=Debug \
+	  -DFY_ASAN=ON -DFY_UBSAN=ON \
+	  -DFY_BUILD_EXAMPLES=OFF -DFY_BUILD_BENCH=OFF $(CMAKE_FLAGS)
+	$(call say,build $(ASAN_DIR))
+	$(CMAKE) --build $(ASAN_DIR) -j$(JOBS)
+	$(call say,asan: Criterion suite under ASan + UBSan)
+	$(SAN_ENV) JOBS=$(JOBS) bash scripts/run-tests.sh asan $(ASAN_DIR) $(TEST_ARGS)
+
+valgrind: deps
+	$(call say,configure $(VALGRIND_DIR) (Debug, no sanitizers))
+	$(CMAKE) -S . -B $(VALGRIND_DIR) -DCMAKE_BUILD_TYPE=Debug \
+	  -DFY_ASAN=OFF -DFY_UBSAN=OFF -DFY_NO_POOL=ON \
+	  -DFY_BUILD_EXAMPLES=OFF -DFY_BUILD_BENCH=OFF $(CMAKE_FLAGS)
+	$(call say,build $(VALGRIND_DIR))
+	$(CMAKE) --build $(VALGRIND_DIR) -j$(JOBS)
+	$(call say,valgrind: Criterion suite under memcheck)
+	bash scripts/run-tests.sh valgrind $(VALGRIND_DIR) $(TEST_ARGS)
+
+bench: build
+	$(call say,bench)
+	bash scripts/bench.sh $(BUILD_DIR)
+
+demo: build
+	$(call say,demo)
+	$(BUILD_DIR)/examples/demo
+
+install: build
+	$(call say,install to $(PREFIX))
+	$(CMAKE) --install $(BUILD_DIR) --prefix "$(PREFIX)"
+
+clean:
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(VALGRIND_DIR) build-*/

@@ -1,0 +1,80 @@
+/* Copyright (c) 2026 the fortify authors. MIT licensed. */
+#ifndef FORTIFY_PRESETS_H
+#define FORTIFY_PRESETS_H
+
+#include "fortify/breaker.h"
+#include "fortify/bulkhead.h"
+#include "fortify/retry.h"
+#include "fortify/timeout.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------
+ * Presets: the common shapes, built in the library's default order
+ *
+ *   [bulkhead] -> [total timeout] -> retry -> breaker -> per-try timeout -> op
+ *
+ * (docs/presets.md explains the order).  A preset owns its policies and its
+ * pipeline; fy_preset_close() closes them all.
+ * ------------------------------------------------------------------------- */
+typedef struct fy_preset_s fy_preset_t;
+
+typedef enum {
+  FY_PRESET_HTTP_CLIENT = 0, /* an HTTP API over the network */
+  FY_PRESET_RPC = 1,         /* a downstream service: short timeouts */
+  FY_PRESET_DATABASE = 2     /* a database query: few, quick retries */
+} fy_preset_kind_t;
+
+typedef struct fy_preset_opts_s {
+  const char *name;             /* prefix of the policies' names */
+  /* Timeouts.  attempt_timeout_ms is required (> 0). */
+  uint64_t attempt_timeout_ms;  /* each try */
+  uint64_t total_timeout_ms;    /* the whole call, backoffs included;
+                                   0: none */
+  /* Retry. */
+  unsigned max_attempts;        /* tries in total, the first included */
+  uint64_t retry_initial_delay_ms;
+  uint64_t retry_max_delay_ms;
+  fy_retry_jitter_t retry_jitter;
+  int require_idempotent;       /* retry only FY_CALL_IDEMPOTENT calls */
+  /* Circuit breaker. */
+  uint32_t breaker_failures;    /* consecutive failures that open it */
+  uint64_t breaker_open_ms;     /* open -> half-open */
+  uint32_t breaker_max_requests; /* half-open trials */
+  uint64_t breaker_interval_ms; /* closed: count reset period, 0 = never */
+  /* Bulkhead, outermost; max_concurrent 0 leaves it out. */
+  uint32_t max_concurrent;
+  uint32_t max_queue;
+  uint64_t queue_timeout_ms;
+} fy_preset_opts_t;
+
+/* Fill |opts| with the defaults of |kind| (docs/presets.md has the table).
+ * Unknown kinds get the HTTP client's. */
+FY_EXTERN void fy_preset_opts_init(fy_preset_opts_t *opts,
+                                   fy_preset_kind_t kind);
+
+/* Build the policies and the pipeline.  Every option is validated by the
+ * policy it configures; on error nothing usable is returned (policies
+ * already made are closed and vanish on the next loop iteration).
+ * Returns 0, UV_EINVAL, UV_ENOMEM or FY_ECLOSED.  CONSTRUCTOR. */
+FY_EXTERN int fy_preset_new(fy_ctx_t *ctx, const fy_preset_opts_t *opts,
+                            fy_preset_t **out);
+
+/* Close the pipeline and every policy; |cb| runs once all are closed. */
+FY_EXTERN int fy_preset_close(fy_preset_t *preset, fy_close_cb cb,
+                              void *user_data);
+
+FY_EXTERN fy_pipeline_t *fy_preset_pipeline(const fy_preset_t *preset);
+FY_EXTERN fy_breaker_t *fy_preset_breaker(const fy_preset_t *preset);
+FY_EXTERN fy_retry_t *fy_preset_retry(const fy_preset_t *preset);
+/* The per-try or the total timeout (NULL when there is none). */
+FY_EXTERN fy_timeout_t *fy_preset_timeout(const fy_preset_t *preset,
+                                          fy_timeout_scope_t scope);
+FY_EXTERN fy_bulkhead_t *fy_preset_bulkhead(const fy_preset_t *preset);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FORTIFY_PRESETS_H */

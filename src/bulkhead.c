@@ -1,0 +1,438 @@
+/* Copyright (c) 2026 the fortify authors. MIT licensed.
+ *
+ * Bulkhead: a concurrency limit with a queue of pending calls.
+ *
+ * The pure state machine (slot counts, the waiter queue, admission and
+ * hand-over) comes first and knows nothing of frames; the driver below binds
+ * it to the policy API.  A queued call is a frame whose start hook returned
+ * 0 without spawning: its state is linked in the queue and its own timer
+ * bounds the wait.  When a slot frees, the head of the queue gets it and its
+ * child is spawned right there, before anything else can run, so a call that
+ * arrives at that moment finds the slot taken (no barging). */
+#include "internal.h"
+#include "bulkhead.h"
+
+/* ---- pure state machine ------------------------------------------------ */
+
+void fy__bh_init(fy__bh_core_t *c, uint32_t max_concurrent,
+                 uint32_t max_queue, uint64_t queue_timeout_ms, int lifo) {
+  memset(c, 0, sizeof(*c));
+  c->max_concurrent = max_concurrent;
+  c->max_queue = max_queue;
+  c->queue_timeout_ms = queue_timeout_ms;
+  c->lifo = lifo != 0;
+  fy__queue_init(&c->queue);
+}
+
+uint64_t fy__bh_queue_deadline(const fy__bh_core_t *c, uint64_t now) {
+  if (c->queue_timeout_ms == 0)
+    return FY_TIME_NEVER;
+  if (now >= FY_TIME_NEVER - c->queue_timeout_ms)
+    return FY_TIME_NEVER - 1;
+  return now + c->queue_timeout_ms;
+}
+
+int fy__bh_expired(const fy__bh_waiter_t *w, uint64_t now) {
+  return w->deadline != FY_TIME_NEVER && now >= w->deadline;
+}
+
+int fy__bh_admit(fy__bh_core_t *c, fy__bh_waiter_t *w, uint64_t now) {
+  /* A free slot is only free for a newcomer when nobody waits for it. */
+  if (c->active < c->max_concurrent && c->queued == 0) {
+    c->active++;
+    return FY__BH_RUN;
+  }
+  if (c->queued >= c->max_queue)
+    return FY_EBULKHEADFULL;
+  w->deadline = fy__bh_queue_deadline(c, now);
+  /* The head runs next: LIFO puts the newcomer there. */
+  if (c->lifo)
+    fy__queue_insert_head(&c->queue, &w->node);
+  else
+    fy__queue_insert_tail(&c->queue, &w->node);
+  c->queued++;
+  return FY__BH_QUEUED;
+}
+
+int fy__bh_try_acquire(fy__bh_core_t *c) {
+  if (c->active >= c->max_concurrent || c->queued > 0)
+    return FY_EBULKHEADFULL;
+  c->active++;
+  return 0;
+}
+
+void fy__bh_release(fy__bh_core_t *c) {
+  if (c->active > 0)
+    c->active--;
+}
+
+fy__bh_waiter_t *fy__bh_head(const fy__bh_core_t *c) {
+  if (c->queued == 0)
+    return NULL;
+  return fy__queue_data(fy__queue_head(&c->queue), fy__bh_waiter_t, node);
+}
+
+fy__bh_waiter_t *fy__bh_next(fy__bh_core_t *c) {
+  fy__bh_waiter_t *w;
+  if (c->active >= c->max_concurrent || c->queued == 0)
+    return NULL;
+  w = fy__bh_head(c);
+  fy__queue_remove(&w->node);
+  c->queued--;
+  c->active++;
+  return w;
+}
+
+void fy__bh_leave(fy__bh_core_t *c, fy__bh_waiter_t *w) {
+  assert(c->queued > 0 && !fy__queue_empty(&w->node));
+  fy__queue_remove(&w->node);
+  c->queued--;
+}
+
+/* ---- driver ------------------------------------------------------------ */
+
+struct fy_bulkhead_s {
+  fy_policy_t *policy;
+  fy__bh_core_t core;
+  fy_bulkhead_rejected_cb on_rejected;
+  void *user_data;
+};
+
+enum {
+  BH_NEW = 0,  /* start hook running, no decision yet */
+  BH_QUEUED,   /* linked in the queue, waiting for a slot */
+  BH_RUNNING,  /* holds a slot; its child runs */
+  BH_ENDED     /* outcome decided (or being decided) by this layer */
+};
+
+typedef struct bh_frame_s {
+  fy__bh_waiter_t waiter;
+  fy_frame_t *frame;
+  fy_frame_t *child;
+  int phase;
+} bh_frame_t;
+
+/* W35: whether cancellation was requested for this frame or any frame
+ * above it.  Checked before a slot is looked at, so a call whose caller
+ * already gave up never runs, whatever the slots say. */
+static int caller_cancelled(const fy_frame_t *f) {
+  for (; f != NULL; f = f->parent)
+    if (f->flags & FY__F_CANCEL)
+      return 1;
+  return 0;
+}
+
+static void emit(fy_bulkhead_t *bh, fy_event_type_t type, fy_call_t *call,
+                 int status, int64_t from, int64_t to, int64_t value) {
+  fy_ctx_t *ctx = fy_policy_ctx(bh->policy);
+  fy_event_t ev;
+  if (!fy_ctx_wants(ctx, type))
+    return;
+  memset(&ev, 0, sizeof(ev));
+  ev.type = type;
+  ev.policy = bh->policy;
+  ev.policy_kind = fy_policy_kind(bh->policy);
+  ev.policy_name = fy_policy_name(bh->policy);
+  ev.call = call;
+  ev.status = status;
+  ev.from = from;
+  ev.to = to;
+  ev.value = value;
+  fy_ctx_emit(ctx, &ev);
+}
+
+/* FY_EV_QUEUE: value 1 when |f| joined the queue, 0 when it left;
+ * from/to are the queue lengths before and after. */
+static void emit_queue(fy_bulkhead_t *bh, fy_frame_t *f, int joined) {
+  int64_t now = bh->core.queued;
+  emit(bh, FY_EV_QUEUE, fy_frame_call(f), 0, joined ? now - 1 : now + 1, now,
+       joined);
+}
+
+/* FY_EV_REJECT: status is the reason; from = active, to = queued. */
+static void emit_reject(fy_bulkhead_t *bh, fy_call_t *call, int reason) {
+  emit(bh, FY_EV_REJECT, call, reason, bh->core.active, bh->core.queued, 0);
+}
+
+static void write_verdict(fy_bulkhead_t *bh, fy_frame_t *f, int state) {
+  fy_detail_t *d = fy_frame_verdict(f, bh->policy);
+  d->state = state;
+  d->n[0] = bh->core.active;
+  d->n[1] = bh->core.queued;
+  d->n[2] = bh->core.max_concurrent;
+  d->n[3] = bh->core.max_queue;
+}
+
+static void notify_rejected(fy_bulkhead_t *bh, int reason) {
+  if (bh->on_rejected != NULL)
+    bh->on_rejected(reason, bh->user_data);
+}
+
+/* Take |st| out of the queue for good. */
+static void leave_queue(fy_bulkhead_t *bh, bh_frame_t *st) {
+  fy__bh_leave(&bh->core, &st->waiter);
+  st->phase = BH_ENDED;
+  fy_frame_disarm(st->frame);
+  emit_queue(bh, st->frame, 0);
+}
+
+static void dispatch(fy_bulkhead_t *bh);
+
+/* |st| holds a slot: start the layer below.  Returns 0, or the refusal
+ * after giving the slot back. */
+static int run(fy_bulkhead_t *bh, bh_frame_t *st) {
+  fy_frame_t *f = st->frame;
+  int rc;
+
+  st->phase = BH_RUNNING;
+  rc = fy_frame_spawn(f, &st->child);
+  if (rc == 0) {
+    /* A cancel that arrived during the spawn found no child to pass on. */
+    if (fy_frame_is_cancelled(f))
+      fy_frame_cancel(st->child);
+    return 0;
+  }
+  st->phase = BH_ENDED;
+  st->child = NULL;
+  fy__bh_release(&bh->core);
+  return rc;
+}
+
+/* Hand free slots to the queue's head, one after the other.  A refused
+ * spawn completes that waiter with the refusal and the slot goes to the
+ * next.  Completing a waiter may run user code synchronously, so the state
+ * is read afresh on every round. */
+static void dispatch(fy_bulkhead_t *bh) {
+  fy__bh_waiter_t *w;
+  bh_frame_t *st;
+  fy_frame_t *f;
+  int rc;
+
+  /* While closing, waiters are left for the close hook to cancel. */
+  while (!fy_policy_is_closing(bh->policy) &&
+         (w = fy__bh_next(&bh->core)) != NULL) {
+    st = fy_container_of(w, bh_frame_t, waiter);
+    f = st->frame;
+    st->phase = BH_RUNNING;
+    fy_frame_disarm(f); /* the queue timeout bounds waiting only (W33) */
+    emit_queue(bh, f, 0);
+    if (caller_cancelled(f)) {
+      /* W33: the caller left (seen by a listener, or above a layer that
+       * keeps cancellation to itself): the work is never started. */
+      st->phase = BH_ENDED;
+      fy__bh_release(&bh->core);
+      write_verdict(bh, f, UV_ECANCELED);
+      rc = UV_ECANCELED;
+    } else {
+      rc = run(bh, st);
+    }
+    if (rc < 0)
+      fy_frame_done(f, rc); /* |f| may be gone after this */
+  }
+}
+
+static int bh_start(fy_policy_t *p, fy_frame_t *f) {
+  fy_bulkhead_t *bh = fy_policy_impl(p);
+  bh_frame_t *st = fy_frame_state(f);
+  int rc;
+
+  st->frame = f;
+  fy__queue_init(&st->waiter.node);
+  if (caller_cancelled(f)) {
+    write_verdict(bh, f, UV_ECANCELED);
+    return UV_ECANCELED;
+  }
+  rc = fy__bh_admit(&bh->core, &st->waiter, fy_ctx_now(fy_frame_ctx(f)));
+  if (rc == FY__BH_RUN) {
+    rc = run(bh, st);
+    if (rc < 0)
+      dispatch(bh); /* someone may have queued during the spawn */
+    return rc;
+  }
+  if (rc == FY__BH_QUEUED) {
+    st->phase = BH_QUEUED;
+    if (st->waiter.deadline != FY_TIME_NEVER &&
+        (rc = fy_frame_arm(f, st->waiter.deadline)) < 0) {
+      fy__bh_leave(&bh->core, &st->waiter);
+      st->phase = BH_ENDED;
+      return rc;
+    }
+    emit_queue(bh, f, 1);
+    return 0;
+  }
+  /* Rule 2: a refusal decided now is returned now. */
+  st->phase = BH_ENDED;
+  write_verdict(bh, f, rc);
+  emit_reject(bh, fy_frame_call(f), rc);
+  notify_rejected(bh, rc);
+  return rc;
+}
+
+static void bh_child_done(fy_policy_t *p, fy_frame_t *f, fy_frame_t *child,
+                          int status) {
+  fy_bulkhead_t *bh = fy_policy_impl(p);
+  bh_frame_t *st = fy_frame_state(f);
+
+  st->child = NULL;
+  st->phase = BH_ENDED;
+  fy_frame_adopt_result(f, child);
+  fy_frame_done(f, status); /* takes effect when this hook returns */
+  fy__bh_release(&bh->core);
+  dispatch(bh);
+}
+
+static void bh_cancel(fy_policy_t *p, fy_frame_t *f) {
+  fy_bulkhead_t *bh = fy_policy_impl(p);
+  bh_frame_t *st = fy_frame_state(f);
+
+  switch (st->phase) {
+  case BH_QUEUED:
+    /* W33: a waiter whose caller gives up leaves at once, never runs. */
+    leave_queue(bh, st);
+    write_verdict(bh, f, UV_ECANCELED);
+    fy_frame_done(f, UV_ECANCELED);
+    break;
+  case BH_RUNNING:
+    if (st->child != NULL)
+      fy_frame_cancel(st->child);
+    break;
+  default:
+    break; /* the outcome is already being decided */
+  }
+}
+
+static void bh_deadline(fy_policy_t *p, fy_frame_t *f) {
+  fy_bulkhead_t *bh = fy_policy_impl(p);
+  bh_frame_t *st = fy_frame_state(f);
+
+  if (st->phase != BH_QUEUED)
+    return;
+  leave_queue(bh, st);
+  write_verdict(bh, f, FY_EQUEUETIMEOUT);
+  emit_reject(bh, fy_frame_call(f), FY_EQUEUETIMEOUT);
+  fy_frame_done(f, FY_EQUEUETIMEOUT); /* delivered after this hook */
+  notify_rejected(bh, FY_EQUEUETIMEOUT);
+}
+
+/* Closing: every waiter completes with UV_ECANCELED (rule 4), reported to
+ * on_rejected as FY_ECLOSED.  Running frames are cancelled by the core
+ * afterwards. */
+static void bh_close(fy_policy_t *p) {
+  fy_bulkhead_t *bh = fy_policy_impl(p);
+  fy__bh_waiter_t *w;
+  bh_frame_t *st;
+  fy_frame_t *f;
+
+  while ((w = fy__bh_head(&bh->core)) != NULL) {
+    st = fy_container_of(w, bh_frame_t, waiter);
+    f = st->frame;
+    leave_queue(bh, st);
+    write_verdict(bh, f, FY_ECLOSED);
+    emit_reject(bh, fy_frame_call(f), FY_ECLOSED);
+    /* Delivery may be synchronous (a parent frame's child_done): |f| is
+     * not touched after this. */
+    fy_frame_done(f, UV_ECANCELED);
+    notify_rejected(bh, FY_ECLOSED);
+  }
+}
+
+static const fy_policy_vtable_t bh_vtable = {
+    "bulkhead",  sizeof(bh_frame_t), bh_start, bh_child_done, bh_cancel,
+    NULL,        bh_deadline,        bh_close, NULL};
+
+/* ---- public API -------------------------------------------------------- */
+
+void fy_bulkhead_opts_init(fy_bulkhead_opts_t *opts) {
+  if (opts == NULL)
+    return;
+  memset(opts, 0, sizeof(*opts));
+  opts->max_concurrent = 10;
+  opts->max_queue = 0;
+  opts->queue_timeout_ms = 0;
+  opts->order = FY_BULKHEAD_FIFO;
+}
+
+static int opts_valid(const fy_bulkhead_opts_t *o) {
+  if (o->max_concurrent < 1 || o->max_concurrent > FY_BULKHEAD_LIMIT_MAX)
+    return 0;
+  if (o->max_queue > FY_BULKHEAD_LIMIT_MAX)
+    return 0;
+  if (o->queue_timeout_ms > FY_BULKHEAD_TIMEOUT_MAX)
+    return 0;
+  if (o->order != FY_BULKHEAD_FIFO && o->order != FY_BULKHEAD_LIFO)
+    return 0;
+  return 1;
+}
+
+int fy_bulkhead_new(fy_ctx_t *ctx, const fy_bulkhead_opts_t *opts,
+                    fy_bulkhead_t **out) {
+  fy_bulkhead_opts_t defaults;
+  fy_policy_t *p;
+  fy_bulkhead_t *bh;
+  int rc;
+
+  if (out == NULL)
+    return UV_EINVAL;
+  *out = NULL;
+  if (ctx == NULL)
+    return UV_EINVAL;
+  if (opts == NULL) {
+    fy_bulkhead_opts_init(&defaults);
+    opts = &defaults;
+  }
+  if (!opts_valid(opts))
+    return UV_EINVAL;
+  rc = fy_policy_new(ctx, &bh_vtable, sizeof(*bh), opts->name, &p);
+  if (rc != 0)
+    return rc;
+  bh = fy_policy_impl(p);
+  bh->policy = p;
+  fy__bh_init(&bh->core, opts->max_concurrent, opts->max_queue,
+              opts->queue_timeout_ms, opts->order == FY_BULKHEAD_LIFO);
+  bh->on_rejected = opts->on_rejected;
+  bh->user_data = opts->user_data;
+  *out = bh;
+  return 0;
+}
+
+fy_policy_t *fy_bulkhead_policy(fy_bulkhead_t *bh) {
+  return bh != NULL ? bh->policy : NULL;
+}
+
+int fy_bulkhead_close(fy_bulkhead_t *bh, fy_close_cb cb, void *user_data) {
+  if (bh == NULL)
+    return 0;
+  if (fy_policy_is_closing(bh->policy))
+    return FY_ECLOSED;
+  return fy_policy_close_as(bh->policy, bh, cb, user_data);
+}
+
+size_t fy_bulkhead_active(const fy_bulkhead_t *bh) {
+  return bh != NULL ? bh->core.active : 0;
+}
+
+size_t fy_bulkhead_queued(const fy_bulkhead_t *bh) {
+  return bh != NULL ? bh->core.queued : 0;
+}
+
+int fy_bulkhead_try_acquire(fy_bulkhead_t *bh) {
+  int rc;
+  if (bh == NULL)
+    return UV_EINVAL;
+  if (fy_policy_is_closing(bh->policy))
+    rc = FY_ECLOSED;
+  else
+    rc = fy__bh_try_acquire(&bh->core);
+  if (rc < 0) {
+    emit_reject(bh, NULL, rc);
+    notify_rejected(bh, rc);
+  }
+  return rc;
+}
+
+void fy_bulkhead_release(fy_bulkhead_t *bh) {
+  if (bh == NULL)
+    return;
+  fy__bh_release(&bh->core);
+  dispatch(bh);
+}

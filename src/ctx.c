@@ -1,0 +1,554 @@
+/* Copyright (c) 2026 the fortify authors. MIT licensed.
+ *
+ * The per-loop context: clock, deadlines (one uv_timer_t over a timer
+ * wheel), the deferred-task queue, and asynchronous close. */
+#include "internal.h"
+
+static void on_timer(uv_timer_t *timer);
+static void on_check(uv_check_t *check);
+static void on_idle(uv_idle_t *idle);
+static void run_close_task(fy__task_t *task);
+
+int fy_ctx_new(uv_loop_t *loop, const fy_ctx_opts_t *opts, fy_ctx_t **out) {
+  fy_ctx_t *ctx;
+  if (out == NULL)
+    return UV_EINVAL;
+  *out = NULL;
+  if (loop == NULL)
+    return UV_EINVAL;
+  ctx = fy__calloc(1, sizeof(*ctx));
+  if (ctx == NULL)
+    return UV_ENOMEM;
+  ctx->magic = FY__MAGIC_CTX;
+  ctx->loop = loop;
+  if (opts != NULL && opts->manual_clock) {
+    ctx->flags |= FY__CTX_MANUAL;
+    ctx->manual_now = opts->manual_start_ms;
+  }
+  fy__wheel_init(&ctx->wheel, fy_ctx_now(ctx));
+  ctx->armed_at = FY_TIME_NEVER;
+  fy__queue_init(&ctx->tasks);
+  fy__queue_init(&ctx->pipelines);
+  fy__queue_init(&ctx->policies);
+  fy__queue_init(&ctx->listeners);
+  fy__queue_init(&ctx->attachments);
+  ctx->close_task.run = run_close_task;
+  /* These inits cannot fail on a valid loop; they allocate nothing. */
+  uv_timer_init(loop, &ctx->timer);
+  uv_unref((uv_handle_t *)&ctx->timer); /* referenced while deadlines wait */
+  uv_check_init(loop, &ctx->check);
+  uv_idle_init(loop, &ctx->idle);
+  ctx->open_handles = 3;
+  *out = ctx;
+  return 0;
+}
+
+uv_loop_t *fy_ctx_loop(const fy_ctx_t *ctx) { return ctx->loop; }
+void fy_ctx_set_data(fy_ctx_t *ctx, void *data) { ctx->data = data; }
+void *fy_ctx_get_data(const fy_ctx_t *ctx) { return ctx->data; }
+
+uint64_t fy_ctx_now(const fy_ctx_t *ctx) {
+  if (ctx->flags & FY__CTX_MANUAL)
+    return ctx->manual_now;
+  return uv_now(ctx->loop);
+}
+
+uint64_t fy_ctx_hrtime(const fy_ctx_t *ctx) {
+  if (ctx->flags & FY__CTX_MANUAL)
+    return ctx->manual_now * 1000000u;
+  return uv_hrtime();
+}
+
+/* The uv timer is referenced exactly while a deadline that keeps the loop
+ * alive is pending and the context itself is not unreferenced. */
+static void update_timer_ref(fy_ctx_t *ctx) {
+  int want = ctx->strong > 0 && !(ctx->flags & FY__CTX_UNREF);
+  if (want == ctx->timer_refd || (ctx->flags & FY__CTX_FINAL))
+    return;
+  if (want)
+    uv_ref((uv_handle_t *)&ctx->timer);
+  else
+    uv_unref((uv_handle_t *)&ctx->timer);
+  ctx->timer_refd = want;
+}
+
+/* |d| starts (+1) or stops (-1) being pending. */
+static void count_pending(fy_ctx_t *ctx, const fy_deadline_t *d, int delta) {
+  if (d->flags & FY__DL_F_UNREF)
+    return;
+  if (delta > 0) {
+    if (ctx->strong++ == 0)
+      update_timer_ref(ctx);
+  } else if (--ctx->strong == 0) {
+    update_timer_ref(ctx);
+  }
+}
+
+void fy_ctx_ref(fy_ctx_t *ctx) {
+  ctx->flags &= ~(unsigned)FY__CTX_UNREF;
+  update_timer_ref(ctx);
+}
+
+void fy_ctx_unref(fy_ctx_t *ctx) {
+  ctx->flags |= FY__CTX_UNREF;
+  update_timer_ref(ctx);
+}
+
+size_t fy_ctx_pending_deadlines(const fy_ctx_t *ctx) {
+  return ctx->wheel.count;
+}
+
+void fy_ctx_stats(const fy_ctx_t *ctx, fy_ctx_stats_t *out) {
+  out->deadlines = ctx->wheel.count;
+  out->calls = ctx->ncalls;
+  out->frames = ctx->nframes;
+  out->queued = ctx->ntasks;
+  out->pool_cached = fy__pool_cached(&ctx->pool);
+}
+
+/* ---- the uv timer ------------------------------------------------------ */
+
+/* Arm the uv timer for the wheel's earliest entry, or stop it.  Called after
+ * a run and whenever an insertion may have moved the earliest entry. */
+static void rearm(fy_ctx_t *ctx) {
+  uint64_t next, now;
+  if (ctx->flags & (FY__CTX_MANUAL | FY__CTX_FINAL))
+    return;
+  next = fy__wheel_next(&ctx->wheel);
+  if (next == FY_TIME_NEVER) {
+    if (ctx->armed_at != FY_TIME_NEVER) {
+      uv_timer_stop(&ctx->timer);
+      ctx->armed_at = FY_TIME_NEVER;
+    }
+    return;
+  }
+  if (next == ctx->armed_at)
+    return;
+  now = uv_now(ctx->loop);
+  uv_timer_start(&ctx->timer, on_timer, next > now ? next - now : 0, 0);
+  ctx->armed_at = next;
+}
+
+/* Fire everything due by |target|, one instant at a time, in order.  In
+ * manual mode the clock is set to each instant and the completions it
+ * causes are delivered before the next instant fires. */
+static void drain_tasks(fy_ctx_t *ctx, int until_empty);
+
+static void run_deadlines(fy_ctx_t *ctx, uint64_t target) {
+  fy__queue_t ready;
+  fy_deadline_t *d;
+  int manual = (ctx->flags & FY__CTX_MANUAL) != 0;
+
+  fy__queue_init(&ready);
+  while (fy__wheel_step(&ctx->wheel, target, &ready)) {
+    if (manual)
+      ctx->manual_now = ctx->wheel.wtime;
+    /* Pop one at a time: a callback may stop a sibling that is due in this
+     * same batch, which unlinks it from |ready|. */
+    while (!fy__queue_empty(&ready)) {
+      d = fy__queue_data(fy__queue_head(&ready), fy_deadline_t, node);
+      fy__queue_remove(&d->node);
+      d->slot = FY__DL_IDLE;
+      count_pending(ctx, d, -1);
+      d->cb(d);
+    }
+    if (manual)
+      drain_tasks(ctx, 1);
+    else if (ctx->wheel.wtime >= target)
+      break; /* entries re-armed for "now" wait for the next iteration */
+  }
+  if (manual && target > ctx->manual_now)
+    ctx->manual_now = target;
+}
+
+static void on_timer(uv_timer_t *timer) {
+  fy_ctx_t *ctx = fy_container_of(timer, fy_ctx_t, timer);
+  ctx->armed_at = FY_TIME_NEVER;
+  ctx->flags |= FY__CTX_RUNNING;
+  run_deadlines(ctx, uv_now(ctx->loop));
+  drain_tasks(ctx, 0);
+  ctx->flags &= ~(unsigned)FY__CTX_RUNNING;
+  rearm(ctx);
+}
+
+int fy_ctx_advance(fy_ctx_t *ctx, uint64_t ms) {
+  uint64_t target;
+  if (ctx == NULL || !(ctx->flags & FY__CTX_MANUAL))
+    return UV_EINVAL;
+  /* Inside any of the context's callbacks: deadlines and tasks running, an
+   * operation's hooks inside fy_call_start()/fy_call_cancel(), a listener.
+   * Draining there would deliver completions on the wrong stack (or spin
+   * on completions that must wait for api_depth to drop). */
+  if ((ctx->flags & FY__CTX_RUNNING) || ctx->api_depth > 0 ||
+      ctx->emitting > 0)
+    return UV_EBUSY;
+  target = ctx->manual_now + ms < ctx->manual_now ? FY_TIME_NEVER - 1
+                                                  : ctx->manual_now + ms;
+  ctx->flags |= FY__CTX_RUNNING;
+  drain_tasks(ctx, 1);
+  run_deadlines(ctx, target);
+  drain_tasks(ctx, 1);
+  ctx->flags &= ~(unsigned)FY__CTX_RUNNING;
+  return 0;
+}
+
+/* ---- deadlines --------------------------------------------------------- */
+
+void fy_deadline_init(fy_ctx_t *ctx, fy_deadline_t *d, fy_deadline_cb cb) {
+  d->ctx = ctx;
+  d->cb = cb;
+  d->expiry = FY_TIME_NEVER;
+  d->slot = FY__DL_IDLE;
+  d->flags = 0;
+  d->node.next = &d->node;
+  d->node.prev = &d->node;
+}
+
+int fy_deadline_start_at(fy_deadline_t *d, uint64_t when) {
+  fy_ctx_t *ctx;
+  if (d == NULL || d->ctx == NULL || d->cb == NULL)
+    return UV_EINVAL;
+  ctx = d->ctx;
+  if (ctx->flags & FY__CTX_FINAL)
+    return FY_ECLOSED;
+  if (d->slot == FY__DL_IDLE)
+    count_pending(ctx, d, 1);
+  else
+    fy__wheel_remove(&ctx->wheel, d);
+  d->expiry = when;
+  fy__wheel_insert(&ctx->wheel, d);
+  /* Inside a run the timer is re-armed once at the end. */
+  if (!(ctx->flags & FY__CTX_RUNNING) && d->expiry < ctx->armed_at)
+    rearm(ctx);
+  return 0;
+}
+
+int fy_deadline_start(fy_deadline_t *d, uint64_t timeout_ms) {
+  uint64_t now, when;
+  if (d == NULL || d->ctx == NULL)
+    return UV_EINVAL;
+  now = fy_ctx_now(d->ctx);
+  when = now + timeout_ms < now ? FY_TIME_NEVER - 1 : now + timeout_ms;
+  return fy_deadline_start_at(d, when);
+}
+
+void fy_deadline_stop(fy_deadline_t *d) {
+  fy_ctx_t *ctx;
+  if (d == NULL || d->ctx == NULL || d->slot == FY__DL_IDLE)
+    return;
+  ctx = d->ctx;
+  fy__wheel_remove(&ctx->wheel, d);
+  d->expiry = FY_TIME_NEVER;
+  count_pending(ctx, d, -1);
+  /* An idle context must not keep the loop alive: stop the timer with the
+   * last deadline rather than letting it fire for nothing. */
+  if (ctx->wheel.count == 0 && ctx->armed_at != FY_TIME_NEVER &&
+      !(ctx->flags & (FY__CTX_RUNNING | FY__CTX_FINAL))) {
+    uv_timer_stop(&ctx->timer);
+    ctx->armed_at = FY_TIME_NEVER;
+  }
+}
+
+void fy_deadline_ref(fy_deadline_t *d) {
+  if (d == NULL || d->ctx == NULL || !(d->flags & FY__DL_F_UNREF))
+    return;
+  d->flags &= ~FY__DL_F_UNREF;
+  if (d->slot != FY__DL_IDLE)
+    count_pending(d->ctx, d, 1);
+}
+
+void fy_deadline_unref(fy_deadline_t *d) {
+  if (d == NULL || d->ctx == NULL || (d->flags & FY__DL_F_UNREF))
+    return;
+  if (d->slot != FY__DL_IDLE)
+    count_pending(d->ctx, d, -1);
+  d->flags |= FY__DL_F_UNREF;
+}
+
+int fy_deadline_is_active(const fy_deadline_t *d) {
+  return d != NULL && d->slot != FY__DL_IDLE;
+}
+
+uint64_t fy_deadline_expiry(const fy_deadline_t *d) {
+  return fy_deadline_is_active(d) ? d->expiry : FY_TIME_NEVER;
+}
+
+/* ---- deferred tasks ---------------------------------------------------- */
+
+static void arm_tasks(fy_ctx_t *ctx) {
+  if ((ctx->flags & (FY__CTX_TASKS_ARMED | FY__CTX_FINAL)) != 0)
+    return;
+  uv_check_start(&ctx->check, on_check);
+  uv_idle_start(&ctx->idle, on_idle);
+  ctx->flags |= FY__CTX_TASKS_ARMED;
+}
+
+static void disarm_tasks(fy_ctx_t *ctx) {
+  if (!(ctx->flags & FY__CTX_TASKS_ARMED) || (ctx->flags & FY__CTX_FINAL))
+    return;
+  uv_check_stop(&ctx->check);
+  uv_idle_stop(&ctx->idle);
+  ctx->flags &= ~(unsigned)FY__CTX_TASKS_ARMED;
+}
+
+void fy__ctx_enqueue(fy_ctx_t *ctx, fy__task_t *task) {
+  if (task->queued)
+    return;
+  task->queued = 1;
+  fy__queue_insert_tail(&ctx->tasks, &task->node);
+  ctx->ntasks++;
+  arm_tasks(ctx);
+}
+
+/* Run queued tasks.  Without |until_empty| only those queued before the
+ * drain started run, so a callback that keeps queueing work cannot starve
+ * the loop's I/O; the rest go on the next iteration. */
+static void drain_tasks(fy_ctx_t *ctx, int until_empty) {
+  fy__queue_t batch;
+  fy__task_t *task;
+  do {
+    fy__queue_init(&batch);
+    fy__queue_move_tail(&ctx->tasks, &batch);
+    while (!fy__queue_empty(&batch)) {
+      task = fy__queue_data(fy__queue_head(&batch), fy__task_t, node);
+      fy__queue_remove(&task->node);
+      task->queued = 0;
+      ctx->ntasks--;
+      task->run(task);
+    }
+  } while (until_empty && !fy__queue_empty(&ctx->tasks));
+  if (fy__queue_empty(&ctx->tasks))
+    disarm_tasks(ctx);
+}
+
+static void on_check(uv_check_t *check) {
+  fy_ctx_t *ctx = fy_container_of(check, fy_ctx_t, check);
+  unsigned running = ctx->flags & FY__CTX_RUNNING;
+  ctx->flags |= FY__CTX_RUNNING;
+  drain_tasks(ctx, 0);
+  ctx->flags = (ctx->flags & ~(unsigned)FY__CTX_RUNNING) | running;
+  if (!running)
+    rearm(ctx);
+}
+
+/* The idle handle exists only to keep poll from blocking while tasks wait. */
+static void on_idle(uv_idle_t *idle) { (void)idle; }
+
+/* ---- close ------------------------------------------------------------- */
+
+static void on_handle_closed(uv_handle_t *handle) {
+  fy_ctx_t *ctx = handle->data;
+  fy_close_cb cb;
+  void *ud;
+  if (--ctx->open_handles > 0)
+    return;
+  cb = ctx->close_cb;
+  ud = ctx->close_ud;
+  fy__pool_drain(&ctx->pool);
+  /* As for pipelines and policies, the object is alive during its close
+   * callback (fy_close_cb: "dead once the callback returns"). */
+  if (cb != NULL)
+    cb(ctx, ud);
+  ctx->magic = FY__MAGIC_DEAD;
+  fy__free(ctx);
+}
+
+static void free_listeners(fy_ctx_t *ctx);
+
+/* Deadlines still pending are dropped without firing (ctx.h): unlink them,
+ * so that they read as inactive, a fy_ctx_advance() still running fires
+ * none of them, and a later fy_deadline_stop() touches nothing. */
+static void drop_deadlines(fy_ctx_t *ctx) {
+  unsigned l, s;
+  for (l = 0; l < FY__WHEEL_LEVELS; l++) {
+    for (s = 0; s < FY__WHEEL_SLOTS; s++) {
+      fy__queue_t *q = &ctx->wheel.slots[l][s];
+      while (!fy__queue_empty(q)) {
+        fy_deadline_t *d =
+            fy__queue_data(fy__queue_head(q), fy_deadline_t, node);
+        fy__wheel_remove(&ctx->wheel, d);
+        d->expiry = FY_TIME_NEVER;
+        count_pending(ctx, d, -1);
+      }
+    }
+  }
+}
+
+void fy__ctx_attach(fy_ctx_t *ctx, fy__attach_t *attach) {
+  fy__queue_insert_tail(&ctx->attachments, &attach->node);
+}
+
+void fy__ctx_detach(fy__attach_t *attach) { fy__queue_remove(&attach->node); }
+
+static void finalize(fy_ctx_t *ctx) {
+  fy__attach_t *attach;
+  ctx->flags |= FY__CTX_FINAL;
+  drop_deadlines(ctx);
+  free_listeners(ctx);
+  while (!fy__queue_empty(&ctx->attachments)) {
+    attach = fy__queue_data(fy__queue_head(&ctx->attachments), fy__attach_t,
+                            node);
+    fy__queue_remove(&attach->node);
+    attach->destroy(attach);
+  }
+  ctx->timer.data = ctx;
+  ctx->check.data = ctx;
+  ctx->idle.data = ctx;
+  uv_close((uv_handle_t *)&ctx->timer, on_handle_closed);
+  uv_close((uv_handle_t *)&ctx->check, on_handle_closed);
+  uv_close((uv_handle_t *)&ctx->idle, on_handle_closed);
+}
+
+static void run_close_task(fy__task_t *task) {
+  fy_ctx_t *ctx = fy_container_of(task, fy_ctx_t, close_task);
+  fy__queue_t *q, *next;
+  if (ctx->flags & FY__CTX_FINAL)
+    return;
+  if (!(ctx->flags & FY__CTX_WINDING)) {
+    ctx->flags |= FY__CTX_WINDING;
+    /* Each wind-down may unlink its own object; walk with a saved next. */
+    for (q = ctx->pipelines.next; q != &ctx->pipelines; q = next) {
+      next = q->next;
+      fy__pipeline_wind_down(fy__queue_data(q, fy_pipeline_t, node));
+    }
+    for (q = ctx->policies.next; q != &ctx->policies; q = next) {
+      next = q->next;
+      fy__policy_wind_down(fy__queue_data(q, fy_policy_t, node));
+    }
+  }
+  if (ctx->ncalls == 0 && ctx->nframes == 0 && ctx->ntasks == 0 &&
+      fy__queue_empty(&ctx->pipelines) && fy__queue_empty(&ctx->policies))
+    finalize(ctx);
+}
+
+void fy__ctx_poke(fy_ctx_t *ctx) {
+  if ((ctx->flags & (FY__CTX_CLOSING | FY__CTX_FINAL)) == FY__CTX_CLOSING)
+    fy__ctx_enqueue(ctx, &ctx->close_task);
+}
+
+int fy_ctx_close(fy_ctx_t *ctx, fy_close_cb cb, void *user_data) {
+  if (ctx == NULL)
+    return 0;
+  assert(ctx->magic == FY__MAGIC_CTX);
+  if (ctx->flags & FY__CTX_CLOSING)
+    return FY_ECLOSED;
+  ctx->flags |= FY__CTX_CLOSING;
+  ctx->close_cb = cb;
+  ctx->close_ud = user_data;
+  fy__ctx_enqueue(ctx, &ctx->close_task);
+  return 0;
+}
+
+/* ---- events ------------------------------------------------------------ */
+
+struct fy_listener_s {
+  fy__queue_t node;
+  fy_ctx_t *ctx;
+  uint32_t mask;
+  fy_event_cb cb;
+  void *user_data;
+  int dead;
+};
+
+static void recompute_mask(fy_ctx_t *ctx) {
+  fy__queue_t *q;
+  uint32_t mask = 0;
+  for (q = ctx->listeners.next; q != &ctx->listeners; q = q->next) {
+    fy_listener_t *l = fy__queue_data(q, fy_listener_t, node);
+    if (!l->dead)
+      mask |= l->mask;
+  }
+  ctx->ev_mask = mask;
+}
+
+static void sweep_listeners(fy_ctx_t *ctx) {
+  fy__queue_t *q, *next;
+  for (q = ctx->listeners.next; q != &ctx->listeners; q = next) {
+    fy_listener_t *l = fy__queue_data(q, fy_listener_t, node);
+    next = q->next;
+    if (l->dead) {
+      fy__queue_remove(&l->node);
+      fy__free(l);
+    }
+  }
+  ctx->listeners_dirty = 0;
+}
+
+static void free_listeners(fy_ctx_t *ctx) {
+  fy__queue_t *q;
+  for (q = ctx->listeners.next; q != &ctx->listeners; q = q->next)
+    fy__queue_data(q, fy_listener_t, node)->dead = 1;
+  sweep_listeners(ctx);
+  ctx->ev_mask = 0;
+}
+
+int fy_ctx_listen(fy_ctx_t *ctx, uint32_t mask, fy_event_cb cb,
+                  void *user_data, fy_listener_t **out) {
+  fy_listener_t *l;
+  if (out != NULL)
+    *out = NULL;
+  if (ctx == NULL || cb == NULL || (mask & ~(uint32_t)FY_EV_ALL) != 0 ||
+      mask == 0)
+    return UV_EINVAL;
+  if (ctx->flags & FY__CTX_CLOSING)
+    return FY_ECLOSED;
+  l = fy__calloc(1, sizeof(*l));
+  if (l == NULL)
+    return UV_ENOMEM;
+  l->ctx = ctx;
+  l->mask = mask;
+  l->cb = cb;
+  l->user_data = user_data;
+  fy__queue_insert_tail(&ctx->listeners, &l->node);
+  ctx->ev_mask |= mask;
+  if (out != NULL)
+    *out = l;
+  return 0;
+}
+
+void fy_listener_remove(fy_listener_t *l) {
+  fy_ctx_t *ctx;
+  if (l == NULL || l->dead)
+    return;
+  ctx = l->ctx;
+  l->dead = 1;
+  recompute_mask(ctx);
+  /* Inside a dispatch the list is being walked: free after it. */
+  if (ctx->emitting)
+    ctx->listeners_dirty = 1;
+  else
+    sweep_listeners(ctx);
+}
+
+int fy_ctx_wants(const fy_ctx_t *ctx, fy_event_type_t type) {
+  return (unsigned)type < FY_EV__COUNT && FY__CTX_WANTS(ctx, type);
+}
+
+void fy_ctx_emit(fy_ctx_t *ctx, fy_event_t *ev) {
+  fy__queue_t *q;
+  if ((unsigned)ev->type >= FY_EV__COUNT || !FY__CTX_WANTS(ctx, ev->type))
+    return;
+  if (ev->time_ms == 0)
+    ev->time_ms = fy_ctx_now(ctx);
+  if (ev->policy_name == NULL)
+    ev->policy_name = "";
+  ctx->emitting++;
+  for (q = ctx->listeners.next; q != &ctx->listeners; q = q->next) {
+    fy_listener_t *l = fy__queue_data(q, fy_listener_t, node);
+    if (!l->dead && (l->mask & FY_EV_MASK(ev->type)))
+      l->cb(ctx, ev, l->user_data);
+  }
+  if (--ctx->emitting == 0 && ctx->listeners_dirty)
+    sweep_listeners(ctx);
+}
+
+const char *fy_event_name(fy_event_type_t type) {
+  static const char *const names[FY_EV__COUNT] = {
+      "call_done", "call_refused", "attempt_start", "attempt_done",
+      "reject",    "state_change", "retry",         "timeout",
+      "fallback",  "queue",        "hedge",         "limit_change",
+      "custom"};
+  if ((unsigned)type >= FY_EV__COUNT)
+    return "unknown";
+  return names[type];
+}

@@ -1,0 +1,712 @@
+/* Copyright (c) 2026 the fortify authors. MIT licensed.
+ *
+ * Frames and calls: how one call flows through the layers of a pipeline.
+ *
+ * A frame is one invocation of one layer.  The root frame belongs to the
+ * call; a policy's frame spawns children in the layer below; the innermost
+ * frame is an attempt of the operation.  Outcomes travel upwards with
+ * deliver().  Two counters make re-entrancy impossible by construction:
+ * - frame->hooks counts hooks of that frame on the stack (and spawns made
+ *   from it).  An outcome for a busy parent is queued on the context and
+ *   delivered from a fresh stack; a frame that finishes inside its own hook
+ *   is delivered when the hook returns.
+ * - ctx->api_depth is non-zero inside fy_call_start()/fy_call_cancel() and
+ *   the close wind-downs: a call finishing then is delivered later, so a
+ *   completion callback never runs inside the function that started or
+ *   cancelled its call (rule 2). */
+#include "internal.h"
+
+static void deliver(fy_frame_t *f);
+static void frame_cancel(fy_frame_t *f);
+
+static fy__leaf_t *leaf_of(fy_frame_t *f) {
+  return fy_container_of(f, fy__leaf_t, frame);
+}
+
+static fy_frame_t *frame_of_attempt(const fy_attempt_t *a) {
+  return &fy_container_of(a, fy__leaf_t, attempt)->frame;
+}
+
+static void run_deliver_task(fy__task_t *task) {
+  deliver(fy_container_of(task, fy_frame_t, task));
+}
+
+static void on_frame_timer(fy_deadline_t *d);
+
+/* ---- lifetime ---------------------------------------------------------- */
+
+static void frame_free(fy_frame_t *f) {
+  fy_ctx_t *ctx = f->ctx;
+  fy_pipeline_t *pl = f->pipeline;
+  fy_policy_t *p = f->policy;
+  void *result = f->result;
+  fy_result_dtor dtor = f->dtor;
+
+  assert(f->nchildren == 0 && f->parent == NULL && f->hooks == 0);
+  fy_deadline_stop(&f->timer);
+  if (p != NULL) {
+    fy__queue_remove(&f->pnode);
+    p->active--;
+    fy__policy_poke(p);
+  }
+  pl->nframes--;
+  fy__pipeline_poke(pl);
+  ctx->nframes--;
+  fy__pool_put(&ctx->pool, f, f->size);
+  /* The destructor is user code: run it once the frame is gone. */
+  if (result != NULL && dtor != NULL)
+    dtor(result);
+  fy__ctx_poke(ctx);
+}
+
+/* Forget the call in a detached subtree: the call's memory is the caller's
+ * again as soon as it completes. */
+static void forget_call(fy_frame_t *f) {
+  fy__queue_t *q;
+  f->call = NULL;
+  f->flags |= FY__F_DETACHED;
+  if (f->flags & FY__F_LEAF)
+    leaf_of(f)->attempt.call = NULL;
+  for (q = f->children.next; q != &f->children; q = q->next)
+    forget_call(fy__queue_data(q, fy_frame_t, sibling));
+}
+
+static void unlink_child(fy_frame_t *child) {
+  fy_frame_t *parent = child->parent;
+  fy__queue_remove(&child->sibling);
+  parent->nchildren--;
+  child->parent = NULL;
+}
+
+void fy_frame_detach(fy_frame_t *child) {
+  if (child == NULL || child->parent == NULL)
+    return;
+  unlink_child(child);
+  forget_call(child);
+  if (child->flags & FY__F_DONE) {
+    /* Its delivery is queued or pending on its own hook: either path
+     * frees it now that it has no parent. */
+    return;
+  }
+  frame_cancel(child);
+}
+
+static void detach_children(fy_frame_t *f) {
+  while (!fy__queue_empty(&f->children))
+    fy_frame_detach(
+        fy__queue_data(fy__queue_head(&f->children), fy_frame_t, sibling));
+}
+
+/* ---- starting ---------------------------------------------------------- */
+
+static size_t frame_size(const fy_pipeline_t *pl, unsigned layer) {
+  if (layer >= pl->n)
+    return sizeof(fy__leaf_t);
+  return FY__FRAME_HDR + pl->layers[layer]->vt->frame_size;
+}
+
+static int start_leaf(fy_frame_t *f, fy_call_t *call, const fy_op_t *op,
+                      void *arg) {
+  fy__leaf_t *leaf = leaf_of(f);
+  fy_ctx_t *ctx = f->ctx;
+  int rc;
+
+  leaf->op = op != NULL ? op : call->op;
+  leaf->attempt.arg = op != NULL ? arg : call->arg;
+  leaf->attempt.call = call;
+  leaf->attempt.index = call->detail.attempts++;
+  leaf->attempt.deadline = f->deadline;
+  /* The attempt's latency is only reported to listeners: skip the clock
+   * read (the most expensive step of a bare attempt) when none listens. */
+  if (FY__CTX_WANTS(ctx, FY_EV_ATTEMPT_DONE))
+    f->start_ns = fy_ctx_hrtime(ctx);
+  if (FY__CTX_WANTS(ctx, FY_EV_ATTEMPT_START)) {
+    fy_event_t ev = {0};
+    ev.type = FY_EV_ATTEMPT_START;
+    ev.call = call;
+    ev.attempt = leaf->attempt.index;
+    fy_ctx_emit(ctx, &ev);
+  }
+  rc = leaf->op->start(&leaf->attempt, leaf->attempt.arg);
+  if (rc > 0)
+    rc = FY_EBADRESULT;
+  /* A failure at start is the attempt's outcome, delivered like any other
+   * (later, never inside the spawn that started it). */
+  if (rc < 0 && !(f->flags & FY__F_DONE))
+    fy_frame_done(f, rc);
+  return 0;
+}
+
+int fy__frame_start(fy_call_t *call, fy_frame_t *parent, unsigned layer,
+                    uint64_t deadline, const fy_op_t *op, void *arg,
+                    fy_frame_t **out) {
+  fy_pipeline_t *pl = call->pipeline;
+  fy_ctx_t *ctx = pl->ctx;
+  fy_policy_t *p = layer < pl->n ? pl->layers[layer] : NULL;
+  size_t size = frame_size(pl, layer);
+  fy_frame_t *f;
+  int rc;
+
+  if (p != NULL && (p->flags & FY__OBJ_CLOSING)) {
+    fy_detail_t *d = &call->detail;
+    d->by_kind = p->vt->kind;
+    d->by_name = p->name;
+    return FY_ECLOSED;
+  }
+  f = fy__pool_get(&ctx->pool, size);
+  if (f == NULL)
+    return UV_ENOMEM;
+  f->size = size;
+  f->ctx = ctx;
+  f->pipeline = pl;
+  f->policy = p;
+  f->call = call;
+  f->layer = layer;
+  f->deadline = deadline;
+  f->task.run = run_deliver_task;
+  fy__queue_init(&f->children);
+  fy__queue_init(&f->sibling);
+  fy__queue_init(&f->pnode);
+  fy_deadline_init(ctx, &f->timer, on_frame_timer);
+  ctx->nframes++;
+  pl->nframes++;
+  if (p != NULL) {
+    p->active++;
+    fy__queue_insert_tail(&p->frames, &f->pnode);
+  } else {
+    f->flags |= FY__F_LEAF;
+  }
+  if (parent != NULL) {
+    f->parent = parent;
+    fy__queue_insert_tail(&parent->children, &f->sibling);
+    parent->nchildren++;
+  } else {
+    call->root = f;
+  }
+
+  f->hooks++;
+  rc = p != NULL ? p->vt->start(p, f) : start_leaf(f, call, op, arg);
+  f->hooks--;
+
+  if (rc < 0) {
+    /* A refusal: nothing will be delivered for this frame. */
+    detach_children(f);
+    if (f->parent != NULL)
+      unlink_child(f);
+    if (parent == NULL)
+      call->root = NULL;
+    frame_free(f);
+    return rc;
+  }
+  if (f->flags & FY__F_DELIVER) {
+    f->flags &= ~(unsigned)FY__F_DELIVER;
+    if (parent != NULL && f->parent == NULL)
+      /* Detached during its own start (its parent finished meanwhile, e.g.
+       * the call was cancelled from inside the operation's start): discard
+       * it from a fresh stack, so that the child fy_frame_spawn() hands
+       * back stays valid until the spawn has returned. */
+      fy__ctx_enqueue(ctx, &f->task);
+    else
+      deliver(f);
+  }
+  *out = f;
+  return 0;
+}
+
+static int spawn(fy_frame_t *f, unsigned layer, const fy_op_t *op, void *arg,
+                 fy_frame_t **child) {
+  fy_frame_t *c = NULL;
+  int rc;
+  if (child != NULL)
+    *child = NULL;
+  if (f == NULL || (f->flags & FY__F_LEAF))
+    return UV_EINVAL;
+  if ((f->flags & (FY__F_DONE | FY__F_DETACHED)) || f->call == NULL)
+    return FY_ECLOSED;
+  /* Spawning counts as a hook: the child's outcome must not reach
+   * child_done before this call has returned. */
+  f->hooks++;
+  rc = fy__frame_start(f->call, f, layer, f->deadline, op, arg, &c);
+  f->hooks--;
+  if (rc == 0 && child != NULL)
+    *child = c;
+  if (f->hooks == 0 && (f->flags & FY__F_DELIVER)) {
+    f->flags &= ~(unsigned)FY__F_DELIVER;
+    deliver(f);
+  }
+  return rc;
+}
+
+int fy_frame_spawn(fy_frame_t *f, fy_frame_t **child) {
+  if (f == NULL)
+    return UV_EINVAL;
+  return spawn(f, f->layer + 1, NULL, NULL, child);
+}
+
+int fy_frame_spawn_op(fy_frame_t *f, const fy_op_t *op, void *arg,
+                      fy_frame_t **child) {
+  if (f == NULL || op == NULL || op->start == NULL) {
+    if (child != NULL)
+      *child = NULL;
+    return UV_EINVAL;
+  }
+  return spawn(f, (unsigned)f->pipeline->n, op, arg, child);
+}
+
+const fy_call_opts_t *fy_frame_call_opts(const fy_frame_t *f) {
+  static const fy_call_opts_t defaults;
+  return f->call != NULL ? &f->call->opts : &defaults;
+}
+
+/* ---- finishing --------------------------------------------------------- */
+
+static void complete_call(fy_frame_t *root);
+
+/* Hand a finished frame's outcome to whoever waits for it, now if that is
+ * safe, else from a fresh stack. */
+static void deliver(fy_frame_t *f) {
+  fy_frame_t *parent = f->parent;
+  fy_policy_t *pp;
+
+  if (f->hooks > 0) {
+    f->flags |= FY__F_DELIVER;
+    return;
+  }
+  if (parent != NULL) {
+    if (parent->hooks > 0) {
+      fy__ctx_enqueue(f->ctx, &f->task);
+      return;
+    }
+    unlink_child(f);
+    pp = parent->policy;
+    parent->hooks++;
+    pp->vt->child_done(pp, parent, f, f->status);
+    parent->hooks--;
+    frame_free(f);
+    if (parent->hooks == 0 && (parent->flags & FY__F_DELIVER)) {
+      parent->flags &= ~(unsigned)FY__F_DELIVER;
+      deliver(parent);
+    }
+    return;
+  }
+  if (f->call == NULL) {
+    frame_free(f); /* detached: the late outcome is discarded */
+    return;
+  }
+  if (f->ctx->api_depth > 0) {
+    fy__ctx_enqueue(f->ctx, &f->task);
+    return;
+  }
+  complete_call(f);
+}
+
+static void note_attempt_done(fy_frame_t *f) {
+  fy_ctx_t *ctx = f->ctx;
+  fy__leaf_t *leaf = leaf_of(f);
+  fy_call_t *call = f->call;
+
+  if (call != NULL) {
+    /* The operation's own outcome replaces any earlier verdict. */
+    fy_detail_t *d = &call->detail;
+    d->cause = 0;
+    d->by_kind = NULL;
+    d->by_name = NULL;
+    d->state = 0;
+    memset(d->n, 0, sizeof(d->n));
+    d->key[0] = '\0';
+    d->retry_after_ms = f->retry_after;
+  }
+  if (FY__CTX_WANTS(ctx, FY_EV_ATTEMPT_DONE)) {
+    fy_event_t ev = {0};
+    ev.type = FY_EV_ATTEMPT_DONE;
+    ev.call = call;
+    ev.status = f->status;
+    ev.attempt = leaf->attempt.index;
+    /* 0: the listener registered while this attempt was in flight. */
+    ev.latency_ns = f->start_ns != 0 ? fy_ctx_hrtime(ctx) - f->start_ns : 0;
+    ev.delay_ms = f->retry_after;
+    fy_ctx_emit(ctx, &ev);
+  }
+}
+
+int fy_frame_done(fy_frame_t *f, int status) {
+  if (f == NULL)
+    return UV_EINVAL;
+  if (f->flags & FY__F_DONE)
+    return UV_EALREADY;
+  f->flags |= FY__F_DONE;
+  f->status = status;
+  fy_deadline_stop(&f->timer);
+  detach_children(f);
+  if (f->flags & FY__F_LEAF)
+    note_attempt_done(f);
+  deliver(f);
+  return 0;
+}
+
+static void frame_cancel(fy_frame_t *f) {
+  fy_policy_t *p = f->policy;
+
+  if (f->flags & (FY__F_DONE | FY__F_CANCEL))
+    return;
+  f->flags |= FY__F_CANCEL;
+  f->hooks++;
+  if (f->flags & FY__F_LEAF) {
+    fy__leaf_t *leaf = leaf_of(f);
+    if (leaf->op->cancel != NULL)
+      leaf->op->cancel(&leaf->attempt, leaf->attempt.arg);
+  } else if (p->vt->cancel != NULL) {
+    p->vt->cancel(p, f);
+  } else if (!fy__queue_empty(&f->children)) {
+    fy_frame_cancel_children(f);
+  } else {
+    fy_frame_done(f, UV_ECANCELED);
+  }
+  f->hooks--;
+  if (f->hooks == 0 && (f->flags & FY__F_DELIVER)) {
+    f->flags &= ~(unsigned)FY__F_DELIVER;
+    deliver(f);
+  }
+}
+
+void fy_frame_cancel_children(fy_frame_t *f) {
+  fy__queue_t *q, *next;
+  if (f == NULL)
+    return;
+  /* Children finishing now are queued (this frame is busy inside a hook,
+   * or is marked busy here), so the list stays intact while it is walked. */
+  f->hooks++;
+  for (q = f->children.next; q != &f->children; q = next) {
+    next = q->next;
+    frame_cancel(fy__queue_data(q, fy_frame_t, sibling));
+  }
+  f->hooks--;
+  if (f->hooks == 0 && (f->flags & FY__F_DELIVER)) {
+    f->flags &= ~(unsigned)FY__F_DELIVER;
+    deliver(f);
+  }
+}
+
+int fy_frame_cancel(fy_frame_t *f) {
+  if (f == NULL)
+    return UV_EINVAL;
+  if (f->flags & FY__F_DONE)
+    return UV_EALREADY;
+  frame_cancel(f);
+  return 0;
+}
+
+static void on_frame_timer(fy_deadline_t *d) {
+  fy_frame_t *f = fy_container_of(d, fy_frame_t, timer);
+  fy_policy_t *p = f->policy;
+  if ((f->flags & FY__F_DONE) || p == NULL || p->vt->deadline == NULL)
+    return;
+  f->hooks++;
+  p->vt->deadline(p, f);
+  f->hooks--;
+  if (f->hooks == 0 && (f->flags & FY__F_DELIVER)) {
+    f->flags &= ~(unsigned)FY__F_DELIVER;
+    deliver(f);
+  }
+}
+
+/* ---- frame accessors --------------------------------------------------- */
+
+void *fy_frame_state(fy_frame_t *f) {
+  if (f->flags & FY__F_LEAF)
+    return NULL;
+  return (char *)f + FY__FRAME_HDR;
+}
+
+fy_policy_t *fy_frame_policy(const fy_frame_t *f) { return f->policy; }
+fy_ctx_t *fy_frame_ctx(const fy_frame_t *f) { return f->ctx; }
+fy_call_t *fy_frame_call(const fy_frame_t *f) { return f->call; }
+size_t fy_frame_children(const fy_frame_t *f) { return f->nchildren; }
+
+int fy_frame_is_cancelled(const fy_frame_t *f) {
+  return (f->flags & FY__F_CANCEL) != 0;
+}
+
+static void drop_result(fy_frame_t *f) {
+  void *result = f->result;
+  fy_result_dtor dtor = f->dtor;
+  f->result = NULL;
+  f->dtor = NULL;
+  if (result != NULL && dtor != NULL)
+    dtor(result);
+}
+
+void fy_frame_adopt_result(fy_frame_t *f, fy_frame_t *child) {
+  void *result;
+  fy_result_dtor dtor;
+  if (f == NULL || child == NULL || f == child)
+    return;
+  result = child->result;
+  dtor = child->dtor;
+  child->result = NULL;
+  child->dtor = NULL;
+  fy_frame_set_result(f, result, dtor);
+}
+
+void fy_frame_set_result(fy_frame_t *f, void *result, fy_result_dtor dtor) {
+  drop_result(f);
+  f->result = result;
+  f->dtor = dtor;
+}
+
+uint64_t fy_frame_retry_after(const fy_frame_t *f) { return f->retry_after; }
+uint64_t fy_frame_deadline(const fy_frame_t *f) { return f->deadline; }
+
+void fy_frame_set_deadline(fy_frame_t *f, uint64_t when_ms) {
+  if (when_ms < f->deadline)
+    f->deadline = when_ms;
+}
+
+int fy_frame_arm(fy_frame_t *f, uint64_t when_ms) {
+  if (f == NULL || (f->flags & FY__F_LEAF))
+    return UV_EINVAL;
+  if (f->flags & FY__F_DONE)
+    return FY_ECLOSED;
+  return fy_deadline_start_at(&f->timer, when_ms);
+}
+
+void fy_frame_disarm(fy_frame_t *f) {
+  if (f != NULL)
+    fy_deadline_stop(&f->timer);
+}
+
+fy_detail_t *fy_frame_verdict(fy_frame_t *f, fy_policy_t *p) {
+  fy_detail_t *d =
+      f->call != NULL ? &f->call->detail : &f->ctx->scratch_detail;
+  d->cause = 0;
+  d->state = 0;
+  memset(d->n, 0, sizeof(d->n));
+  d->key[0] = '\0';
+  d->by_kind = p != NULL ? p->vt->kind : NULL;
+  d->by_name = p != NULL ? p->name : NULL;
+  return d;
+}
+
+/* ---- attempts ---------------------------------------------------------- */
+
+int fy_attempt_done(fy_attempt_t *a, int status) {
+  if (a == NULL)
+    return UV_EINVAL;
+  if (status > 0)
+    status = FY_EBADRESULT;
+  return fy_frame_done(frame_of_attempt(a), status);
+}
+
+void fy_attempt_set_result(fy_attempt_t *a, void *result,
+                           fy_result_dtor dtor) {
+  fy_frame_t *f = frame_of_attempt(a);
+  if (f->flags & FY__F_DONE) {
+    if (result != NULL && dtor != NULL)
+      dtor(result);
+    return;
+  }
+  fy_frame_set_result(f, result, dtor);
+}
+
+void fy_attempt_set_retry_after(fy_attempt_t *a, uint64_t ms) {
+  frame_of_attempt(a)->retry_after = ms;
+}
+
+uint64_t fy_attempt_remaining(const fy_attempt_t *a) {
+  const fy_frame_t *f = frame_of_attempt(a);
+  uint64_t now;
+  if (a->deadline == FY_TIME_NEVER)
+    return FY_TIME_NEVER;
+  now = fy_ctx_now(f->ctx);
+  return a->deadline > now ? a->deadline - now : 0;
+}
+
+int fy_attempt_is_cancelled(const fy_attempt_t *a) {
+  return (frame_of_attempt(a)->flags & FY__F_CANCEL) != 0;
+}
+
+void fy_attempt_mark(fy_attempt_t *a) {
+  fy_frame_t *leaf = frame_of_attempt(a);
+  fy_frame_t *f, *up;
+  if (leaf->flags & FY__F_DONE)
+    return;
+  leaf->hooks++;
+  for (f = leaf->parent; f != NULL; f = up) {
+    fy_policy_t *p = f->policy;
+    up = f->parent;
+    if (p->vt->progress == NULL)
+      continue;
+    f->hooks++;
+    p->vt->progress(p, f);
+    f->hooks--;
+    if (f->flags & FY__F_DONE) {
+      /* It finished: its ancestors learn of it through delivery. */
+      if (f->hooks == 0 && (f->flags & FY__F_DELIVER)) {
+        f->flags &= ~(unsigned)FY__F_DELIVER;
+        deliver(f);
+      }
+      break;
+    }
+  }
+  leaf->hooks--;
+  if (leaf->hooks == 0 && (leaf->flags & FY__F_DELIVER)) {
+    leaf->flags &= ~(unsigned)FY__F_DELIVER;
+    deliver(leaf);
+  }
+}
+
+/* ---- calls ------------------------------------------------------------- */
+
+static void complete_call(fy_frame_t *root) {
+  fy_call_t *call = root->call;
+  fy_pipeline_t *pl = root->pipeline;
+  fy_ctx_t *ctx = root->ctx;
+  int status = root->status;
+  fy_call_t *saved_call = ctx->delivering;
+  void *saved_result = ctx->delivering_result;
+  fy_result_dtor saved_dtor = ctx->delivering_dtor;
+  void *result = root->result;
+  fy_result_dtor dtor = root->dtor;
+
+  root->result = NULL;
+  root->dtor = NULL;
+  root->call = NULL;
+  call->root = NULL;
+  call->flags &= ~(unsigned)FY__CALL_ACTIVE;
+  call->status = status;
+  call->detail.elapsed_ns = fy_ctx_hrtime(ctx) - call->start_ns;
+  fy__queue_remove(&call->node);
+  pl->inflight--;
+  ctx->ncalls--;
+  frame_free(root);
+
+  if (FY__CTX_WANTS(ctx, FY_EV_CALL_DONE)) {
+    fy_event_t ev = {0};
+    ev.type = FY_EV_CALL_DONE;
+    ev.call = call;
+    ev.status = status;
+    ev.attempt = call->detail.attempts;
+    ev.latency_ns = call->detail.elapsed_ns;
+    fy_ctx_emit(ctx, &ev);
+  }
+
+  ctx->delivering = call;
+  ctx->delivering_result = result;
+  ctx->delivering_dtor = dtor;
+  call->cb(call, status);
+  /* |call| may be gone now; only the context is touched. */
+  result = ctx->delivering_result;
+  dtor = ctx->delivering_dtor;
+  ctx->delivering = saved_call;
+  ctx->delivering_result = saved_result;
+  ctx->delivering_dtor = saved_dtor;
+  if (result != NULL && dtor != NULL)
+    dtor(result);
+}
+
+int fy_call_start(fy_call_t *call, fy_pipeline_t *pl, const fy_op_t *op,
+                  void *arg, fy_call_cb cb) {
+  return fy_call_start_opts(call, pl, op, arg, NULL, cb);
+}
+
+int fy_call_start_opts(fy_call_t *call, fy_pipeline_t *pl, const fy_op_t *op,
+                       void *arg, const fy_call_opts_t *opts, fy_call_cb cb) {
+  fy_ctx_t *ctx;
+  fy_frame_t *root;
+  int rc;
+
+  if (call == NULL || pl == NULL || op == NULL || op->start == NULL ||
+      cb == NULL)
+    return UV_EINVAL;
+  assert(pl->magic == FY__MAGIC_PIPELINE);
+  if (call->flags & FY__CALL_ACTIVE)
+    return UV_EBUSY;
+  ctx = pl->ctx;
+  memset(&call->detail, 0, sizeof(call->detail));
+  call->status = 0;
+  if (opts != NULL)
+    call->opts = *opts;
+  else
+    memset(&call->opts, 0, sizeof(call->opts));
+  if ((pl->flags & FY__OBJ_CLOSING) || (ctx->flags & FY__CTX_CLOSING)) {
+    call->status = FY_ECLOSED;
+    return FY_ECLOSED;
+  }
+  call->cb = cb;
+  call->pipeline = pl;
+  call->op = op;
+  call->arg = arg;
+  call->root = NULL;
+  call->flags = FY__CALL_ACTIVE;
+  call->start_ns = fy_ctx_hrtime(ctx);
+  fy__queue_insert_tail(&pl->calls, &call->node);
+  pl->inflight++;
+  ctx->ncalls++;
+
+  ctx->api_depth++;
+  rc = fy__frame_start(call, NULL, 0, FY_TIME_NEVER, NULL, NULL, &root);
+  ctx->api_depth--;
+  if (rc == 0)
+    return 0;
+
+  fy__queue_remove(&call->node);
+  pl->inflight--;
+  ctx->ncalls--;
+  call->flags = 0;
+  call->status = rc;
+  fy__pipeline_poke(pl);
+  fy__ctx_poke(ctx);
+  if (FY__CTX_WANTS(ctx, FY_EV_CALL_REFUSED)) {
+    fy_event_t ev = {0};
+    ev.type = FY_EV_CALL_REFUSED;
+    ev.call = call;
+    ev.status = rc;
+    ev.policy_kind = call->detail.by_kind;
+    ev.policy_name = call->detail.by_name;
+    fy_ctx_emit(ctx, &ev);
+  }
+  return rc;
+}
+
+int fy_call_cancel(fy_call_t *call) {
+  fy_ctx_t *ctx;
+  if (call == NULL || !(call->flags & FY__CALL_ACTIVE))
+    return UV_EINVAL;
+  if (call->root == NULL || (call->root->flags & FY__F_DONE))
+    return UV_EBUSY;
+  ctx = call->pipeline->ctx;
+  ctx->api_depth++;
+  frame_cancel(call->root);
+  ctx->api_depth--;
+  return 0;
+}
+
+int fy_call_is_active(const fy_call_t *call) {
+  return call != NULL && (call->flags & FY__CALL_ACTIVE) != 0;
+}
+
+void *fy_call_result(const fy_call_t *call) {
+  fy_ctx_t *ctx;
+  if (call == NULL || call->pipeline == NULL)
+    return NULL;
+  ctx = call->pipeline->ctx;
+  return ctx->delivering == call ? ctx->delivering_result : NULL;
+}
+
+void *fy_call_take_result(fy_call_t *call, fy_result_dtor *dtor) {
+  fy_ctx_t *ctx;
+  void *result;
+  if (dtor != NULL)
+    *dtor = NULL;
+  if (call == NULL || call->pipeline == NULL)
+    return NULL;
+  ctx = call->pipeline->ctx;
+  if (ctx->delivering != call)
+    return NULL;
+  result = ctx->delivering_result;
+  if (dtor != NULL)
+    *dtor = ctx->delivering_dtor;
+  ctx->delivering_result = NULL;
+  ctx->delivering_dtor = NULL;
+  return result;
+}

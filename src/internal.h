@@ -1,0 +1,242 @@
+/* Copyright (c) 2026 the fortify authors. MIT licensed.
+ *
+ * Internal declarations shared by the library's files: object layouts, the
+ * deferred-task queue, freelists, allocation.  Nothing here is API. */
+#ifndef FY_INTERNAL_H
+#define FY_INTERNAL_H
+
+#include <assert.h>
+#include <string.h>
+
+#include "fortify.h"
+#include "queue.h"
+#include "wheel.h"
+
+/* Freelists are bypassed under AddressSanitizer so that a use after free
+ * stays visible, and when built with FY_NO_POOL. */
+#if defined(__SANITIZE_ADDRESS__)
+#define FY__POOL_ENABLED 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FY__POOL_ENABLED 0
+#endif
+#endif
+#ifndef FY__POOL_ENABLED
+#ifdef FY_NO_POOL
+#define FY__POOL_ENABLED 0
+#else
+#define FY__POOL_ENABLED 1
+#endif
+#endif
+
+#define FY__MAGIC_CTX 0x66794358u      /* "fyCX" */
+#define FY__MAGIC_PIPELINE 0x6679504cu /* "fyPL" */
+#define FY__MAGIC_POLICY 0x66795059u   /* "fyPY" */
+#define FY__MAGIC_DEAD 0xdeadf00du
+
+#define FY__ALIGN 16
+#define FY__ROUND_UP(n, a) (((n) + (a)-1) & ~((size_t)(a)-1))
+
+/* ---- allocation (alloc.c) ---------------------------------------------- */
+void *fy__malloc(size_t size);
+void *fy__calloc(size_t count, size_t size);
+void fy__free(void *ptr);
+
+/* Per-context freelists by size class (64-byte steps up to 1 KiB). */
+#define FY__POOL_STEP 64
+#define FY__POOL_CLASSES 16
+#define FY__POOL_KEEP 4096 /* blocks kept per class */
+typedef struct fy__pool_s {
+  void *free[FY__POOL_CLASSES];
+  uint32_t count[FY__POOL_CLASSES];
+} fy__pool_t;
+
+void *fy__pool_get(fy__pool_t *pool, size_t size); /* |size| bytes zeroed */
+void fy__pool_put(fy__pool_t *pool, void *ptr, size_t size);
+void fy__pool_drain(fy__pool_t *pool);
+size_t fy__pool_cached(const fy__pool_t *pool);
+
+/* ---- deferred tasks ---------------------------------------------------- */
+typedef struct fy__task_s fy__task_t;
+struct fy__task_s {
+  fy__queue_t node;
+  void (*run)(fy__task_t *task);
+  int queued;
+};
+
+/* ---- context ----------------------------------------------------------- */
+enum {
+  FY__CTX_MANUAL = 1u << 0,
+  FY__CTX_CLOSING = 1u << 1,    /* fy_ctx_close() called */
+  FY__CTX_WINDING = 1u << 2,    /* objects told to close */
+  FY__CTX_FINAL = 1u << 3,      /* handles closing, nothing runs any more */
+  FY__CTX_UNREF = 1u << 4,
+  FY__CTX_RUNNING = 1u << 5,    /* firing deadlines or draining tasks */
+  FY__CTX_TASKS_ARMED = 1u << 6 /* idle + check started */
+};
+
+struct fy_ctx_s {
+  uint32_t magic;
+  unsigned flags;
+  uv_loop_t *loop;
+  void *data;
+  uint64_t manual_now;
+
+  /* Deadlines. */
+  fy__wheel_t wheel;
+  uint64_t armed_at; /* when the uv timer fires, FY_TIME_NEVER if stopped */
+  size_t strong;     /* pending deadlines that keep the loop alive */
+  int timer_refd;    /* the uv timer is referenced */
+  uv_timer_t timer;
+
+  /* Deferred tasks, delivered from a check handle; the idle handle keeps
+   * the loop from blocking in poll while tasks wait. */
+  fy__queue_t tasks;
+  size_t ntasks;
+  uv_check_t check;
+  uv_idle_t idle;
+  int open_handles;
+
+  /* Objects. */
+  fy__queue_t pipelines;
+  fy__queue_t policies;
+  fy__queue_t listeners;
+  fy__queue_t attachments;
+  uint32_t ev_mask;
+  unsigned emitting;
+  int listeners_dirty;
+  size_t ncalls;
+  size_t nframes;
+  unsigned api_depth; /* inside a public entry point that must not call the
+                         user back (fy_call_start, fy_call_cancel) */
+
+  /* The call whose callback runs now, and the result it may take. */
+  fy_call_t *delivering;
+  void *delivering_result;
+  fy_result_dtor delivering_dtor;
+
+  fy_detail_t scratch_detail;
+
+  fy__task_t close_task;
+  fy_close_cb close_cb;
+  void *close_ud;
+
+  fy__pool_t pool;
+};
+
+/* Something the context frees when it finishes closing, if its owner has
+ * not (a preset the user never closed). */
+typedef struct fy__attach_s fy__attach_t;
+struct fy__attach_s {
+  fy__queue_t node;
+  void (*destroy)(fy__attach_t *attach);
+};
+void fy__ctx_attach(fy_ctx_t *ctx, fy__attach_t *attach);
+void fy__ctx_detach(fy__attach_t *attach);
+
+void fy__ctx_enqueue(fy_ctx_t *ctx, fy__task_t *task);
+/* Re-examine a closing context once something it waits for went away. */
+void fy__ctx_poke(fy_ctx_t *ctx);
+
+#define FY__CTX_WANTS(ctx, type) (((ctx)->ev_mask >> (unsigned)(type)) & 1u)
+
+/* ---- pipelines and policies -------------------------------------------- */
+enum {
+  FY__OBJ_CLOSING = 1u << 0,  /* close requested */
+  FY__OBJ_NOTIFIED = 1u << 1, /* close callback delivered */
+  FY__OBJ_WOUND = 1u << 2     /* close hook ran */
+};
+
+struct fy_pipeline_s {
+  uint32_t magic;
+  unsigned flags;
+  fy_ctx_t *ctx;
+  size_t n;
+  fy_policy_t *layers[FY_PIPELINE_MAX];
+  fy__queue_t calls;
+  size_t inflight; /* calls */
+  size_t nframes;  /* frames, including detached ones */
+  fy__queue_t node;
+  fy__task_t close_task;
+  fy_close_cb close_cb;
+  void *close_ud;
+};
+
+struct fy_policy_s {
+  uint32_t magic;
+  unsigned flags;
+  fy_ctx_t *ctx;
+  const fy_policy_vtable_t *vt;
+  unsigned refs;   /* pipelines holding it */
+  size_t active;   /* live frames */
+  fy__queue_t frames;
+  fy__queue_t node;
+  fy__task_t close_task;
+  fy_close_cb close_cb;
+  void *close_ud;
+  void *close_obj; /* what close_cb receives */
+  char name[FY_NAME_MAX + 1];
+  /* the implementation's state follows, FY__ALIGN-aligned */
+};
+
+#define FY__POLICY_HDR FY__ROUND_UP(sizeof(struct fy_policy_s), FY__ALIGN)
+
+void fy__pipeline_wind_down(fy_pipeline_t *pl);
+void fy__policy_wind_down(fy_policy_t *p);
+void fy__policy_unref(fy_policy_t *p);
+/* Counters went down: a closing object may now finish (via a task). */
+void fy__policy_poke(fy_policy_t *p);
+void fy__pipeline_poke(fy_pipeline_t *pl);
+
+/* ---- frames ------------------------------------------------------------ */
+enum {
+  FY__F_LEAF = 1u << 0,
+  FY__F_DONE = 1u << 1,      /* outcome decided */
+  FY__F_CANCEL = 1u << 2,    /* cancellation requested */
+  FY__F_DELIVER = 1u << 3,   /* deliver once the running hook returns */
+  FY__F_DETACHED = 1u << 4   /* parent gave up on it */
+};
+
+struct fy_frame_s {
+  fy__task_t task; /* delivery of the outcome, when deferred */
+  fy__queue_t children;
+  fy__queue_t sibling;
+  fy__queue_t pnode; /* in policy->frames */
+  fy_frame_t *parent;
+  fy_call_t *call;
+  fy_pipeline_t *pipeline;
+  fy_policy_t *policy; /* NULL for the operation's attempt */
+  fy_ctx_t *ctx;
+  fy_deadline_t timer;
+  void *result;
+  fy_result_dtor dtor;
+  uint64_t deadline;
+  uint64_t retry_after;
+  uint64_t start_ns;
+  size_t size;
+  size_t nchildren;
+  int status;
+  unsigned hooks; /* hooks of this frame on the stack */
+  unsigned flags;
+  unsigned layer;
+};
+
+#define FY__FRAME_HDR FY__ROUND_UP(sizeof(struct fy_frame_s), FY__ALIGN)
+
+typedef struct fy__leaf_s {
+  struct fy_frame_s frame;
+  const fy_op_t *op; /* kept here: a detached attempt has no call */
+  fy_attempt_t attempt;
+} fy__leaf_t;
+
+/* Start a frame for |layer| of the call's pipeline under |parent| (NULL:
+ * the root).  An attempt runs |op| with |arg|, or the call's own when |op|
+ * is NULL.  Returns 0 with *out set, or a negative refusal. */
+int fy__frame_start(fy_call_t *call, fy_frame_t *parent, unsigned layer,
+                    uint64_t deadline, const fy_op_t *op, void *arg,
+                    fy_frame_t **out);
+
+/* fy_call_t.flags */
+enum { FY__CALL_ACTIVE = 1u << 0 };
+
+#endif /* FY_INTERNAL_H */

@@ -1,0 +1,105 @@
+/* Copyright (c) 2026 the fortify authors. MIT licensed. */
+#include "internal.h"
+
+static void run_pipeline_close(fy__task_t *task);
+
+int fy_pipeline_new(fy_ctx_t *ctx, fy_policy_t *const *policies, size_t n,
+                    fy_pipeline_t **out) {
+  fy_pipeline_t *pl;
+  size_t i;
+  if (out == NULL)
+    return UV_EINVAL;
+  *out = NULL;
+  if (ctx == NULL || n > FY_PIPELINE_MAX || (n > 0 && policies == NULL))
+    return UV_EINVAL;
+  for (i = 0; i < n; i++) {
+    if (policies[i] == NULL || policies[i]->ctx != ctx)
+      return UV_EINVAL;
+    if (policies[i]->flags & FY__OBJ_CLOSING)
+      return FY_ECLOSED;
+  }
+  if (ctx->flags & FY__CTX_CLOSING)
+    return FY_ECLOSED;
+  pl = fy__calloc(1, sizeof(*pl));
+  if (pl == NULL)
+    return UV_ENOMEM;
+  pl->magic = FY__MAGIC_PIPELINE;
+  pl->ctx = ctx;
+  pl->n = n;
+  for (i = 0; i < n; i++) {
+    pl->layers[i] = policies[i];
+    policies[i]->refs++;
+  }
+  fy__queue_init(&pl->calls);
+  fy__queue_insert_tail(&ctx->pipelines, &pl->node);
+  pl->close_task.run = run_pipeline_close;
+  *out = pl;
+  return 0;
+}
+
+size_t fy_pipeline_inflight(const fy_pipeline_t *pl) { return pl->inflight; }
+size_t fy_pipeline_size(const fy_pipeline_t *pl) { return pl->n; }
+fy_ctx_t *fy_pipeline_ctx(const fy_pipeline_t *pl) { return pl->ctx; }
+
+void fy__pipeline_poke(fy_pipeline_t *pl) {
+  if (pl->flags & FY__OBJ_CLOSING)
+    fy__ctx_enqueue(pl->ctx, &pl->close_task);
+}
+
+static void pipeline_free(fy_pipeline_t *pl) {
+  fy_ctx_t *ctx = pl->ctx;
+  size_t i;
+  fy__queue_remove(&pl->node);
+  for (i = 0; i < pl->n; i++)
+    fy__policy_unref(pl->layers[i]);
+  pl->magic = FY__MAGIC_DEAD;
+  fy__free(pl);
+  fy__ctx_poke(ctx);
+}
+
+/* Cancel every call in flight.  Their completions are queued (api_depth),
+ * so the list is stable while it is walked. */
+static void cancel_calls(fy_pipeline_t *pl) {
+  fy_ctx_t *ctx = pl->ctx;
+  fy__queue_t *q;
+  ctx->api_depth++;
+  for (q = pl->calls.next; q != &pl->calls; q = q->next) {
+    fy_call_t *call = fy__queue_data(q, fy_call_t, node);
+    if (call->root != NULL)
+      fy_frame_cancel(call->root);
+  }
+  ctx->api_depth--;
+}
+
+static void run_pipeline_close(fy__task_t *task) {
+  fy_pipeline_t *pl = fy_container_of(task, fy_pipeline_t, close_task);
+  fy_close_cb cb;
+  if (!(pl->flags & FY__OBJ_WOUND)) {
+    pl->flags |= FY__OBJ_WOUND;
+    cancel_calls(pl);
+  }
+  if (pl->inflight > 0 || pl->nframes > 0)
+    return;
+  cb = pl->close_cb;
+  pl->flags |= FY__OBJ_NOTIFIED;
+  if (cb != NULL)
+    cb(pl, pl->close_ud);
+  pipeline_free(pl);
+}
+
+void fy__pipeline_wind_down(fy_pipeline_t *pl) {
+  pl->flags |= FY__OBJ_CLOSING;
+  fy__ctx_enqueue(pl->ctx, &pl->close_task);
+}
+
+int fy_pipeline_close(fy_pipeline_t *pl, fy_close_cb cb, void *user_data) {
+  if (pl == NULL)
+    return 0;
+  assert(pl->magic == FY__MAGIC_PIPELINE);
+  if (pl->flags & FY__OBJ_CLOSING)
+    return FY_ECLOSED;
+  pl->close_cb = cb;
+  pl->close_ud = user_data;
+  fy__pipeline_wind_down(pl);
+  return 0;
+}

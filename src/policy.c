@@ -1,0 +1,199 @@
+/* Copyright (c) 2026 the fortify authors. MIT licensed.
+ *
+ * The policy object every pattern is built on, and the pass-through
+ * policy. */
+#include "internal.h"
+
+static void run_policy_close(fy__task_t *task);
+
+int fy_policy_new(fy_ctx_t *ctx, const fy_policy_vtable_t *vt,
+                  size_t impl_size, const char *name, fy_policy_t **out) {
+  fy_policy_t *p;
+  if (out == NULL)
+    return UV_EINVAL;
+  *out = NULL;
+  if (ctx == NULL || vt == NULL || vt->start == NULL ||
+      vt->child_done == NULL || vt->kind == NULL)
+    return UV_EINVAL;
+  if (impl_size > ((size_t)1 << 30) || vt->frame_size > ((size_t)1 << 20))
+    return UV_EINVAL;
+  if (ctx->flags & FY__CTX_CLOSING)
+    return FY_ECLOSED;
+  p = fy__calloc(1, FY__POLICY_HDR + (impl_size ? impl_size : 1));
+  if (p == NULL)
+    return UV_ENOMEM;
+  p->magic = FY__MAGIC_POLICY;
+  p->ctx = ctx;
+  p->vt = vt;
+  if (name != NULL) {
+    strncpy(p->name, name, FY_NAME_MAX);
+    p->name[FY_NAME_MAX] = '\0';
+  }
+  fy__queue_init(&p->frames);
+  fy__queue_insert_tail(&ctx->policies, &p->node);
+  p->close_task.run = run_policy_close;
+  *out = p;
+  return 0;
+}
+
+void *fy_policy_impl(fy_policy_t *p) { return (char *)p + FY__POLICY_HDR; }
+fy_ctx_t *fy_policy_ctx(const fy_policy_t *p) { return p->ctx; }
+const char *fy_policy_name(const fy_policy_t *p) { return p->name; }
+const char *fy_policy_kind(const fy_policy_t *p) { return p->vt->kind; }
+size_t fy_policy_active(const fy_policy_t *p) { return p->active; }
+
+int fy_policy_is_closing(const fy_policy_t *p) {
+  return (p->flags & FY__OBJ_CLOSING) != 0;
+}
+
+void fy_policy_emit(fy_policy_t *p, fy_event_type_t type, fy_call_t *call,
+                    int status, int64_t from, int64_t to) {
+  fy_event_t ev = {0};
+  if ((unsigned)type >= FY_EV__COUNT || !FY__CTX_WANTS(p->ctx, type))
+    return;
+  ev.type = type;
+  ev.policy = p;
+  ev.policy_kind = p->vt->kind;
+  ev.policy_name = p->name;
+  ev.call = call;
+  ev.status = status;
+  ev.from = from;
+  ev.to = to;
+  fy_ctx_emit(p->ctx, &ev);
+}
+
+void fy__policy_poke(fy_policy_t *p) {
+  if (p->flags & FY__OBJ_CLOSING)
+    fy__ctx_enqueue(p->ctx, &p->close_task);
+}
+
+void fy__policy_unref(fy_policy_t *p) {
+  assert(p->refs > 0);
+  p->refs--;
+  fy__policy_poke(p);
+}
+
+static void policy_free(fy_policy_t *p) {
+  fy_ctx_t *ctx = p->ctx;
+  fy__queue_remove(&p->node);
+  if (p->vt->destroy != NULL)
+    p->vt->destroy(p);
+  p->magic = FY__MAGIC_DEAD;
+  fy__free(p);
+  fy__ctx_poke(ctx);
+}
+
+/* Tell the implementation, then cancel every frame still alive in this
+ * policy: pending calls complete with UV_ECANCELED (rule 4). */
+static void wind_down(fy_policy_t *p) {
+  fy_ctx_t *ctx = p->ctx;
+  fy__queue_t pending, *q;
+  ctx->api_depth++;
+  if (p->vt->close != NULL)
+    p->vt->close(p);
+  /* Cancelling one frame may finish and free others of this policy (a
+   * frame that abandons its children, which sit in this same policy when
+   * it appears twice in a pipeline): a saved next pointer could dangle.
+   * Walk a private list instead; frame_free() unlinks a frame from
+   * whichever list holds it. */
+  fy__queue_init(&pending);
+  fy__queue_move_tail(&p->frames, &pending);
+  while (!fy__queue_empty(&pending)) {
+    q = fy__queue_head(&pending);
+    fy__queue_remove(q);
+    fy__queue_insert_tail(&p->frames, q);
+    fy_frame_cancel(fy__queue_data(q, fy_frame_t, pnode));
+  }
+  ctx->api_depth--;
+}
+
+static void run_policy_close(fy__task_t *task) {
+  fy_policy_t *p = fy_container_of(task, fy_policy_t, close_task);
+  fy_close_cb cb;
+  if (!(p->flags & FY__OBJ_WOUND)) {
+    p->flags |= FY__OBJ_WOUND;
+    wind_down(p);
+  }
+  if (p->active > 0)
+    return;
+  if (!(p->flags & FY__OBJ_NOTIFIED)) {
+    p->flags |= FY__OBJ_NOTIFIED;
+    cb = p->close_cb;
+    if (cb != NULL)
+      cb(p->close_obj != NULL ? p->close_obj : p, p->close_ud);
+  }
+  if (p->refs == 0)
+    policy_free(p);
+}
+
+void fy__policy_wind_down(fy_policy_t *p) {
+  p->flags |= FY__OBJ_CLOSING;
+  fy__ctx_enqueue(p->ctx, &p->close_task);
+}
+
+int fy_policy_close_as(fy_policy_t *p, void *obj, fy_close_cb cb,
+                       void *user_data) {
+  if (p == NULL)
+    return 0;
+  assert(p->magic == FY__MAGIC_POLICY);
+  if (p->flags & FY__OBJ_CLOSING)
+    return FY_ECLOSED;
+  p->close_cb = cb;
+  p->close_ud = user_data;
+  p->close_obj = obj;
+  fy__policy_wind_down(p);
+  return 0;
+}
+
+int fy_policy_close(fy_policy_t *p, fy_close_cb cb, void *user_data) {
+  return fy_policy_close_as(p, p, cb, user_data);
+}
+
+/* ---- classification ---------------------------------------------------- */
+
+fy_outcome_t fy_classify_default(int status, void *user_data) {
+  (void)user_data;
+  if (status == 0)
+    return FY_OUTCOME_SUCCESS;
+  if (status == UV_ECANCELED)
+    return FY_OUTCOME_IGNORE;
+  return FY_OUTCOME_FAILURE;
+}
+
+int fy_is_refusal(int status) {
+  switch (status) {
+  case FY_ECIRCUITOPEN:
+  case FY_ERATELIMITED:
+  case FY_EBULKHEADFULL:
+  case FY_EQUEUETIMEOUT:
+  case FY_ECLOSED:
+  case FY_EBUDGET:
+  case FY_ELIMIT:
+  case FY_ESHED:
+    return 1;
+  default:
+    return 0;
+  }
+}
+
+/* ---- pass-through ------------------------------------------------------ */
+
+static int passthrough_start(fy_policy_t *p, fy_frame_t *f) {
+  (void)p;
+  return fy_frame_spawn(f, NULL);
+}
+
+static void passthrough_child_done(fy_policy_t *p, fy_frame_t *f,
+                                   fy_frame_t *child, int status) {
+  (void)p;
+  fy_frame_adopt_result(f, child);
+  fy_frame_done(f, status);
+}
+
+static const fy_policy_vtable_t passthrough_vtable = {
+    "passthrough", 0, passthrough_start, passthrough_child_done,
+    NULL,          NULL, NULL, NULL, NULL};
+
+int fy_passthrough_new(fy_ctx_t *ctx, const char *name, fy_policy_t **out) {
+  return fy_policy_new(ctx, &passthrough_vtable, 0, name, out);
+}

@@ -1,0 +1,232 @@
+/* Copyright (c) 2026 the fortify authors. MIT licensed.
+ *
+ * Presets: the common pipelines, assembled from the patterns in the
+ * library's default order.  Nothing here is a new mechanism; a preset only
+ * chooses options and an order, and closes what it built. */
+#include <stdio.h>
+
+#include "internal.h"
+
+struct fy_preset_s {
+  fy__attach_t attach; /* freed by the context if never closed */
+  fy_ctx_t *ctx;
+  fy_pipeline_t *pipeline;
+  fy_bulkhead_t *bulkhead;
+  fy_timeout_t *total;
+  fy_retry_t *retry;
+  fy_breaker_t *breaker;
+  fy_timeout_t *per_try;
+  unsigned closing; /* close callbacks still to come */
+  fy_close_cb close_cb;
+  void *close_ud;
+};
+
+void fy_preset_opts_init(fy_preset_opts_t *o, fy_preset_kind_t kind) {
+  memset(o, 0, sizeof(*o));
+  o->retry_jitter = FY_RETRY_JITTER_FULL;
+  o->breaker_max_requests = 3;
+  o->breaker_interval_ms = 60000;
+  switch (kind) {
+  case FY_PRESET_RPC:
+    o->attempt_timeout_ms = 2000;
+    o->max_attempts = 3;
+    o->retry_initial_delay_ms = 100;
+    o->retry_max_delay_ms = 2000;
+    o->breaker_failures = 5;
+    o->breaker_open_ms = 30000;
+    break;
+  case FY_PRESET_DATABASE:
+    o->attempt_timeout_ms = 5000;
+    o->max_attempts = 2;
+    o->retry_initial_delay_ms = 50;
+    o->retry_max_delay_ms = 500;
+    o->breaker_failures = 10;
+    o->breaker_open_ms = 20000;
+    o->breaker_max_requests = 2;
+    break;
+  case FY_PRESET_HTTP_CLIENT:
+  default:
+    o->attempt_timeout_ms = 10000;
+    o->max_attempts = 3;
+    o->retry_initial_delay_ms = 100;
+    o->retry_max_delay_ms = 5000;
+    o->breaker_failures = 5;
+    o->breaker_open_ms = 30000;
+    break;
+  }
+}
+
+/* "<prefix>.<role>", truncated like every policy name. */
+static const char *role_name(char *buf, size_t len, const char *prefix,
+                             const char *role) {
+  snprintf(buf, len, "%s%s%s", prefix ? prefix : "", prefix ? "." : "",
+           role);
+  return buf;
+}
+
+static void preset_free(fy_preset_t *p) {
+  fy__ctx_detach(&p->attach);
+  fy__free(p);
+}
+
+static void on_ctx_gone(fy__attach_t *attach) {
+  fy__free(fy_container_of(attach, fy_preset_t, attach));
+}
+
+static void on_part_closed(void *obj, void *user_data) {
+  fy_preset_t *preset = user_data;
+  fy_close_cb cb;
+  (void)obj;
+  if (--preset->closing > 0)
+    return;
+  cb = preset->close_cb;
+  if (cb != NULL)
+    cb(preset, preset->close_ud);
+  preset_free(preset);
+}
+
+/* Close whatever exists; with |cb| NULL (a failed construction) nobody
+ * waits for the callbacks. */
+static void close_parts(fy_preset_t *p, fy_close_cb cb) {
+  void *ud = cb != NULL ? p : NULL;
+  p->closing = 0;
+#define FY__CLOSE_PART(expr, closefn)                                          \
+  if ((expr) != NULL && closefn((expr), cb, ud) == 0)                          \
+    p->closing++;
+  FY__CLOSE_PART(p->pipeline, fy_pipeline_close)
+  FY__CLOSE_PART(p->bulkhead, fy_bulkhead_close)
+  FY__CLOSE_PART(p->total, fy_timeout_close)
+  FY__CLOSE_PART(p->retry, fy_retry_close)
+  FY__CLOSE_PART(p->breaker, fy_breaker_close)
+  FY__CLOSE_PART(p->per_try, fy_timeout_close)
+#undef FY__CLOSE_PART
+}
+
+static int build_policies(fy_preset_t *p, const fy_preset_opts_t *o) {
+  char name[FY_NAME_MAX + 1];
+  fy_bulkhead_opts_t bo;
+  fy_timeout_opts_t to;
+  fy_retry_opts_t ro;
+  fy_breaker_opts_t co;
+  int rc;
+
+  if (o->max_concurrent > 0) {
+    fy_bulkhead_opts_init(&bo);
+    bo.name = role_name(name, sizeof(name), o->name, "bulkhead");
+    bo.max_concurrent = o->max_concurrent;
+    bo.max_queue = o->max_queue;
+    bo.queue_timeout_ms = o->queue_timeout_ms;
+    if ((rc = fy_bulkhead_new(p->ctx, &bo, &p->bulkhead)) != 0)
+      return rc;
+  }
+  if (o->total_timeout_ms > 0) {
+    fy_timeout_opts_init(&to);
+    to.name = role_name(name, sizeof(name), o->name, "total");
+    to.timeout_ms = o->total_timeout_ms;
+    to.scope = FY_TIMEOUT_TOTAL;
+    if ((rc = fy_timeout_new(p->ctx, &to, &p->total)) != 0)
+      return rc;
+  }
+  fy_retry_opts_init(&ro);
+  ro.name = role_name(name, sizeof(name), o->name, "retry");
+  ro.max_attempts = o->max_attempts;
+  ro.initial_delay_ms = o->retry_initial_delay_ms;
+  ro.max_delay_ms = o->retry_max_delay_ms;
+  ro.jitter = o->retry_jitter;
+  ro.require_idempotent = o->require_idempotent;
+  if ((rc = fy_retry_new(p->ctx, &ro, &p->retry)) != 0)
+    return rc;
+  fy_breaker_opts_init(&co);
+  co.name = role_name(name, sizeof(name), o->name, "breaker");
+  co.failure_threshold = o->breaker_failures;
+  co.open_ms = o->breaker_open_ms;
+  co.max_requests = o->breaker_max_requests;
+  co.interval_ms = o->breaker_interval_ms;
+  if ((rc = fy_breaker_new(p->ctx, &co, &p->breaker)) != 0)
+    return rc;
+  fy_timeout_opts_init(&to);
+  to.name = role_name(name, sizeof(name), o->name, "attempt");
+  to.timeout_ms = o->attempt_timeout_ms;
+  to.scope = FY_TIMEOUT_PER_TRY;
+  return fy_timeout_new(p->ctx, &to, &p->per_try);
+}
+
+int fy_preset_new(fy_ctx_t *ctx, const fy_preset_opts_t *opts,
+                  fy_preset_t **out) {
+  fy_preset_opts_t defaults;
+  fy_policy_t *layers[5];
+  size_t n = 0;
+  fy_preset_t *p;
+  int rc;
+
+  if (out == NULL)
+    return UV_EINVAL;
+  *out = NULL;
+  if (ctx == NULL)
+    return UV_EINVAL;
+  if (opts == NULL) {
+    fy_preset_opts_init(&defaults, FY_PRESET_HTTP_CLIENT);
+    opts = &defaults;
+  }
+  /* A preset without a per-try timeout would let one hung attempt eat
+   * every retry: refuse it rather than default it silently. */
+  if (opts->attempt_timeout_ms == 0 ||
+      (opts->total_timeout_ms != 0 &&
+       opts->total_timeout_ms < opts->attempt_timeout_ms))
+    return UV_EINVAL;
+  p = fy__calloc(1, sizeof(*p));
+  if (p == NULL)
+    return UV_ENOMEM;
+  p->ctx = ctx;
+  p->attach.destroy = on_ctx_gone;
+  fy__ctx_attach(ctx, &p->attach);
+  rc = build_policies(p, opts);
+  if (rc == 0) {
+    if (p->bulkhead != NULL)
+      layers[n++] = fy_bulkhead_policy(p->bulkhead);
+    if (p->total != NULL)
+      layers[n++] = fy_timeout_policy(p->total);
+    layers[n++] = fy_retry_policy(p->retry);
+    layers[n++] = fy_breaker_policy(p->breaker);
+    layers[n++] = fy_timeout_policy(p->per_try);
+    rc = fy_pipeline_new(ctx, layers, n, &p->pipeline);
+  }
+  if (rc != 0) {
+    close_parts(p, NULL);
+    preset_free(p);
+    return rc;
+  }
+  *out = p;
+  return 0;
+}
+
+int fy_preset_close(fy_preset_t *p, fy_close_cb cb, void *user_data) {
+  if (p == NULL)
+    return 0;
+  if (p->close_cb != NULL || p->closing > 0)
+    return FY_ECLOSED;
+  p->close_cb = cb;
+  p->close_ud = user_data;
+  close_parts(p, on_part_closed);
+  if (p->closing == 0) {
+    /* Everything was already closing (the context is): as for any close
+     * that fails, the callback will not run. */
+    preset_free(p);
+    return FY_ECLOSED;
+  }
+  return 0;
+}
+
+fy_pipeline_t *fy_preset_pipeline(const fy_preset_t *p) {
+  return p->pipeline;
+}
+fy_breaker_t *fy_preset_breaker(const fy_preset_t *p) { return p->breaker; }
+fy_retry_t *fy_preset_retry(const fy_preset_t *p) { return p->retry; }
+fy_bulkhead_t *fy_preset_bulkhead(const fy_preset_t *p) {
+  return p->bulkhead;
+}
+
+fy_timeout_t *fy_preset_timeout(const fy_preset_t *p,
+                                fy_timeout_scope_t scope) {
+  return scope == FY_TIMEOUT_PER_TRY ? p->per_try : p->total;
+}

@@ -1,0 +1,78 @@
+/* Copyright (c) 2026 the fortify authors. MIT licensed.
+ *
+ * Test fixture: one uv loop and one context on it, and the teardown every
+ * loop test ends with (libuv's MAKE_VALGRIND_HAPPY): close the context, run
+ * the loop until the close callback ran, uv_loop_close() == 0. */
+#ifndef FY_TEST_FIXTURE_H
+#define FY_TEST_FIXTURE_H
+
+#include <fortify.h>
+
+#include "probe.h"
+
+typedef struct fx_s {
+  uv_loop_t loop;
+  fy_ctx_t *ctx;
+  int close_requested; /* fy_ctx_close() was called through fx_close() */
+  unsigned closed;     /* runs of the context's close callback */
+  void *closed_ptr;    /* the pointer the close callback received */
+  void *closed_ud;
+} fx_t;
+
+/* The fixture of the running test (Criterion runs each test in its own
+ * process, so one global is enough). */
+extern fx_t FX;
+
+/* Loop + manual-clock context starting at |start_ms|. */
+void fx_init(fx_t *fx, uint64_t start_ms);
+/* Loop + real-clock context. */
+void fx_init_real(fx_t *fx);
+
+/* Ask the context to close (legal from inside any callback); a second
+ * request is a no-op.  Returns what fy_ctx_close() returned. */
+int fx_close(fx_t *fx);
+void fx_close_cb(void *ctx, void *user_data);
+
+/* fy_ctx_advance() that must succeed. */
+void fx_advance(fx_t *fx, uint64_t ms);
+
+/* Close (unless already requested), run the loop until the close callback
+ * ran exactly once, and check the loop closes cleanly. */
+void fx_finish(fx_t *fx);
+
+/* Create a probe policy / a pipeline, asserting success. */
+fy_policy_t *fx_probe(fx_t *fx, probe_t *probe, const char *name);
+fy_policy_t *fx_passthrough(fx_t *fx, const char *name);
+/* |n| fy_policy_t * arguments, outermost first. */
+fy_pipeline_t *fx_pipeline(fx_t *fx, size_t n, ...);
+
+/* Counted close callbacks for pipelines and policies. */
+typedef struct fx_closed_s {
+  unsigned n;
+  void *obj;
+  unsigned order; /* g_completions when it ran */
+} fx_closed_t;
+void fx_obj_closed(void *obj, void *user_data); /* user_data: fx_closed_t */
+
+/* ---------------------------------------------------------------------------
+ * A counting allocator for fy_replace_allocator(): counts requests, live
+ * blocks, and fails request number |fa_fail_at| (0-based; -1: never).
+ * ------------------------------------------------------------------------- */
+typedef struct fa_stats_s {
+  long requests; /* allocation requests seen (malloc, calloc, realloc) */
+  long live;     /* blocks allocated and not yet freed */
+  long frees;
+  long failed;   /* requests failed on purpose */
+  long fail_at;
+} fa_stats_t;
+
+extern fa_stats_t FA;
+void *fa_malloc(size_t size);
+void *fa_calloc(size_t count, size_t size);
+void *fa_realloc(void *ptr, size_t size);
+void fa_free(void *ptr);
+/* Install the counting allocator with fresh counters / put back libc's. */
+void fa_install(long fail_at);
+void fa_restore(void);
+
+#endif /* FY_TEST_FIXTURE_H */

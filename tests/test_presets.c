@@ -1,0 +1,228 @@
+/* Copyright (c) 2026 the fortify authors. MIT licensed.
+ *
+ * Presets: defaults per shape, validation, and the default order at work
+ * (retry outside the breaker, per-try timeouts retried, the total deadline
+ * bounding everything). */
+#include <criterion/criterion.h>
+
+#include "fixture.h"
+
+static fy_preset_t *make_preset(fy_preset_kind_t kind, uint64_t total_ms) {
+  fy_preset_opts_t o;
+  fy_preset_t *p = NULL;
+  fy_preset_opts_init(&o, kind);
+  o.name = "api";
+  o.retry_jitter = FY_RETRY_JITTER_NONE; /* exact instants in the tests */
+  o.total_timeout_ms = total_ms;
+  cr_assert_eq(fy_preset_new(FX.ctx, &o, &p), 0);
+  cr_assert_not_null(p);
+  return p;
+}
+
+Test(presets, defaults_per_kind) {
+  fy_preset_opts_t http, rpc, db;
+  fy_preset_opts_init(&http, FY_PRESET_HTTP_CLIENT);
+  fy_preset_opts_init(&rpc, FY_PRESET_RPC);
+  fy_preset_opts_init(&db, FY_PRESET_DATABASE);
+  cr_expect_eq(http.attempt_timeout_ms, 10000);
+  cr_expect_eq(http.max_attempts, 3);
+  cr_expect_eq(http.breaker_failures, 5);
+  cr_expect_eq(http.breaker_open_ms, 30000);
+  cr_expect_eq(rpc.attempt_timeout_ms, 2000);
+  cr_expect_eq(rpc.retry_max_delay_ms, 2000);
+  cr_expect_eq(db.max_attempts, 2);
+  cr_expect_eq(db.breaker_failures, 10);
+  cr_expect_eq(db.breaker_max_requests, 2);
+  cr_expect_eq(db.retry_initial_delay_ms, 50);
+}
+
+Test(presets, builds_the_default_order) {
+  fy_preset_opts_t o;
+  fy_preset_t *p;
+  fx_init(&FX, 0);
+  fy_preset_opts_init(&o, FY_PRESET_HTTP_CLIENT);
+  o.name = "api";
+  o.total_timeout_ms = 20000;
+  o.max_concurrent = 4;
+  cr_assert_eq(fy_preset_new(FX.ctx, &o, &p), 0);
+  cr_expect_eq(fy_pipeline_size(fy_preset_pipeline(p)), 5);
+  cr_expect_not_null(fy_preset_bulkhead(p));
+  cr_expect_not_null(fy_preset_timeout(p, FY_TIMEOUT_TOTAL));
+  cr_expect_not_null(fy_preset_timeout(p, FY_TIMEOUT_PER_TRY));
+  cr_expect_str_eq(fy_policy_name(fy_breaker_policy(fy_preset_breaker(p))),
+                   "api.breaker");
+  cr_expect_str_eq(fy_policy_name(fy_retry_policy(fy_preset_retry(p))),
+                   "api.retry");
+  fx_finish(&FX); /* the context frees a preset nobody closed */
+}
+
+Test(presets, invalid_options_rejected) {
+  fy_preset_opts_t o;
+  fy_preset_t *p = (fy_preset_t *)&o;
+  fx_init(&FX, 0);
+  cr_expect_eq(fy_preset_new(FX.ctx, NULL, NULL), UV_EINVAL);
+  cr_expect_eq(fy_preset_new(NULL, NULL, &p), UV_EINVAL);
+  cr_expect_null(p);
+
+  fy_preset_opts_init(&o, FY_PRESET_RPC);
+  o.attempt_timeout_ms = 0;
+  cr_expect_eq(fy_preset_new(FX.ctx, &o, &p), UV_EINVAL);
+  cr_expect_null(p);
+
+  fy_preset_opts_init(&o, FY_PRESET_RPC);
+  o.total_timeout_ms = 1000; /* shorter than one attempt */
+  cr_expect_eq(fy_preset_new(FX.ctx, &o, &p), UV_EINVAL);
+
+  fy_preset_opts_init(&o, FY_PRESET_RPC);
+  o.max_attempts = 0; /* refused by the retry policy */
+  cr_expect_eq(fy_preset_new(FX.ctx, &o, &p), UV_EINVAL);
+  cr_expect_null(p);
+
+  fy_preset_opts_init(&o, FY_PRESET_DATABASE);
+  o.max_concurrent = 2;
+  o.breaker_open_ms = UINT64_MAX; /* refused by the breaker, after two
+                                     policies were built */
+  cr_expect_eq(fy_preset_new(FX.ctx, &o, &p), UV_EINVAL);
+  cr_expect_null(p);
+  fx_finish(&FX); /* what was built is closed: the loop closes cleanly */
+}
+
+Test(presets, failures_are_retried_through_the_breaker) {
+  top_t top = {0};
+  tcall_t tc = {0};
+  fy_preset_t *p;
+  fx_init(&FX, 0);
+  p = make_preset(FY_PRESET_HTTP_CLIENT, 0);
+  top_push(&top, TOP_SYNC, UV_ECONNRESET);
+  top_push(&top, TOP_SYNC, UV_ECONNRESET);
+  top_push(&top, TOP_SYNC, 0);
+  cr_assert_eq(tcall_start(&tc, fy_preset_pipeline(p), &top_op_cancel_sync,
+                           &top), 0);
+  fx_advance(&FX, 100); /* first backoff: 100 ms */
+  cr_expect_eq(tc.ncb, 0);
+  fx_advance(&FX, 200); /* second: 200 ms */
+  cr_assert_eq(tc.ncb, 1);
+  cr_expect_eq(tc.status, 0);
+  cr_expect_eq(tc.call.detail.attempts, 3);
+  cr_expect_eq(fy_breaker_state(fy_preset_breaker(p)), FY_BREAKER_CLOSED);
+  fx_finish(&FX);
+}
+
+Test(presets, per_try_timeout_is_retried) {
+  top_t top = {0};
+  tcall_t tc = {0};
+  fy_preset_t *p;
+  fx_init(&FX, 0);
+  p = make_preset(FY_PRESET_RPC, 0);
+  top_push(&top, TOP_ASYNC, 0); /* hangs until cancelled */
+  top_push(&top, TOP_SYNC, 0);
+  cr_assert_eq(tcall_start(&tc, fy_preset_pipeline(p), &top_op_cancel_sync,
+                           &top), 0);
+  fx_advance(&FX, 2000); /* the per-try timeout fires */
+  cr_expect_eq(top.cancels, 1);
+  cr_expect_eq(tc.ncb, 0);
+  fx_advance(&FX, 100); /* backoff, then the second try succeeds */
+  cr_assert_eq(tc.ncb, 1);
+  cr_expect_eq(tc.status, 0);
+  cr_expect_eq(tc.call.detail.attempts, 2);
+  fx_finish(&FX);
+}
+
+Test(presets, open_breaker_refuses_synchronously_and_stops_retries) {
+  top_t top = {0};
+  tcall_t tc[3];
+  fy_preset_t *p;
+  unsigned i;
+  memset(tc, 0, sizeof(tc));
+  fx_init(&FX, 0);
+  p = make_preset(FY_PRESET_HTTP_CLIENT, 0);
+  top_push(&top, TOP_SYNC, UV_ECONNRESET); /* every attempt fails */
+  /* Two calls of three attempts: the fifth consecutive failure opens the
+   * breaker, and the sixth attempt is refused, which ends the retries. */
+  for (i = 0; i < 2; i++) {
+    cr_assert_eq(tcall_start(&tc[i], fy_preset_pipeline(p),
+                             &top_op_cancel_sync, &top), 0);
+    fx_advance(&FX, 1000);
+    cr_assert_eq(tc[i].ncb, 1);
+  }
+  cr_expect_eq(top.starts, 5);
+  cr_expect_eq(tc[1].status, FY_ECIRCUITOPEN);
+  cr_expect_eq(fy_breaker_state(fy_preset_breaker(p)), FY_BREAKER_OPEN);
+  /* A new call is refused at once (rule 2), with the breaker's detail. */
+  cr_expect_eq(tcall_start(&tc[2], fy_preset_pipeline(p), &top_op_cancel_sync,
+                           &top), FY_ECIRCUITOPEN);
+  cr_expect_str_eq(tc[2].call.detail.by_kind, "breaker");
+  cr_expect_gt(tc[2].call.detail.retry_after_ms, 0);
+  fx_advance(&FX, 0);
+  cr_expect_eq(tc[2].ncb, 0);
+  cr_expect_eq(top.starts, 5);
+  fx_finish(&FX);
+}
+
+Test(presets, total_deadline_bounds_the_whole_call) {
+  top_t top = {0};
+  tcall_t tc = {0};
+  fy_preset_opts_t o;
+  fy_preset_t *p;
+  fx_init(&FX, 0);
+  fy_preset_opts_init(&o, FY_PRESET_RPC);
+  o.retry_jitter = FY_RETRY_JITTER_NONE;
+  o.attempt_timeout_ms = 100;
+  o.total_timeout_ms = 250;
+  o.max_attempts = 10;
+  cr_assert_eq(fy_preset_new(FX.ctx, &o, &p), 0);
+  top_push(&top, TOP_ASYNC, 0); /* every attempt hangs */
+  cr_assert_eq(tcall_start(&tc, fy_preset_pipeline(p), &top_op_cancel_sync,
+                           &top), 0);
+  fx_advance(&FX, 249);
+  cr_expect_eq(tc.ncb, 0);
+  fx_advance(&FX, 1);
+  cr_assert_eq(tc.ncb, 1);
+  cr_expect_eq(tc.status, UV_ETIMEDOUT);
+  cr_expect_eq(top_live(&top), 0);
+  fx_finish(&FX);
+}
+
+Test(presets, per_call_override_shortens_the_total) {
+  top_t top = {0};
+  tcall_t tc = {0};
+  fy_call_opts_t co = {0};
+  fy_preset_t *p;
+  fx_init(&FX, 0);
+  p = make_preset(FY_PRESET_HTTP_CLIENT, 20000);
+  top_push(&top, TOP_ASYNC, 0);
+  co.timeout_ms = 50;
+  cr_assert_eq(fy_call_start_opts(&tc.call, fy_preset_pipeline(p),
+                                  &top_op_cancel_sync, &top, &co, tcall_cb),
+               0);
+  cr_expect_eq(top.remaining[0], 50); /* the attempt sees the budget */
+  fx_advance(&FX, 50);
+  cr_assert_eq(tc.ncb, 1);
+  cr_expect_eq(tc.status, UV_ETIMEDOUT);
+  fx_finish(&FX);
+}
+
+static void on_preset_closed(void *obj, void *user_data) {
+  (void)obj;
+  (*(int *)user_data)++;
+}
+
+Test(presets, close_cancels_calls_then_calls_back_once) {
+  top_t top = {0};
+  tcall_t tc = {0};
+  fy_preset_t *p;
+  int closed = 0;
+  fx_init(&FX, 0);
+  p = make_preset(FY_PRESET_DATABASE, 0);
+  top_push(&top, TOP_ASYNC, 0);
+  cr_assert_eq(tcall_start(&tc, fy_preset_pipeline(p), &top_op_cancel_sync,
+                           &top), 0);
+  cr_assert_eq(fy_preset_close(p, on_preset_closed, &closed), 0);
+  cr_expect_eq(fy_preset_close(p, on_preset_closed, &closed), FY_ECLOSED);
+  fx_advance(&FX, 0);
+  uv_run(&FX.loop, UV_RUN_NOWAIT);
+  cr_expect_eq(tc.ncb, 1);
+  cr_expect_eq(tc.status, UV_ECANCELED);
+  cr_expect_eq(closed, 1);
+  fx_finish(&FX);
+}

@@ -1,0 +1,2094 @@
+/* Copyright (c) 2026 the fortify authors. MIT licensed.
+ *
+ * Tests of the retry pattern: the pure parts (options, backoff formulas,
+ * classification, decision) without a loop, then the policy on a manual
+ * clock.  Every fixture here is local to this file. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fortify.h"
+#include "retry.h"
+
+#define HOUR_MS ((uint64_t)60 * 60 * 1000)
+#define DAY_MS (24 * HOUR_MS)
+
+/* ---- allocator that counts (and can fail) ------------------------------ */
+static long live_allocs;
+static long total_allocs;
+static int fail_allocs;
+
+static void *c_malloc(size_t n) {
+  void *p;
+  if (fail_allocs)
+    return NULL;
+  p = malloc(n);
+  if (p != NULL) {
+    live_allocs++;
+    total_allocs++;
+  }
+  return p;
+}
+
+static void *c_realloc(void *p, size_t n) {
+  void *q;
+  if (fail_allocs)
+    return NULL;
+  q = realloc(p, n);
+  total_allocs++;
+  if (p == NULL && q != NULL)
+    live_allocs++;
+  return q;
+}
+
+static void *c_calloc(size_t a, size_t b) {
+  void *p;
+  if (fail_allocs)
+    return NULL;
+  p = calloc(a, b);
+  if (p != NULL) {
+    live_allocs++;
+    total_allocs++;
+  }
+  return p;
+}
+
+static void c_free(void *p) {
+  if (p != NULL)
+    live_allocs--;
+  free(p);
+}
+
+/* ---- loop and context -------------------------------------------------- */
+static uv_loop_t loop;
+static fy_ctx_t *ctx;
+static uint64_t t0;
+
+static void count_close(void *obj, void *user_data) {
+  (void)obj;
+  (*(int *)user_data)++;
+}
+
+static void setup_ctx(void) {
+  fy_ctx_opts_t o;
+  memset(&o, 0, sizeof(o));
+  o.manual_clock = 1;
+  o.manual_start_ms = 5000;
+  cr_assert_eq(uv_loop_init(&loop), 0);
+  cr_assert_eq(fy_ctx_new(&loop, &o, &ctx), 0);
+  t0 = fy_ctx_now(ctx);
+}
+
+/* Run the loop until a close already requested has finished. */
+static void drain_loop(int *closed) {
+  uv_run(&loop, UV_RUN_DEFAULT);
+  cr_assert_eq(*closed, 1);
+  cr_assert_eq(uv_loop_close(&loop), 0);
+}
+
+static void finish_ctx(void) {
+  int closed = 0;
+  cr_assert_eq(fy_ctx_close(ctx, count_close, &closed), 0);
+  drain_loop(&closed);
+}
+
+static void advance(uint64_t ms) { cr_assert_eq(fy_ctx_advance(ctx, ms), 0); }
+
+/* ---- counted results --------------------------------------------------- */
+static int results_live;
+
+static void res_dtor(void *r) {
+  results_live--;
+  free(r);
+}
+
+static void *res_new(void) {
+  results_live++;
+  return malloc(8);
+}
+
+/* ---- a scripted operation ---------------------------------------------- */
+#define MAX_TRIES 64
+
+typedef struct step_s {
+  int status;           /* the outcome */
+  uint64_t after_ms;    /* report after this long; 0: inside start */
+  uint64_t retry_after; /* hint set before reporting */
+  int fail_start;       /* 1: start itself returns |status| */
+  int cancel_own_call;  /* 1: start cancels its own call, then waits */
+} step_t;
+
+typedef struct slot_s {
+  fy_deadline_t dl;
+  fy_attempt_t *a;
+  int status;
+  uint64_t hint;
+  int live;
+} slot_t;
+
+static struct {
+  step_t steps[MAX_TRIES];
+  unsigned nsteps; /* the last step repeats */
+  unsigned started;
+  unsigned cancels;
+  uint64_t start_at[MAX_TRIES];
+  slot_t slots[MAX_TRIES];
+  int with_results;
+} ops;
+
+static void script(unsigned n, const step_t *steps) {
+  memset(&ops, 0, sizeof(ops));
+  memcpy(ops.steps, steps, n * sizeof(*steps));
+  ops.nsteps = n;
+}
+
+static void report(slot_t *sl) {
+  if (!sl->live)
+    return;
+  sl->live = 0;
+  fy_deadline_stop(&sl->dl);
+  if (ops.with_results)
+    fy_attempt_set_result(sl->a, res_new(), res_dtor);
+  if (sl->hint != 0)
+    fy_attempt_set_retry_after(sl->a, sl->hint);
+  fy_attempt_done(sl->a, sl->status);
+}
+
+static void on_slot_timer(fy_deadline_t *d) {
+  report(fy_container_of(d, slot_t, dl));
+}
+
+static int op_start(fy_attempt_t *a, void *arg) {
+  unsigned i = ops.started++;
+  const step_t *s = &ops.steps[i < ops.nsteps ? i : ops.nsteps - 1];
+  slot_t *sl = &ops.slots[i % MAX_TRIES];
+  (void)arg;
+  if (i < MAX_TRIES)
+    ops.start_at[i] = fy_ctx_now(ctx);
+  if (s->fail_start)
+    return s->status;
+  memset(sl, 0, sizeof(*sl));
+  fy_deadline_init(ctx, &sl->dl, on_slot_timer);
+  sl->a = a;
+  sl->status = s->status;
+  sl->hint = s->retry_after;
+  sl->live = 1;
+  a->data = sl;
+  if (s->cancel_own_call) {
+    cr_assert_eq(fy_call_cancel(a->call), 0);
+    return 0; /* reports from cancel */
+  }
+  if (s->after_ms == 0)
+    report(sl);
+  else
+    fy_deadline_start(&sl->dl, s->after_ms);
+  return 0;
+}
+
+static void op_cancel(fy_attempt_t *a, void *arg) {
+  slot_t *sl = a->data;
+  (void)arg;
+  ops.cancels++;
+  if (sl == NULL || !sl->live)
+    return;
+  sl->status = UV_ECANCELED;
+  sl->hint = 0;
+  report(sl);
+}
+
+static const fy_op_t test_op = {op_start, op_cancel};
+
+/* ---- calls ------------------------------------------------------------- */
+typedef struct tcall_s {
+  fy_call_t call;
+  int done;
+  int status;
+  uint64_t at;
+  int had_result;
+} tcall_t;
+
+static void on_call_done(fy_call_t *call, int status) {
+  tcall_t *tc = fy_container_of(call, tcall_t, call);
+  tc->done++;
+  tc->status = status;
+  tc->at = fy_ctx_now(ctx);
+  tc->had_result = fy_call_result(call) != NULL;
+}
+
+static int start_call(tcall_t *tc, fy_pipeline_t *pl, unsigned flags) {
+  fy_call_opts_t co;
+  memset(&co, 0, sizeof(co));
+  co.flags = flags;
+  memset(tc, 0, sizeof(*tc));
+  return fy_call_start_opts(&tc->call, pl, &test_op, NULL, &co,
+                            on_call_done);
+}
+
+/* ---- on_retry recorder ------------------------------------------------- */
+enum {
+  ACT_NONE = 0,
+  ACT_CANCEL_CALL,
+  ACT_CLOSE_PIPELINE,
+  ACT_CLOSE_POLICY,
+  ACT_CLOSE_CTX
+};
+
+typedef struct rec_s {
+  unsigned attempt;
+  int last;
+  uint64_t delay;
+  uint64_t at;
+} rec_t;
+
+static rec_t recs[MAX_TRIES];
+static unsigned nrecs;
+static int retry_action;
+static int closed_flag;
+static fy_retry_t *retry;
+static fy_pipeline_t *pl_main;
+
+static void on_retry_rec(fy_call_t *call, unsigned attempt, int last,
+                         uint64_t delay, void *user_data) {
+  cr_assert_eq(user_data, &recs);
+  cr_assert_not_null(call);
+  if (nrecs < MAX_TRIES) {
+    recs[nrecs].attempt = attempt;
+    recs[nrecs].last = last;
+    recs[nrecs].delay = delay;
+    recs[nrecs].at = fy_ctx_now(ctx);
+  }
+  nrecs++;
+  switch (retry_action) {
+  case ACT_CANCEL_CALL:
+    cr_assert_eq(fy_call_cancel(call), 0);
+    break;
+  case ACT_CLOSE_PIPELINE:
+    cr_assert_eq(fy_pipeline_close(pl_main, count_close, &closed_flag), 0);
+    break;
+  case ACT_CLOSE_POLICY:
+    cr_assert_eq(fy_retry_close(retry, count_close, &closed_flag), 0);
+    break;
+  case ACT_CLOSE_CTX:
+    cr_assert_eq(fy_ctx_close(ctx, count_close, &closed_flag), 0);
+    break;
+  default:
+    break;
+  }
+}
+
+static fy_retry_opts_t opts_default(void) {
+  fy_retry_opts_t o;
+  fy_retry_opts_init(&o);
+  o.on_retry = on_retry_rec;
+  o.user_data = &recs;
+  return o;
+}
+
+/* ---- two tiny test policies -------------------------------------------- */
+
+/* "refuser": refuses the first |times| starts synchronously with |code|,
+ * writing a retry-after hint into the detail as a limiter would. */
+typedef struct refuser_s {
+  int code;
+  uint64_t hint;
+  unsigned times;
+  unsigned refused;
+} refuser_t;
+
+static int refuser_start(fy_policy_t *p, fy_frame_t *f) {
+  refuser_t *rs = fy_policy_impl(p);
+  if (rs->refused < rs->times) {
+    fy_detail_t *d = fy_frame_verdict(f, p);
+    rs->refused++;
+    d->retry_after_ms = rs->hint;
+    d->state = 42;
+    return rs->code;
+  }
+  return fy_frame_spawn(f, NULL);
+}
+
+static void pass_child_done(fy_policy_t *p, fy_frame_t *f, fy_frame_t *child,
+                            int status) {
+  (void)p;
+  fy_frame_adopt_result(f, child);
+  fy_frame_done(f, status);
+}
+
+static const fy_policy_vtable_t refuser_vt = {
+    "refuser", 0, refuser_start, pass_child_done, NULL, NULL, NULL, NULL,
+    NULL};
+
+static refuser_t *new_refuser(int code, uint64_t hint, unsigned times,
+                              fy_policy_t **out) {
+  refuser_t *rs;
+  cr_assert_eq(fy_policy_new(ctx, &refuser_vt, sizeof(refuser_t), "lim",
+                             out),
+               0);
+  rs = fy_policy_impl(*out);
+  rs->code = code;
+  rs->hint = hint;
+  rs->times = times;
+  return rs;
+}
+
+/* "budget": an outer policy that declares a deadline |deadline_in| ms
+ * after the call's start (0: none), and, with |enforce_in| (0: never),
+ * ends the call with FY_EDEADLINE that long after its start, abandoning
+ * (detaching) the layers below. */
+typedef struct budget_s {
+  uint64_t deadline_in;
+  uint64_t enforce_in;
+} budget_t;
+
+static int budget_start(fy_policy_t *p, fy_frame_t *f) {
+  budget_t *b = fy_policy_impl(p);
+  uint64_t now = fy_ctx_now(fy_frame_ctx(f));
+  if (b->deadline_in != 0)
+    fy_frame_set_deadline(f, now + b->deadline_in);
+  if (b->enforce_in != 0)
+    cr_assert_eq(fy_frame_arm(f, now + b->enforce_in), 0);
+  return fy_frame_spawn(f, NULL);
+}
+
+static void budget_deadline(fy_policy_t *p, fy_frame_t *f) {
+  fy_frame_verdict(f, p);
+  fy_frame_done(f, FY_EDEADLINE);
+}
+
+static const fy_policy_vtable_t budget_vt = {
+    "budget", 0, budget_start, pass_child_done, NULL, NULL, budget_deadline,
+    NULL,     NULL};
+
+static fy_policy_t *new_budget(uint64_t deadline_in, uint64_t enforce_in) {
+  fy_policy_t *p;
+  budget_t *b;
+  cr_assert_eq(fy_policy_new(ctx, &budget_vt, sizeof(budget_t), "budget",
+                             &p),
+               0);
+  b = fy_policy_impl(p);
+  b->deadline_in = deadline_in;
+  b->enforce_in = enforce_in;
+  return p;
+}
+
+/* Build |pl_main| as [outer?, retry, inner?]. */
+static void make(const fy_retry_opts_t *o, fy_policy_t *outer,
+                 fy_policy_t *inner) {
+  fy_policy_t *layers[3];
+  size_t n = 0;
+  cr_assert_eq(fy_retry_new(ctx, o, &retry), 0);
+  cr_assert_not_null(retry);
+  if (outer != NULL)
+    layers[n++] = outer;
+  layers[n++] = fy_retry_policy(retry);
+  if (inner != NULL)
+    layers[n++] = inner;
+  cr_assert_eq(fy_pipeline_new(ctx, layers, n, &pl_main), 0);
+}
+
+static int by_retry(const fy_call_t *call) {
+  return call->detail.by_kind != NULL &&
+         strcmp(call->detail.by_kind, "retry") == 0;
+}
+
+/* ====================================================================== *
+ * Options
+ * ====================================================================== */
+
+Test(retry, opts_init_defaults) {
+  fy_retry_opts_t o;
+  memset(&o, 0xab, sizeof(o));
+  fy_retry_opts_init(&o);
+  cr_assert_null(o.name);
+  cr_assert_eq(o.max_attempts, 3);
+  cr_assert_eq(o.initial_delay_ms, 100);
+  cr_assert_eq(o.max_delay_ms, 0);
+  cr_assert_float_eq(o.multiplier, 2.0, 1e-12);
+  cr_assert_eq(o.backoff, FY_RETRY_BACKOFF_EXPONENTIAL);
+  cr_assert_eq(o.jitter, FY_RETRY_JITTER_NONE);
+  cr_assert_float_eq(o.jitter_ratio, 0.2, 1e-12);
+  cr_assert_eq(o.max_retry_after_ms, 30000);
+  cr_assert_eq(o.require_idempotent, 0);
+  cr_assert_eq(o.seed, 0);
+  cr_assert_null(o.is_retryable);
+  cr_assert_null(o.on_retry);
+  cr_assert_eq(o.retryable_count, 0);
+  cr_assert_eq(o.non_retryable_count, 0);
+  cr_assert_eq(fy__retry_opts_check(&o), 0);
+  fy_retry_opts_init(NULL); /* harmless */
+}
+
+typedef void (*mutate_fn)(fy_retry_opts_t *o);
+
+static void m_attempts0(fy_retry_opts_t *o) { o->max_attempts = 0; }
+static void m_attempts_big(fy_retry_opts_t *o) {
+  o->max_attempts = FY_RETRY_ATTEMPTS_MAX + 1;
+}
+static void m_attempts_neg(fy_retry_opts_t *o) {
+  o->max_attempts = (unsigned)-1;
+}
+static void m_initial_big(fy_retry_opts_t *o) {
+  o->initial_delay_ms = DAY_MS + 1;
+}
+static void m_initial_neg(fy_retry_opts_t *o) {
+  o->initial_delay_ms = (uint64_t)-100;
+}
+static void m_max_big(fy_retry_opts_t *o) { o->max_delay_ms = DAY_MS + 1; }
+static void m_max_neg(fy_retry_opts_t *o) { o->max_delay_ms = (uint64_t)-1; }
+static void m_mult_nan(fy_retry_opts_t *o) { o->multiplier = NAN; }
+static void m_mult_inf(fy_retry_opts_t *o) { o->multiplier = INFINITY; }
+static void m_mult_ninf(fy_retry_opts_t *o) { o->multiplier = -INFINITY; }
+static void m_mult_neg(fy_retry_opts_t *o) { o->multiplier = -2.0; }
+static void m_mult_zero(fy_retry_opts_t *o) { o->multiplier = 0.0; }
+static void m_mult_below1(fy_retry_opts_t *o) { o->multiplier = 0.5; }
+static void m_mult_big(fy_retry_opts_t *o) { o->multiplier = 100.5; }
+static void m_backoff(fy_retry_opts_t *o) {
+  o->backoff = (fy_retry_backoff_t)3;
+}
+static void m_backoff_neg(fy_retry_opts_t *o) {
+  o->backoff = (fy_retry_backoff_t)-1;
+}
+static void m_jitter(fy_retry_opts_t *o) {
+  o->jitter = (fy_retry_jitter_t)(FY_RETRY_JITTER_RATIO + 1);
+}
+static void m_jitter_neg(fy_retry_opts_t *o) {
+  o->jitter = (fy_retry_jitter_t)-1;
+}
+static void m_ratio_nan(fy_retry_opts_t *o) { o->jitter_ratio = NAN; }
+static void m_ratio_inf(fy_retry_opts_t *o) { o->jitter_ratio = INFINITY; }
+static void m_ratio_neg(fy_retry_opts_t *o) { o->jitter_ratio = -0.1; }
+static void m_ratio_big(fy_retry_opts_t *o) { o->jitter_ratio = 1.5; }
+static void m_hint_big(fy_retry_opts_t *o) {
+  o->max_retry_after_ms = DAY_MS + 1;
+}
+static void m_idem(fy_retry_opts_t *o) { o->require_idempotent = 2; }
+static void m_idem_neg(fy_retry_opts_t *o) { o->require_idempotent = -1; }
+static void m_list_count(fy_retry_opts_t *o) {
+  o->retryable_count = FY_RETRY_CODES_MAX + 1;
+}
+static void m_nlist_count(fy_retry_opts_t *o) {
+  o->non_retryable_count = FY_RETRY_CODES_MAX + 1;
+}
+static void m_list_zero(fy_retry_opts_t *o) {
+  o->retryable[0] = UV_EPIPE;
+  o->retryable[1] = 0;
+  o->retryable_count = 2;
+}
+static void m_nlist_pos(fy_retry_opts_t *o) {
+  o->non_retryable[0] = 5;
+  o->non_retryable_count = 1;
+}
+
+Test(retry, bad_options_rejected_nothing_created) {
+  static const mutate_fn bad[] = {
+      m_attempts0,   m_attempts_big, m_attempts_neg, m_initial_big,
+      m_initial_neg, m_max_big,      m_max_neg,      m_mult_nan,
+      m_mult_inf,    m_mult_ninf,    m_mult_neg,     m_mult_zero,
+      m_mult_below1, m_mult_big,     m_backoff,      m_backoff_neg,
+      m_jitter,      m_jitter_neg,   m_ratio_nan,    m_ratio_inf,
+      m_ratio_neg,   m_ratio_big,    m_hint_big,     m_idem,
+      m_idem_neg,    m_list_count,   m_nlist_count,  m_list_zero,
+      m_nlist_pos};
+  fy_ctx_stats_t st;
+  size_t i;
+  long before;
+
+  cr_assert_eq(fy_replace_allocator(c_malloc, c_realloc, c_calloc, c_free),
+               0);
+  setup_ctx();
+  before = live_allocs;
+  for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    fy_retry_opts_t o;
+    fy_retry_t *r = (fy_retry_t *)&o; /* must be overwritten with NULL */
+    fy_retry_opts_init(&o);
+    bad[i](&o);
+    cr_assert_eq(fy__retry_opts_check(&o), UV_EINVAL, "case %zu", i);
+    cr_assert_eq(fy_retry_new(ctx, &o, &r), UV_EINVAL, "case %zu", i);
+    cr_assert_null(r, "case %zu", i);
+    cr_assert_eq(live_allocs, before, "case %zu allocated", i);
+  }
+  fy_ctx_stats(ctx, &st);
+  cr_assert_eq(st.frames, 0);
+  finish_ctx();
+  cr_assert_eq(live_allocs, 0);
+}
+
+/* W11: Fortify lets a NaN multiplier through (every later delay becomes
+ * 24 h).  Here NaN and infinities are refused wherever a double is taken,
+ * and so are negative and overflowing integers. */
+Test(retry, w11_nan_inf_negative_overflow_rejected) {
+  static const double bad_mult[] = {NAN, -NAN, INFINITY, -INFINITY, -1.0,
+                                    0.0, 0.999, 100.0001, 1e308};
+  static const double bad_ratio[] = {NAN, INFINITY, -INFINITY, -1e-9,
+                                     1.0000001};
+  fy_retry_opts_t o;
+  fy_retry_t *r;
+  size_t i;
+
+  setup_ctx();
+  for (i = 0; i < sizeof(bad_mult) / sizeof(bad_mult[0]); i++) {
+    fy_retry_opts_init(&o);
+    o.multiplier = bad_mult[i];
+    r = (fy_retry_t *)&o;
+    cr_assert_eq(fy_retry_new(ctx, &o, &r), UV_EINVAL, "multiplier %g",
+                 bad_mult[i]);
+    cr_assert_null(r);
+  }
+  for (i = 0; i < sizeof(bad_ratio) / sizeof(bad_ratio[0]); i++) {
+    fy_retry_opts_init(&o);
+    o.jitter = FY_RETRY_JITTER_RATIO;
+    o.jitter_ratio = bad_ratio[i];
+    cr_assert_eq(fy_retry_new(ctx, &o, &r), UV_EINVAL, "ratio %g",
+                 bad_ratio[i]);
+    /* Checked even when another jitter kind is selected. */
+    o.jitter = FY_RETRY_JITTER_NONE;
+    cr_assert_eq(fy_retry_new(ctx, &o, &r), UV_EINVAL);
+  }
+  fy_retry_opts_init(&o);
+  o.initial_delay_ms = (uint64_t)-1; /* a negative stored unsigned */
+  cr_assert_eq(fy_retry_new(ctx, &o, &r), UV_EINVAL);
+  fy_retry_opts_init(&o);
+  o.max_retry_after_ms = UINT64_MAX;
+  cr_assert_eq(fy_retry_new(ctx, &o, &r), UV_EINVAL);
+  /* The edges are accepted. */
+  fy_retry_opts_init(&o);
+  o.multiplier = 1.0;
+  cr_assert_eq(fy_retry_new(ctx, &o, &r), 0);
+  o.multiplier = 100.0;
+  cr_assert_eq(fy_retry_new(ctx, &o, &r), 0);
+  finish_ctx();
+}
+
+Test(retry, edge_options_accepted) {
+  fy_retry_opts_t o;
+  fy_retry_t *r;
+  setup_ctx();
+  fy_retry_opts_init(&o);
+  o.max_attempts = FY_RETRY_ATTEMPTS_MAX;
+  o.initial_delay_ms = 0;
+  o.max_delay_ms = DAY_MS;
+  o.multiplier = 1.0;
+  o.jitter_ratio = 1.0;
+  o.max_retry_after_ms = 0;
+  o.require_idempotent = 1;
+  o.retryable_count = FY_RETRY_CODES_MAX;
+  o.non_retryable_count = FY_RETRY_CODES_MAX;
+  {
+    unsigned i;
+    for (i = 0; i < FY_RETRY_CODES_MAX; i++) {
+      o.retryable[i] = -1 - (int)i;
+      o.non_retryable[i] = -100 - (int)i;
+    }
+  }
+  cr_assert_eq(fy_retry_new(ctx, &o, &r), 0);
+  o.multiplier = FY_RETRY_MULTIPLIER_MAX;
+  o.max_attempts = 1;
+  o.name = "edge";
+  cr_assert_eq(fy_retry_new(ctx, &o, &r), 0);
+  cr_assert_str_eq(fy_policy_name(fy_retry_policy(r)), "edge");
+  cr_assert_str_eq(fy_policy_kind(fy_retry_policy(r)), "retry");
+  finish_ctx();
+}
+
+Test(retry, new_argument_errors) {
+  fy_retry_t *r = (fy_retry_t *)&r;
+  setup_ctx();
+  cr_assert_eq(fy_retry_new(ctx, NULL, NULL), UV_EINVAL);
+  cr_assert_eq(fy_retry_new(NULL, NULL, &r), UV_EINVAL);
+  cr_assert_null(r);
+  cr_assert_eq(fy_retry_new(ctx, NULL, &r), 0); /* NULL: the defaults */
+  cr_assert_not_null(r);
+  cr_assert_null(fy_retry_policy(NULL));
+  cr_assert_eq(fy_retry_close(NULL, NULL, NULL), 0);
+  {
+    fy_retry_stats_t st;
+    fy_retry_stats(NULL, &st);
+    cr_assert_eq(st.retries, 0);
+    fy_retry_stats(r, NULL);
+  }
+  finish_ctx();
+}
+
+Test(retry, new_enomem_and_closing_ctx) {
+  fy_retry_t *r = (fy_retry_t *)&r;
+  int closed = 0;
+  cr_assert_eq(fy_replace_allocator(c_malloc, c_realloc, c_calloc, c_free),
+               0);
+  setup_ctx();
+  fail_allocs = 1;
+  cr_assert_eq(fy_retry_new(ctx, NULL, &r), UV_ENOMEM);
+  cr_assert_null(r);
+  fail_allocs = 0;
+  cr_assert_eq(fy_ctx_close(ctx, count_close, &closed), 0);
+  cr_assert_eq(fy_retry_new(ctx, NULL, &r), FY_ECLOSED);
+  cr_assert_null(r);
+  drain_loop(&closed);
+  cr_assert_eq(live_allocs, 0);
+}
+
+Test(retry, stop_names) {
+  cr_assert_str_eq(fy_retry_stop_name(FY_RETRY_STOP_SUCCESS), "success");
+  cr_assert_str_eq(fy_retry_stop_name(FY_RETRY_STOP_EXHAUSTED),
+                   "exhausted");
+  cr_assert_str_eq(fy_retry_stop_name(FY_RETRY_STOP_DEADLINE), "deadline");
+  cr_assert_str_eq(fy_retry_stop_name(FY_RETRY_STOP_CLOSED), "closed");
+  cr_assert_str_eq(fy_retry_stop_name(8), "unknown");
+  cr_assert_str_eq(fy_retry_stop_name(-1), "unknown");
+}
+
+/* ====================================================================== *
+ * Backoff, pure
+ * ====================================================================== */
+
+static uint64_t bo(const fy_retry_opts_t *o, unsigned attempt,
+                   fy__retry_seq_t *seq, uint64_t *rng) {
+  return fy__retry_backoff(o, attempt, seq, rng);
+}
+
+Test(retry, backoff_formulas_without_jitter) {
+  fy_retry_opts_t o;
+  fy__retry_seq_t seq;
+  uint64_t rng = 1, before;
+  unsigned k;
+
+  fy_retry_opts_init(&o);
+  memset(&seq, 0, sizeof(seq));
+  /* Exponential: d * m^(k-1), k the failed try (W14: not m^k). */
+  cr_assert_eq(bo(&o, 1, &seq, &rng), 100);
+  cr_assert_eq(bo(&o, 2, &seq, &rng), 200);
+  cr_assert_eq(bo(&o, 3, &seq, &rng), 400);
+  cr_assert_eq(bo(&o, 4, &seq, &rng), 800);
+  o.multiplier = 1.5;
+  cr_assert_eq(bo(&o, 3, &seq, &rng), 225);
+  cr_assert_eq(bo(&o, 4, &seq, &rng), 338); /* 337.5 rounded up */
+  o.backoff = FY_RETRY_BACKOFF_LINEAR;
+  for (k = 1; k <= 5; k++)
+    cr_assert_eq(bo(&o, k, &seq, &rng), 100 * k);
+  o.backoff = FY_RETRY_BACKOFF_CONSTANT;
+  for (k = 1; k <= 5; k++)
+    cr_assert_eq(bo(&o, k, &seq, &rng), 100);
+  /* Attempt 0 is taken as 1. */
+  o.backoff = FY_RETRY_BACKOFF_EXPONENTIAL;
+  cr_assert_eq(bo(&o, 0, &seq, &rng), 100);
+  /* No jitter: the PRNG is not touched. */
+  before = rng;
+  bo(&o, 7, &seq, &rng);
+  cr_assert_eq(rng, before);
+}
+
+Test(retry, backoff_exponential_monotonic_to_cap) {
+  fy_retry_opts_t o;
+  fy__retry_seq_t seq;
+  uint64_t rng = 1, prev = 0, d;
+  unsigned k;
+  double m[] = {1.0, 1.1, 1.5, 2.0, 3.7, 100.0};
+  size_t i;
+
+  for (i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
+    fy_retry_opts_init(&o);
+    o.multiplier = m[i];
+    o.max_delay_ms = 60000;
+    memset(&seq, 0, sizeof(seq));
+    prev = 0;
+    for (k = 1; k <= FY_RETRY_ATTEMPTS_MAX; k++) {
+      d = bo(&o, k, &seq, &rng);
+      cr_assert_geq(d, prev, "m=%g k=%u", m[i], k);
+      cr_assert_leq(d, 60000);
+      prev = d;
+    }
+    cr_assert_eq(prev, m[i] == 1.0 ? 100 : 60000);
+  }
+}
+
+/* Every jitter kind, many draws. */
+Test(retry, backoff_full_jitter_bounds) {
+  fy_retry_opts_t o;
+  fy__retry_seq_t seq;
+  uint64_t rng = 7, d, lo = UINT64_MAX, hi = 0;
+  unsigned i, k;
+  fy_retry_opts_init(&o);
+  o.jitter = FY_RETRY_JITTER_FULL;
+  memset(&seq, 0, sizeof(seq));
+  for (k = 1; k <= 4; k++) {
+    uint64_t t = 100u << (k - 1);
+    for (i = 0; i < 2000; i++) {
+      d = bo(&o, k, &seq, &rng);
+      cr_assert_leq(d, t);
+      if (k == 3) {
+        lo = d < lo ? d : lo;
+        hi = d > hi ? d : hi;
+      }
+    }
+  }
+  /* Spread over the whole range [0, 400]. */
+  cr_assert_lt(lo, 20);
+  cr_assert_gt(hi, 380);
+}
+
+Test(retry, backoff_equal_jitter_bounds) {
+  fy_retry_opts_t o;
+  fy__retry_seq_t seq;
+  uint64_t rng = 9, d, lo = UINT64_MAX, hi = 0;
+  unsigned i;
+  fy_retry_opts_init(&o);
+  o.jitter = FY_RETRY_JITTER_EQUAL;
+  memset(&seq, 0, sizeof(seq));
+  for (i = 0; i < 2000; i++) {
+    d = bo(&o, 3, &seq, &rng); /* t = 400 */
+    cr_assert_geq(d, 200);
+    cr_assert_leq(d, 400);
+    lo = d < lo ? d : lo;
+    hi = d > hi ? d : hi;
+  }
+  cr_assert_lt(lo, 210);
+  cr_assert_gt(hi, 390);
+}
+
+Test(retry, backoff_ratio_jitter_bounds) {
+  fy_retry_opts_t o;
+  fy__retry_seq_t seq;
+  uint64_t rng = 11, d, lo = UINT64_MAX, hi = 0;
+  unsigned i;
+  fy_retry_opts_init(&o);
+  o.jitter = FY_RETRY_JITTER_RATIO; /* default r = 0.2 (gRPC) */
+  memset(&seq, 0, sizeof(seq));
+  for (i = 0; i < 2000; i++) {
+    d = bo(&o, 4, &seq, &rng); /* t = 800: [640, 960] */
+    cr_assert_geq(d, 640);
+    cr_assert_leq(d, 960);
+    lo = d < lo ? d : lo;
+    hi = d > hi ? d : hi;
+  }
+  cr_assert_lt(lo, 660);
+  cr_assert_gt(hi, 940);
+  o.jitter_ratio = 0.0;
+  cr_assert_eq(bo(&o, 4, &seq, &rng), 800);
+  o.jitter_ratio = 1.0;
+  for (i = 0; i < 200; i++)
+    cr_assert_leq(bo(&o, 4, &seq, &rng), 1600);
+}
+
+Test(retry, backoff_decorrelated_bounds) {
+  fy_retry_opts_t o;
+  fy__retry_seq_t seq;
+  uint64_t rng = 13, d, prev;
+  unsigned i, k;
+  fy_retry_opts_init(&o);
+  o.jitter = FY_RETRY_JITTER_DECORRELATED;
+  o.max_delay_ms = 5000;
+  for (i = 0; i < 300; i++) {
+    memset(&seq, 0, sizeof(seq));
+    prev = o.initial_delay_ms;
+    for (k = 1; k <= 12; k++) {
+      uint64_t hi = prev * 3 < 5000 ? prev * 3 : 5000;
+      d = bo(&o, k, &seq, &rng);
+      cr_assert_geq(d, 100);
+      cr_assert_leq(d, hi, "k=%u prev=%llu d=%llu", k,
+                    (unsigned long long)prev, (unsigned long long)d);
+      prev = d;
+    }
+  }
+  /* The backoff kind and multiplier do not matter to it. */
+  o.backoff = FY_RETRY_BACKOFF_CONSTANT;
+  memset(&seq, 0, sizeof(seq));
+  rng = 13;
+  d = bo(&o, 1, &seq, &rng);
+  o.backoff = FY_RETRY_BACKOFF_EXPONENTIAL;
+  memset(&seq, 0, sizeof(seq));
+  rng = 13;
+  cr_assert_eq(bo(&o, 1, &seq, &rng), d);
+}
+
+static double v2_curve(double t) { return pow(2.0, t) * tanh(sqrt(4.0 * t)); }
+
+Test(retry, backoff_decorrelated_v2_bounds) {
+  fy_retry_opts_t o;
+  fy__retry_seq_t seq;
+  uint64_t rng = 17, d, sum;
+  unsigned i, k;
+  fy_retry_opts_init(&o);
+  o.jitter = FY_RETRY_JITTER_DECORRELATED_V2;
+  for (i = 0; i < 300; i++) {
+    memset(&seq, 0, sizeof(seq));
+    sum = 0;
+    for (k = 1; k <= 10; k++) {
+      d = bo(&o, k, &seq, &rng);
+      sum += d;
+      /* The delays are the steps of the curve, so their sum after k
+       * retries is base/1.4 * f(t_k) with t_k in [k-1, k), plus at most
+       * 1 ms of rounding per step. */
+      cr_assert_geq((double)sum, 100.0 / 1.4 * v2_curve(k - 1) - 1e-6);
+      cr_assert_leq((double)sum, 100.0 / 1.4 * v2_curve(k) + k);
+    }
+  }
+  /* The median of retry k lands near base * 2^(k-2) (1600 for k = 6):
+   * exponential growth, spread smoothly. */
+  {
+    uint64_t sample[401];
+    unsigned n;
+    for (n = 0; n < 401; n++) {
+      memset(&seq, 0, sizeof(seq));
+      for (k = 1; k <= 6; k++)
+        d = bo(&o, k, &seq, &rng);
+      sample[n] = d;
+    }
+    for (n = 0; n < 401; n++) /* a small selection sort of the middle */
+      for (k = n + 1; k < 401; k++)
+        if (sample[k] < sample[n]) {
+          uint64_t tmp = sample[n];
+          sample[n] = sample[k];
+          sample[k] = tmp;
+        }
+    cr_assert_gt(sample[200], 1200);
+    cr_assert_lt(sample[200], 2000);
+  }
+}
+
+Test(retry, w10_cap_applies_after_jitter) {
+  static const fy_retry_jitter_t kinds[] = {
+      FY_RETRY_JITTER_NONE,         FY_RETRY_JITTER_FULL,
+      FY_RETRY_JITTER_EQUAL,        FY_RETRY_JITTER_DECORRELATED,
+      FY_RETRY_JITTER_DECORRELATED_V2, FY_RETRY_JITTER_RATIO};
+  fy_retry_opts_t o;
+  fy__retry_seq_t seq;
+  uint64_t rng = 21, d, top;
+  size_t j;
+  unsigned i, k;
+
+  for (j = 0; j < sizeof(kinds) / sizeof(kinds[0]); j++) {
+    fy_retry_opts_init(&o);
+    o.jitter = kinds[j];
+    o.jitter_ratio = 1.0; /* widest ratio: up to 2x before the cap */
+    o.max_delay_ms = 1000;
+    top = 0;
+    for (i = 0; i < 200; i++) {
+      memset(&seq, 0, sizeof(seq));
+      for (k = 1; k <= 20; k++) {
+        d = bo(&o, k, &seq, &rng);
+        cr_assert_leq(d, 1000, "kind %zu k %u: %llu", j, k,
+                      (unsigned long long)d);
+        top = d > top ? d : top;
+      }
+    }
+    cr_assert_gt(top, 900, "kind %zu never near the cap", j);
+    /* No max_delay: the 24 h hard cap, also after jitter. */
+    o.max_delay_ms = 0;
+    o.initial_delay_ms = DAY_MS;
+    for (i = 0; i < 200; i++) {
+      memset(&seq, 0, sizeof(seq));
+      for (k = 1; k <= 5; k++)
+        cr_assert_leq(bo(&o, k, &seq, &rng), DAY_MS);
+    }
+  }
+  /* Ratio jitter at the cap still spreads below it. */
+  fy_retry_opts_init(&o);
+  o.jitter = FY_RETRY_JITTER_RATIO;
+  o.max_delay_ms = 1000;
+  memset(&seq, 0, sizeof(seq));
+  {
+    uint64_t lo = UINT64_MAX;
+    for (i = 0; i < 500; i++) {
+      d = bo(&o, 30, &seq, &rng);
+      cr_assert_geq(d, 800);
+      lo = d < lo ? d : lo;
+    }
+    cr_assert_lt(lo, 850);
+  }
+}
+
+Test(retry, backoff_overflow_safe) {
+  static const fy_retry_jitter_t kinds[] = {
+      FY_RETRY_JITTER_NONE,         FY_RETRY_JITTER_FULL,
+      FY_RETRY_JITTER_EQUAL,        FY_RETRY_JITTER_DECORRELATED,
+      FY_RETRY_JITTER_DECORRELATED_V2, FY_RETRY_JITTER_RATIO};
+  static const fy_retry_backoff_t curves[] = {FY_RETRY_BACKOFF_EXPONENTIAL,
+                                              FY_RETRY_BACKOFF_LINEAR,
+                                              FY_RETRY_BACKOFF_CONSTANT};
+  static const unsigned attempts[] = {999, 1000, 1100, 70000, UINT32_MAX};
+  fy_retry_opts_t o;
+  fy__retry_seq_t seq;
+  uint64_t rng = 23, d;
+  size_t j, c, a;
+
+  for (j = 0; j < sizeof(kinds) / sizeof(kinds[0]); j++) {
+    for (c = 0; c < 3; c++) {
+      fy_retry_opts_init(&o);
+      o.jitter = kinds[j];
+      o.backoff = curves[c];
+      o.multiplier = 100.0;
+      o.initial_delay_ms = DAY_MS;
+      memset(&seq, 0, sizeof(seq));
+      for (a = 0; a < sizeof(attempts) / sizeof(attempts[0]); a++) {
+        d = bo(&o, attempts[a], &seq, &rng);
+        cr_assert_leq(d, DAY_MS);
+      }
+      /* No jitter: pinned exactly on the cap. */
+      if (kinds[j] == FY_RETRY_JITTER_NONE) {
+        o.max_delay_ms = 1234;
+        cr_assert_eq(bo(&o, 1000, &seq, &rng), 1234);
+      }
+    }
+  }
+  /* Attempt 1000, multiplier 100, default delay: the hard cap. */
+  fy_retry_opts_init(&o);
+  o.multiplier = 100.0;
+  memset(&seq, 0, sizeof(seq));
+  cr_assert_eq(bo(&o, 1000, &seq, &rng), DAY_MS);
+  /* v2's curve overflows to infinity (and inf - inf is NaN) past ~1024. */
+  o.jitter = FY_RETRY_JITTER_DECORRELATED_V2;
+  memset(&seq, 0, sizeof(seq));
+  cr_assert_eq(bo(&o, 1100, &seq, &rng), DAY_MS);
+  cr_assert_eq(bo(&o, 1101, &seq, &rng), DAY_MS);
+}
+
+Test(retry, backoff_zero_initial_delay) {
+  static const fy_retry_jitter_t kinds[] = {
+      FY_RETRY_JITTER_NONE,         FY_RETRY_JITTER_FULL,
+      FY_RETRY_JITTER_EQUAL,        FY_RETRY_JITTER_DECORRELATED,
+      FY_RETRY_JITTER_DECORRELATED_V2, FY_RETRY_JITTER_RATIO};
+  fy_retry_opts_t o;
+  fy__retry_seq_t seq;
+  uint64_t rng = 1;
+  size_t j;
+  unsigned k;
+  for (j = 0; j < sizeof(kinds) / sizeof(kinds[0]); j++) {
+    fy_retry_opts_init(&o);
+    o.initial_delay_ms = 0;
+    o.multiplier = 100.0;
+    o.jitter = kinds[j];
+    memset(&seq, 0, sizeof(seq));
+    for (k = 1; k <= 1100; k += 99)
+      cr_assert_eq(bo(&o, k, &seq, &rng), 0, "kind %zu k %u", j, k);
+  }
+}
+
+Test(retry, rng_seeded_is_reproducible) {
+  uint64_t a = fy__retry_rng_seed(42, 1), b = fy__retry_rng_seed(42, 2);
+  uint64_t c = fy__retry_rng_seed(43, 1);
+  uint64_t x, y;
+  unsigned i, same = 0;
+  double u;
+  for (i = 0; i < 100; i++) {
+    x = fy__retry_rng_next(&a);
+    y = fy__retry_rng_next(&b);
+    cr_assert_eq(x, y);
+    if (fy__retry_rng_next(&c) == x)
+      same++;
+    u = fy__retry_rng_unit(&a);
+    fy__retry_rng_unit(&b);
+    cr_assert(u >= 0.0 && u < 1.0);
+  }
+  cr_assert_lt(same, 2);
+  /* Seed 0: from the clock, and different for different salts. */
+  cr_assert_neq(fy__retry_rng_seed(0, 1), fy__retry_rng_seed(0, 2));
+}
+
+/* ====================================================================== *
+ * Classification and decision, pure
+ * ====================================================================== */
+
+static int pred_calls;
+static int pred_answer(int status, void *user_data) {
+  pred_calls++;
+  cr_assert_eq(user_data, &pred_calls);
+  if (status == UV_EPIPE)
+    return 1;
+  if (status == UV_ECONNRESET)
+    return 0;
+  return -1; /* no opinion */
+}
+
+Test(retry, w12_default_classification) {
+  fy_retry_opts_t o;
+  fy_retry_opts_init(&o);
+  /* Failures are retried... */
+  cr_assert_eq(fy__retry_is_retryable(&o, UV_ECONNRESET), 1);
+  cr_assert_eq(fy__retry_is_retryable(&o, UV_ETIMEDOUT), 1);
+  cr_assert_eq(fy__retry_is_retryable(&o, FY_EHTTP), 1);
+  /* ...but not success, the library's refusals, cancellation, or the
+   * enclosing deadline. */
+  cr_assert_eq(fy__retry_is_retryable(&o, 0), 0);
+  cr_assert_eq(fy__retry_is_retryable(&o, FY_ECIRCUITOPEN), 0);
+  cr_assert_eq(fy__retry_is_retryable(&o, FY_ERATELIMITED), 0);
+  cr_assert_eq(fy__retry_is_retryable(&o, FY_EBULKHEADFULL), 0);
+  cr_assert_eq(fy__retry_is_retryable(&o, FY_EQUEUETIMEOUT), 0);
+  cr_assert_eq(fy__retry_is_retryable(&o, FY_ECLOSED), 0);
+  cr_assert_eq(fy__retry_is_retryable(&o, FY_EBUDGET), 0);
+  cr_assert_eq(fy__retry_is_retryable(&o, FY_ELIMIT), 0);
+  cr_assert_eq(fy__retry_is_retryable(&o, FY_ESHED), 0);
+  cr_assert_eq(fy__retry_is_retryable(&o, UV_ECANCELED), 0);
+  cr_assert_eq(fy__retry_is_retryable(&o, FY_EDEADLINE), 0);
+}
+
+Test(retry, classification_precedence) {
+  fy_retry_opts_t o;
+  fy_retry_opts_init(&o);
+  o.non_retryable[0] = UV_ETIMEDOUT;
+  o.non_retryable[1] = UV_EPIPE;
+  o.non_retryable_count = 2;
+  o.retryable[0] = FY_ERATELIMITED;
+  o.retryable[1] = UV_ETIMEDOUT;
+  o.retryable_count = 2;
+  /* Lists: non-retryable wins over retryable, retryable over default. */
+  cr_assert_eq(fy__retry_is_retryable(&o, UV_ETIMEDOUT), 0);
+  cr_assert_eq(fy__retry_is_retryable(&o, FY_ERATELIMITED), 1);
+  cr_assert_eq(fy__retry_is_retryable(&o, UV_ECONNRESET), 1);
+  /* The predicate wins over both lists, and may defer to them. */
+  o.is_retryable = pred_answer;
+  o.user_data = &pred_calls;
+  cr_assert_eq(fy__retry_is_retryable(&o, UV_EPIPE), 1);
+  cr_assert_eq(fy__retry_is_retryable(&o, UV_ECONNRESET), 0);
+  cr_assert_eq(fy__retry_is_retryable(&o, UV_ETIMEDOUT), 0);
+  cr_assert_eq(fy__retry_is_retryable(&o, FY_ERATELIMITED), 1);
+  cr_assert_eq(fy__retry_is_retryable(&o, FY_ECIRCUITOPEN), 0);
+  cr_assert_eq(pred_calls, 5);
+  /* Never asked about a success. */
+  cr_assert_eq(fy__retry_is_retryable(&o, 0), 0);
+  cr_assert_eq(pred_calls, 5);
+}
+
+Test(retry, decide_order_and_hints) {
+  fy_retry_opts_t o;
+  fy__retry_seq_t seq;
+  fy__retry_plan_t pl;
+  uint64_t rng = 5;
+
+  fy_retry_opts_init(&o);
+  memset(&seq, 0, sizeof(seq));
+  fy__retry_decide(&o, &seq, &rng, 1, 0, 0, 0, 1000, FY_TIME_NEVER, &pl);
+  cr_assert_eq(pl.retry, 0);
+  cr_assert_eq(pl.stop, FY_RETRY_STOP_SUCCESS);
+  fy__retry_decide(&o, &seq, &rng, 1, FY_ECIRCUITOPEN, 0, 0, 1000,
+                   FY_TIME_NEVER, &pl);
+  cr_assert_eq(pl.stop, FY_RETRY_STOP_NOT_RETRYABLE);
+  fy__retry_decide(&o, &seq, &rng, 3, UV_EPIPE, 0, 0, 1000, FY_TIME_NEVER,
+                   &pl);
+  cr_assert_eq(pl.stop, FY_RETRY_STOP_EXHAUSTED);
+  cr_assert_eq(seq.count, 0); /* no delay computed for nothing */
+  fy__retry_decide(&o, &seq, &rng, 1, UV_EPIPE, 0, 0, 1000, FY_TIME_NEVER,
+                   &pl);
+  cr_assert_eq(pl.retry, 1);
+  cr_assert_eq(pl.delay_ms, 100);
+  cr_assert_eq(pl.when, 1100);
+  /* Hint: max(backoff, hint). */
+  fy__retry_decide(&o, &seq, &rng, 2, UV_EPIPE, 50, 0, 1000, FY_TIME_NEVER,
+                   &pl);
+  cr_assert_eq(pl.delay_ms, 200);
+  fy__retry_decide(&o, &seq, &rng, 2, UV_EPIPE, 7000, 0, 1000,
+                   FY_TIME_NEVER, &pl);
+  cr_assert_eq(pl.delay_ms, 7000);
+  /* The hint may exceed max_delay_ms (up to max_retry_after_ms). */
+  o.max_delay_ms = 150;
+  fy__retry_decide(&o, &seq, &rng, 2, UV_EPIPE, 30000, 0, 1000,
+                   FY_TIME_NEVER, &pl);
+  cr_assert_eq(pl.retry, 1);
+  cr_assert_eq(pl.delay_ms, 30000);
+  fy__retry_decide(&o, &seq, &rng, 2, UV_EPIPE, 30001, 0, 1000,
+                   FY_TIME_NEVER, &pl);
+  cr_assert_eq(pl.retry, 0);
+  cr_assert_eq(pl.stop, FY_RETRY_STOP_RETRY_AFTER);
+  o.max_retry_after_ms = 0; /* hints ignored */
+  fy__retry_decide(&o, &seq, &rng, 2, UV_EPIPE, 90000, 0, 1000,
+                   FY_TIME_NEVER, &pl);
+  cr_assert_eq(pl.retry, 1);
+  cr_assert_eq(pl.delay_ms, 150);
+  /* Deadline: a wait ending at or after it is not scheduled. */
+  fy__retry_decide(&o, &seq, &rng, 2, UV_EPIPE, 0, 0, 1000, 1150, &pl);
+  cr_assert_eq(pl.retry, 0);
+  cr_assert_eq(pl.stop, FY_RETRY_STOP_DEADLINE);
+  cr_assert_eq(pl.delay_ms, 150);
+  fy__retry_decide(&o, &seq, &rng, 2, UV_EPIPE, 0, 0, 1000, 1151, &pl);
+  cr_assert_eq(pl.retry, 1);
+  fy__retry_decide(&o, &seq, &rng, 2, UV_EPIPE, 0, 0, 1000, 900, &pl);
+  cr_assert_eq(pl.stop, FY_RETRY_STOP_DEADLINE);
+  /* Idempotency, after attempts. */
+  o.require_idempotent = 1;
+  fy__retry_decide(&o, &seq, &rng, 1, UV_EPIPE, 0, 0, 1000, FY_TIME_NEVER,
+                   &pl);
+  cr_assert_eq(pl.stop, FY_RETRY_STOP_NOT_IDEMPOTENT);
+  fy__retry_decide(&o, &seq, &rng, 1, UV_EPIPE, 0, FY_CALL_IDEMPOTENT, 1000,
+                   FY_TIME_NEVER, &pl);
+  cr_assert_eq(pl.retry, 1);
+  fy__retry_decide(&o, &seq, &rng, 3, UV_EPIPE, 0, 0, 1000, FY_TIME_NEVER,
+                   &pl);
+  cr_assert_eq(pl.stop, FY_RETRY_STOP_EXHAUSTED);
+  /* Saturation near the end of time. */
+  o.require_idempotent = 0;
+  fy__retry_decide(&o, &seq, &rng, 1, UV_EPIPE, 0, 0, UINT64_MAX - 10,
+                   FY_TIME_NEVER, &pl);
+  cr_assert_eq(pl.retry, 1);
+  cr_assert_eq(pl.when, FY_TIME_NEVER - 1);
+}
+
+/* ====================================================================== *
+ * The policy on a loop
+ * ====================================================================== */
+
+Test(retry, retries_until_success) {
+  static const step_t s[] = {{UV_ECONNRESET, 10, 0, 0, 0},
+                             {UV_ETIMEDOUT, 10, 0, 0, 0},
+                             {0, 10, 0, 0, 0}};
+  fy_retry_opts_t o;
+  fy_retry_stats_t st;
+  tcall_t tc;
+
+  setup_ctx();
+  o = opts_default();
+  make(&o, NULL, NULL);
+  script(3, s);
+  ops.with_results = 1;
+  cr_assert_eq(start_call(&tc, pl_main, 0), 0);
+  advance(0);
+  cr_assert_eq(tc.done, 0);
+  advance(10);
+  fy_retry_stats(retry, &st);
+  cr_assert_eq(st.waiting, 1);
+  cr_assert_eq(ops.started, 1);
+  advance(2000);
+  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.status, 0);
+  cr_assert_eq(ops.started, 3);
+  cr_assert_eq(ops.start_at[1] - t0, 110);
+  cr_assert_eq(ops.start_at[2] - t0, 320);
+  cr_assert_eq(tc.at - t0, 330);
+  cr_assert(tc.had_result);
+  cr_assert_eq(results_live, 0); /* failed tries' results destroyed */
+  cr_assert_eq(tc.call.detail.attempts, 3);
+  cr_assert(by_retry(&tc.call));
+  cr_assert_eq(tc.call.detail.state, FY_RETRY_STOP_SUCCESS);
+  cr_assert_eq(tc.call.detail.cause, UV_ETIMEDOUT);
+  cr_assert_eq(tc.call.detail.n[0], 3);
+  cr_assert_eq(tc.call.detail.n[1], 300);
+  cr_assert_eq(tc.call.detail.n[2], 200);
+  cr_assert_eq(nrecs, 2);
+  cr_assert_eq(recs[0].attempt, 2);
+  cr_assert_eq(recs[0].last, UV_ECONNRESET);
+  cr_assert_eq(recs[0].delay, 100);
+  cr_assert_eq(recs[1].attempt, 3);
+  cr_assert_eq(recs[1].last, UV_ETIMEDOUT);
+  cr_assert_eq(recs[1].delay, 200);
+  fy_retry_stats(retry, &st);
+  cr_assert_eq(st.waiting, 0);
+  cr_assert_eq(st.retries, 2);
+  cr_assert_eq(st.given_up, 0);
+  finish_ctx();
+}
+
+Test(retry, w14_exhausted_reports_last_status_and_attempts) {
+  static const step_t s[] = {{UV_ECONNRESET, 5, 0, 0, 0},
+                             {UV_ETIMEDOUT, 5, 0, 0, 0},
+                             {UV_EPIPE, 5, 0, 0, 0}};
+  fy_retry_opts_t o;
+  fy_retry_stats_t st;
+  tcall_t tc;
+
+  setup_ctx();
+  o = opts_default();
+  make(&o, NULL, NULL);
+  script(3, s);
+  ops.with_results = 1;
+  cr_assert_eq(start_call(&tc, pl_main, 0), 0);
+  advance(10000);
+  cr_assert_eq(tc.done, 1);
+  /* The last attempt's own status, not a new code. */
+  cr_assert_eq(tc.status, UV_EPIPE);
+  cr_assert_eq(tc.call.detail.attempts, 3);
+  cr_assert(by_retry(&tc.call));
+  cr_assert_eq(tc.call.detail.state, FY_RETRY_STOP_EXHAUSTED);
+  cr_assert_eq(tc.call.detail.cause, UV_EPIPE);
+  cr_assert_eq(tc.call.detail.n[0], 3);
+  cr_assert_eq(tc.call.detail.n[1], 300);
+  /* The last failure's result still reaches the caller. */
+  cr_assert(tc.had_result);
+  cr_assert_eq(results_live, 0);
+  fy_retry_stats(retry, &st);
+  cr_assert_eq(st.given_up, 1);
+  finish_ctx();
+}
+
+Test(retry, w14_non_retryable_first_failure_passes_through) {
+  static const step_t s[] = {{UV_EACCES, 5, 0, 0, 0}};
+  fy_retry_opts_t o;
+  fy_retry_stats_t st;
+  tcall_t tc;
+
+  setup_ctx();
+  o = opts_default();
+  o.non_retryable[0] = UV_EACCES;
+  o.non_retryable_count = 1;
+  make(&o, NULL, NULL);
+  script(1, s);
+  cr_assert_eq(start_call(&tc, pl_main, 0), 0);
+  advance(5);
+  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.status, UV_EACCES);
+  cr_assert_eq(tc.call.detail.attempts, 1);
+  /* Not reported as "exhausted": the retry leaves the detail alone. */
+  cr_assert_null(tc.call.detail.by_kind);
+  cr_assert_eq(nrecs, 0);
+  fy_retry_stats(retry, &st);
+  cr_assert_eq(st.given_up, 0);
+  cr_assert_eq(fy_ctx_pending_deadlines(ctx), 0);
+  finish_ctx();
+}
+
+Test(retry, success_first_try_no_timer_no_verdict) {
+  static const step_t s[] = {{0, 0, 0, 0, 0}};
+  fy_retry_opts_t o;
+  tcall_t tc;
+
+  setup_ctx();
+  o = opts_default();
+  make(&o, NULL, NULL);
+  script(1, s);
+  cr_assert_eq(start_call(&tc, pl_main, 0), 0);
+  cr_assert_eq(tc.done, 0); /* never inside fy_call_start */
+  cr_assert_eq(fy_ctx_pending_deadlines(ctx), 0);
+  advance(0);
+  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.status, 0);
+  cr_assert_null(tc.call.detail.by_kind);
+  cr_assert_eq(tc.call.detail.attempts, 1);
+  finish_ctx();
+}
+
+Test(retry, w12_refusals_cancel_deadline_not_retried) {
+  static const int codes[] = {FY_ECIRCUITOPEN, FY_EBULKHEADFULL,
+                              FY_ERATELIMITED, FY_EBUDGET, UV_ECANCELED,
+                              FY_EDEADLINE};
+  fy_retry_opts_t o;
+  size_t i;
+
+  setup_ctx();
+  o = opts_default();
+  make(&o, NULL, NULL);
+  for (i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+    step_t s = {codes[i], 5, 100, 0, 0};
+    tcall_t tc;
+    script(1, &s);
+    cr_assert_eq(start_call(&tc, pl_main, 0), 0);
+    advance(1000);
+    cr_assert_eq(tc.done, 1);
+    cr_assert_eq(tc.status, codes[i]);
+    cr_assert_eq(ops.started, 1, "%s retried", fy_err_name(codes[i]));
+  }
+  cr_assert_eq(nrecs, 0);
+  finish_ctx();
+}
+
+Test(retry, op_start_failure_is_retried) {
+  static const step_t s[] = {{UV_ECONNREFUSED, 0, 0, 1, 0},
+                             {UV_ECONNREFUSED, 0, 0, 1, 0},
+                             {0, 3, 0, 0, 0}};
+  fy_retry_opts_t o;
+  tcall_t tc;
+
+  setup_ctx();
+  o = opts_default();
+  make(&o, NULL, NULL);
+  script(3, s);
+  cr_assert_eq(start_call(&tc, pl_main, 0), 0);
+  cr_assert_eq(tc.done, 0);
+  advance(1000);
+  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.status, 0);
+  cr_assert_eq(ops.started, 3);
+  cr_assert_eq(ops.start_at[2] - t0, 300);
+  cr_assert_eq(tc.call.detail.attempts, 3);
+  finish_ctx();
+}
+
+Test(retry, zero_delay_retries_on_next_turn) {
+  static const step_t s[] = {{UV_EPIPE, 0, 0, 0, 0},
+                             {UV_EPIPE, 0, 0, 0, 0},
+                             {0, 0, 0, 0, 0}};
+  fy_retry_opts_t o;
+  tcall_t tc;
+
+  setup_ctx();
+  o = opts_default();
+  o.initial_delay_ms = 0;
+  make(&o, NULL, NULL);
+  script(3, s);
+  cr_assert_eq(start_call(&tc, pl_main, 0), 0);
+  cr_assert_eq(ops.started, 1);
+  advance(0);
+  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.status, 0);
+  cr_assert_eq(ops.started, 3);
+  cr_assert_eq(tc.at, t0);
+  cr_assert_eq(tc.call.detail.n[1], 0);
+  finish_ctx();
+}
+
+Test(retry, w13_on_retry_fires_after_the_backoff) {
+  static const step_t s[] = {{UV_EPIPE, 0, 0, 0, 0}, {0, 10, 0, 0, 0}};
+  fy_retry_opts_t o;
+  tcall_t tc;
+
+  setup_ctx();
+  o = opts_default();
+  o.initial_delay_ms = 500;
+  make(&o, NULL, NULL);
+  script(2, s);
+  cr_assert_eq(start_call(&tc, pl_main, 0), 0);
+  advance(499);
+  cr_assert_eq(nrecs, 0); /* not before the wait */
+  advance(1);
+  cr_assert_eq(nrecs, 1);
+  cr_assert_eq(recs[0].at - t0, 500);
+  cr_assert_eq(ops.started, 2);
+  cr_assert_eq(ops.start_at[1] - t0, 500);
+  advance(100);
+  cr_assert_eq(tc.status, 0);
+  finish_ctx();
+}
+
+Test(retry, w13_cancel_during_backoff_keeps_last_error) {
+  static const step_t s[] = {{UV_ECONNRESET, 5, 0, 0, 0}, {0, 5, 0, 0, 0}};
+  fy_retry_opts_t o;
+  fy_retry_stats_t st;
+  tcall_t tc;
+
+  setup_ctx();
+  o = opts_default();
+  make(&o, NULL, NULL);
+  script(2, s);
+  cr_assert_eq(start_call(&tc, pl_main, 0), 0);
+  advance(50); /* failed at 5, waiting until 105 */
+  cr_assert_eq(fy_ctx_pending_deadlines(ctx), 1);
+  cr_assert_eq(fy_call_cancel(&tc.call), 0);
+  cr_assert_eq(tc.done, 0); /* never inside fy_call_cancel */
+  cr_assert_eq(fy_ctx_pending_deadlines(ctx), 0); /* disarmed */
+  advance(0);
+  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.status, UV_ECANCELED);
+  cr_assert(by_retry(&tc.call));
+  cr_assert_eq(tc.call.detail.state, FY_RETRY_STOP_CANCELLED);
+  cr_assert_eq(tc.call.detail.cause, UV_ECONNRESET);
+  cr_assert_eq(tc.call.detail.n[0], 1);
+  cr_assert_eq(tc.call.detail.n[1], 45); /* slept 5..50 */
+  advance(1000);
+  cr_assert_eq(nrecs, 0); /* the abandoned retry was never announced */
+  cr_assert_eq(ops.started, 1);
+  cr_assert_eq(tc.done, 1);
+  fy_retry_stats(retry, &st);
+  cr_assert_eq(st.waiting, 0);
+  cr_assert_eq(st.retries, 0);
+  finish_ctx();
+}
+
+Test(retry, cancel_during_attempt) {
+  static const step_t s[] = {{UV_EPIPE, 5, 0, 0, 0}, {0, 50, 0, 0, 0}};
+  fy_retry_opts_t o;
+  tcall_t tc;
+
+  setup_ctx();
+  o = opts_default();
+  make(&o, NULL, NULL);
+  script(2, s);
+  cr_assert_eq(start_call(&tc, pl_main, 0), 0);
+  advance(120); /* second try in flight since 105 */
+  cr_assert_eq(ops.started, 2);
+  cr_assert_eq(fy_call_cancel(&tc.call), 0);
+  cr_assert_eq(ops.cancels, 1);
+  advance(0);
+  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.status, UV_ECANCELED);
+  cr_assert_eq(tc.call.detail.state, FY_RETRY_STOP_CANCELLED);
+  cr_assert_eq(tc.call.detail.n[0], 2);
+  advance(1000);
+  cr_assert_eq(ops.started, 2);
+  cr_assert_eq(tc.done, 1);
+  finish_ctx();
+}
+
+Test(retry, op_cancels_its_own_call_from_start) {
+  static const step_t s[] = {{UV_EPIPE, 5, 0, 0, 0},
+                             {UV_EPIPE, 0, 0, 0, 1}};
+  fy_retry_opts_t o;
+  tcall_t tc;
+
+  setup_ctx();
+  o = opts_default();
+  make(&o, NULL, NULL);
+  script(2, s);
+  cr_assert_eq(start_call(&tc, pl_main, 0), 0);
+  advance(1000);
+  cr_assert_eq(ops.started, 2);
+  cr_assert_eq(ops.cancels, 1);
+  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.status, UV_ECANCELED);
+  finish_ctx();
+}
+
+Test(retry, close_policy_with_frames_in_backoff) {
+  static const step_t s[] = {{UV_EPIPE, 5, 0, 0, 0}};
+  fy_retry_opts_t o;
+  tcall_t tc[3];
+  fy_retry_t *r2;
+  int i;
+
+  setup_ctx();
+  o = opts_default();
+  make(&o, NULL, NULL);
+  script(1, s);
+  for (i = 0; i < 3; i++)
+    cr_assert_eq(start_call(&tc[i], pl_main, 0), 0);
+  advance(20);
+  cr_assert_eq(fy_ctx_pending_deadlines(ctx), 3);
+  cr_assert_eq(fy_retry_close(retry, count_close, &closed_flag), 0);
+  cr_assert_eq(fy_retry_close(retry, count_close, &closed_flag),
+               FY_ECLOSED);
+  advance(0);
+  for (i = 0; i < 3; i++) {
+    cr_assert_eq(tc[i].done, 1);
+    cr_assert_eq(tc[i].status, UV_ECANCELED);
+    cr_assert_eq(tc[i].call.detail.state, FY_RETRY_STOP_CLOSED);
+    cr_assert_eq(tc[i].call.detail.cause, UV_EPIPE);
+  }
+  cr_assert_eq(closed_flag, 1);
+  cr_assert_eq(fy_ctx_pending_deadlines(ctx), 0);
+  advance(1000);
+  cr_assert_eq(ops.started, 3);
+  /* The pipeline refuses new calls through the closed policy. */
+  {
+    tcall_t late;
+    cr_assert_eq(start_call(&late, pl_main, 0), FY_ECLOSED);
+    cr_assert_eq(late.done, 0);
+  }
+  /* Closing a retry with nothing pending also reports once. */
+  cr_assert_eq(fy_retry_new(ctx, NULL, &r2), 0);
+  cr_assert_eq(fy_retry_close(r2, count_close, &closed_flag), 0);
+  advance(0);
+  cr_assert_eq(closed_flag, 2);
+  finish_ctx();
+}
+
+static fy_retry_t *closed_obj;
+static void remember_close(void *obj, void *user_data) {
+  closed_obj = obj;
+  (*(int *)user_data)++;
+}
+
+Test(retry, close_policy_with_attempt_in_flight) {
+  static const step_t s[] = {{0, 100, 0, 0, 0}};
+  fy_retry_opts_t o;
+  tcall_t tc;
+  int closed = 0;
+
+  setup_ctx();
+  o = opts_default();
+  make(&o, NULL, NULL);
+  script(1, s);
+  cr_assert_eq(start_call(&tc, pl_main, 0), 0);
+  advance(10);
+  cr_assert_eq(fy_retry_close(retry, remember_close, &closed), 0);
+  advance(0);
+  cr_assert_eq(ops.cancels, 1);
+  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.status, UV_ECANCELED);
+  cr_assert_eq(closed, 1);
+  cr_assert_eq(closed_obj, retry); /* the callback gets the retry */
+  finish_ctx();
+}
+
+Test(retry, ctx_close_with_calls_in_backoff) {
+  static const step_t s[] = {{UV_EPIPE, 5, 0, 0, 0}};
+  fy_retry_opts_t o;
+  tcall_t tc[4];
+  int i, closed = 0;
+
+  setup_ctx();
+  o = opts_default();
+  make(&o, NULL, NULL);
+  script(1, s);
+  for (i = 0; i < 4; i++)
+    cr_assert_eq(start_call(&tc[i], pl_main, 0), 0);
+  advance(6);
+  cr_assert_eq(fy_ctx_close(ctx, count_close, &closed), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  for (i = 0; i < 4; i++) {
+    cr_assert_eq(tc[i].done, 1);
+    cr_assert_eq(tc[i].status, UV_ECANCELED);
+    cr_assert_eq(tc[i].call.detail.cause, UV_EPIPE);
+  }
+  cr_assert_eq(closed, 1);
+  cr_assert_eq(uv_loop_close(&loop), 0);
+}
+
+Test(retry, retry_after_from_operation) {
+  static const step_t s[] = {{UV_EAGAIN, 5, 700, 0, 0},
+                             {UV_EAGAIN, 5, 50, 0, 0},
+                             {0, 5, 0, 0, 0}};
+  fy_retry_opts_t o;
+  tcall_t tc;
+
+  setup_ctx();
+  o = opts_default();
+  make(&o, NULL, NULL);
+  script(3, s);
+  cr_assert_eq(start_call(&tc, pl_main, 0), 0);
+  advance(5000);
+  cr_assert_eq(tc.status, 0);
+  /* 700 > backoff 100: the hint wins; 50 < backoff 200: the backoff. */
+  cr_assert_eq(ops.start_at[1] - t0, 5 + 700);
+  cr_assert_eq(ops.start_at[2] - t0, 5 + 700 + 5 + 200);
+  cr_assert_eq(recs[0].delay, 700);
+  cr_assert_eq(recs[1].delay, 200);
+  cr_assert_eq(tc.call.detail.n[1], 900);
+  cr_assert_eq(tc.call.detail.n[3], 0); /* the last try had no hint */
+  finish_ctx();
+}
+
+Test(retry, retry_after_above_max_stops) {
+  static const step_t s[] = {{UV_EAGAIN, 5, 40000, 0, 0}, {0, 5, 0, 0, 0}};
+  fy_retry_opts_t o;
+  fy_retry_stats_t st;
+  tcall_t tc;
+
+  setup_ctx();
+  o = opts_default(); /* max_retry_after_ms 30000 */
+  make(&o, NULL, NULL);
+  script(2, s);
+  cr_assert_eq(start_call(&tc, pl_main, 0), 0);
+  advance(5);
+  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.status, UV_EAGAIN);
+  cr_assert_eq(ops.started, 1);
+  cr_assert(by_retry(&tc.call));
+  cr_assert_eq(tc.call.detail.state, FY_RETRY_STOP_RETRY_AFTER);
+  cr_assert_eq(tc.call.detail.n[3], 40000);
+  cr_assert_eq(tc.call.detail.retry_after_ms, 40000); /* kept for caller */
+  fy_retry_stats(retry, &st);
+  cr_assert_eq(st.given_up, 1);
+  finish_ctx();
+}
+
+Test(retry, retry_after_ignored_when_max_is_zero) {
+  static const step_t s[] = {{UV_EAGAIN, 5, 40000, 0, 0}, {0, 5, 0, 0, 0}};
+  fy_retry_opts_t o;
+  tcall_t tc;
+
+  setup_ctx();
+  o = opts_default();
+  o.max_retry_after_ms = 0;
+  make(&o, NULL, NULL);
+  script(2, s);
+  cr_assert_eq(start_call(&tc, pl_main, 0), 0);
+  advance(1000);
+  cr_assert_eq(tc.status, 0);
+  cr_assert_eq(ops.start_at[1] - t0, 105);
+  finish_ctx();
+}
+
+Test(retry, retry_after_from_inner_refusal) {
+  static const step_t s[] = {{0, 5, 0, 0, 0}};
+  fy_retry_opts_t o;
+  fy_policy_t *lim;
+  refuser_t *rs;
+  tcall_t tc;
+
+  setup_ctx();
+  rs = new_refuser(FY_ERATELIMITED, 250, 1, &lim);
+  o = opts_default();
+  o.retryable[0] = FY_ERATELIMITED; /* refusals are opt-in */
+  o.retryable_count = 1;
+  make(&o, NULL, lim);
+  script(1, s);
+  cr_assert_eq(start_call(&tc, pl_main, 0), 0);
+  cr_assert_eq(rs->refused, 1);
+  cr_assert_eq(ops.started, 0);
+  advance(249);
+  cr_assert_eq(ops.started, 0);
+  advance(1);
+  cr_assert_eq(ops.started, 1); /* max(100, 250) */
+  cr_assert_eq(recs[0].last, FY_ERATELIMITED);
+  cr_assert_eq(recs[0].delay, 250);
+  advance(10);
+  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.status, 0);
+  cr_assert_eq(tc.call.detail.attempts, 1);
+  cr_assert_eq(tc.call.detail.n[0], 2);
+  cr_assert_eq(tc.call.detail.cause, FY_ERATELIMITED);
+  finish_ctx();
+}
+
+Test(retry, sync_refusal_not_retryable_returned_from_start) {
+  fy_retry_opts_t o;
+  fy_policy_t *lim;
+  tcall_t tc;
+
+  setup_ctx();
+  new_refuser(FY_ECIRCUITOPEN, 1234, 100, &lim);
+  o = opts_default();
+  make(&o, NULL, lim);
+  script(1, (step_t[]){{0, 5, 0, 0, 0}});
+  cr_assert_eq(start_call(&tc, pl_main, 0), FY_ECIRCUITOPEN);
+  advance(1000);
+  cr_assert_eq(tc.done, 0); /* rule 2: never called back */
+  /* The refusing policy's detail is intact. */
+  cr_assert_str_eq(tc.call.detail.by_kind, "refuser");
+  cr_assert_eq(tc.call.detail.state, 42);
+  cr_assert_eq(tc.call.detail.retry_after_ms, 1234);
+  cr_assert_eq(ops.started, 0);
+  finish_ctx();
+}
+
+Test(retry, sync_refusal_retryable_but_last_returned_from_start) {
+  fy_retry_opts_t o;
+  fy_policy_t *lim;
+  tcall_t tc;
+
+  setup_ctx();
+  new_refuser(FY_ERATELIMITED, 10, 100, &lim);
+  o = opts_default();
+  o.max_attempts = 1;
+  o.retryable[0] = FY_ERATELIMITED;
+  o.retryable_count = 1;
+  make(&o, NULL, lim);
+  script(1, (step_t[]){{0, 5, 0, 0, 0}});
+  cr_assert_eq(start_call(&tc, pl_main, 0), FY_ERATELIMITED);
+  advance(100);
+  cr_assert_eq(tc.done, 0);
+  cr_assert(by_retry(&tc.call));
+  cr_assert_eq(tc.call.detail.state, FY_RETRY_STOP_EXHAUSTED);
+  cr_assert_eq(tc.call.detail.retry_after_ms, 10);
+  finish_ctx();
+}
+
+Test(retry, sync_refusals_retried_until_exhausted) {
+  fy_retry_opts_t o;
+  fy_policy_t *lim;
+  refuser_t *rs;
+  tcall_t tc;
+
+  setup_ctx();
+  rs = new_refuser(FY_EBULKHEADFULL, 0, 100, &lim);
+  o = opts_default();
+  o.retryable[0] = FY_EBULKHEADFULL;
+  o.retryable_count = 1;
+  make(&o, NULL, lim);
+  script(1, (step_t[]){{0, 5, 0, 0, 0}});
+  cr_assert_eq(start_call(&tc, pl_main, 0), 0); /* a retry is under way */
+  advance(1000);
+  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.status, FY_EBULKHEADFULL);
+  cr_assert_eq(rs->refused, 3);
+  cr_assert_eq(tc.call.detail.attempts, 0);
+  cr_assert_eq(tc.call.detail.n[0], 3);
+  cr_assert_eq(tc.call.detail.state, FY_RETRY_STOP_EXHAUSTED);
+  cr_assert_eq(tc.at - t0, 300);
+  finish_ctx();
+}
+
+Test(retry, deadline_cuts_off_the_backoff) {
+  static const step_t s[] = {{UV_EPIPE, 10, 0, 0, 0}};
+  fy_retry_opts_t o;
+  fy_retry_stats_t st;
+  tcall_t tc;
+
+  setup_ctx();
+  o = opts_default();
+  make(&o, new_budget(250, 0), NULL);
+  script(1, s);
+  cr_assert_eq(start_call(&tc, pl_main, 0), 0);
+  advance(5000);
+  /* Fails at 10, retry at 110, fails at 120: 120 + 200 >= 250, so the
+   * call ends at 120 with the real error instead of waiting. */
+  cr_assert_eq(ops.started, 2);
+  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.status, UV_EPIPE);
+  cr_assert_eq(tc.at - t0, 120);
+  cr_assert(by_retry(&tc.call));
+  cr_assert_eq(tc.call.detail.state, FY_RETRY_STOP_DEADLINE);
+  cr_assert_eq(tc.call.detail.n[2], 200);
+  fy_retry_stats(retry, &st);
+  cr_assert_eq(st.given_up, 1);
+  finish_ctx();
+}
+
+Test(retry, deadline_passed_during_attempt) {
+  static const step_t s[] = {{UV_EPIPE, 300, 0, 0, 0}};
+  fy_retry_opts_t o;
+  tcall_t tc;
+
+  setup_ctx();
+  o = opts_default();
+  make(&o, new_budget(250, 0), NULL);
+  script(1, s);
+  cr_assert_eq(start_call(&tc, pl_main, 0), 0);
+  advance(5000);
+  cr_assert_eq(ops.started, 1);
+  cr_assert_eq(tc.status, UV_EPIPE);
+  cr_assert_eq(tc.call.detail.state, FY_RETRY_STOP_DEADLINE);
+  finish_ctx();
+}
+
+Test(retry, enclosing_timeout_cancels_the_try) {
+  static const step_t s[] = {{UV_EPIPE, 40, 0, 0, 0}};
+  fy_retry_opts_t o;
+  fy_ctx_stats_t cs;
+  tcall_t tc;
+
+  setup_ctx();
+  o = opts_default();
+  o.backoff = FY_RETRY_BACKOFF_CONSTANT;
+  make(&o, new_budget(150, 150), NULL);
+  script(1, s);
+  cr_assert_eq(start_call(&tc, pl_main, 0), 0);
+  /* Fails at 40, waits until 140 (< 150), the retry would fail at 180:
+   * the budget fires at 150 and the try is cancelled. */
+  advance(1000);
+  cr_assert_eq(ops.started, 2);
+  cr_assert_eq(ops.cancels, 1);
+  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.status, FY_EDEADLINE);
+  cr_assert_eq(tc.at - t0, 150);
+  cr_assert_str_eq(tc.call.detail.by_kind, "budget");
+  fy_ctx_stats(ctx, &cs);
+  cr_assert_eq(cs.frames, 0);
+  cr_assert_eq(cs.deadlines, 0);
+  finish_ctx();
+}
+
+Test(retry, detached_while_waiting_frees_the_frame) {
+  static const step_t s[] = {{UV_EPIPE, 5, 0, 0, 0}};
+  fy_retry_opts_t o;
+  fy_retry_stats_t st;
+  fy_ctx_stats_t cs;
+  tcall_t tc;
+
+  setup_ctx();
+  o = opts_default();
+  /* No declared deadline, but the outer layer gives up at 50 while the
+   * retry waits until 105. */
+  make(&o, new_budget(0, 50), NULL);
+  script(1, s);
+  cr_assert_eq(start_call(&tc, pl_main, 0), 0);
+  advance(20);
+  fy_retry_stats(retry, &st);
+  cr_assert_eq(st.waiting, 1);
+  advance(1000);
+  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.status, FY_EDEADLINE);
+  cr_assert_eq(tc.at - t0, 50);
+  cr_assert_eq(ops.started, 1);
+  cr_assert_eq(nrecs, 0);
+  fy_retry_stats(retry, &st);
+  cr_assert_eq(st.waiting, 0);
+  fy_ctx_stats(ctx, &cs);
+  cr_assert_eq(cs.frames, 0);
+  cr_assert_eq(cs.deadlines, 0);
+  finish_ctx();
+}
+
+Test(retry, require_idempotent) {
+  static const step_t s[] = {{UV_EPIPE, 5, 0, 0, 0},
+                             {UV_EPIPE, 5, 0, 0, 0},
+                             {0, 5, 0, 0, 0}};
+  fy_retry_opts_t o;
+  tcall_t tc;
+
+  setup_ctx();
+  o = opts_default();
+  o.require_idempotent = 1;
+  make(&o, NULL, NULL);
+  script(3, s);
+  cr_assert_eq(start_call(&tc, pl_main, 0), 0);
+  advance(1000);
+  cr_assert_eq(tc.status, UV_EPIPE);
+  cr_assert_eq(ops.started, 1);
+  cr_assert_eq(tc.call.detail.state, FY_RETRY_STOP_NOT_IDEMPOTENT);
+  script(3, s);
+  cr_assert_eq(start_call(&tc, pl_main, FY_CALL_IDEMPOTENT), 0);
+  advance(1000);
+  cr_assert_eq(tc.status, 0);
+  cr_assert_eq(ops.started, 3);
+  finish_ctx();
+}
+
+Test(retry, idempotent_flag_ignored_by_default) {
+  static const step_t s[] = {{UV_EPIPE, 5, 0, 0, 0}, {0, 5, 0, 0, 0}};
+  fy_retry_opts_t o;
+  tcall_t tc;
+  setup_ctx();
+  o = opts_default();
+  make(&o, NULL, NULL);
+  script(2, s);
+  cr_assert_eq(start_call(&tc, pl_main, 0), 0);
+  advance(1000);
+  cr_assert_eq(tc.status, 0);
+  cr_assert_eq(ops.started, 2);
+  finish_ctx();
+}
+
+Test(retry, predicate_decides) {
+  static const step_t s[] = {{UV_EPIPE, 5, 0, 0, 0},
+                             {UV_ECONNRESET, 5, 0, 0, 0}};
+  fy_retry_opts_t o;
+  tcall_t tc;
+  setup_ctx();
+  o = opts_default();
+  o.is_retryable = pred_answer;
+  o.user_data = &pred_calls;
+  o.on_retry = NULL;
+  make(&o, NULL, NULL);
+  script(2, s);
+  cr_assert_eq(start_call(&tc, pl_main, 0), 0);
+  advance(1000);
+  cr_assert_eq(ops.started, 2); /* EPIPE retried, ECONNRESET final */
+  cr_assert_eq(tc.status, UV_ECONNRESET);
+  cr_assert_eq(tc.call.detail.state, FY_RETRY_STOP_NOT_RETRYABLE);
+  cr_assert_eq(pred_calls, 2);
+  finish_ctx();
+}
+
+/* ---- re-entrancy -------------------------------------------------------- */
+
+Test(retry, on_retry_cancels_the_call) {
+  static const step_t s[] = {{UV_EPIPE, 5, 0, 0, 0}, {0, 5, 0, 0, 0}};
+  fy_retry_opts_t o;
+  tcall_t tc;
+
+  setup_ctx();
+  o = opts_default();
+  retry_action = ACT_CANCEL_CALL;
+  make(&o, NULL, NULL);
+  script(2, s);
+  cr_assert_eq(start_call(&tc, pl_main, 0), 0);
+  advance(1000);
+  cr_assert_eq(nrecs, 1);
+  cr_assert_eq(ops.started, 1); /* the retry did not start */
+  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.status, UV_ECANCELED);
+  cr_assert_eq(tc.call.detail.cause, UV_EPIPE);
+  cr_assert_eq(tc.call.detail.state, FY_RETRY_STOP_CANCELLED);
+  finish_ctx();
+}
+
+Test(retry, on_retry_closes_the_pipeline) {
+  static const step_t s[] = {{UV_EPIPE, 5, 0, 0, 0}, {0, 50, 0, 0, 0}};
+  fy_retry_opts_t o;
+  tcall_t tc;
+
+  setup_ctx();
+  o = opts_default();
+  retry_action = ACT_CLOSE_PIPELINE;
+  make(&o, NULL, NULL);
+  script(2, s);
+  cr_assert_eq(start_call(&tc, pl_main, 0), 0);
+  advance(1000);
+  cr_assert_eq(nrecs, 1);
+  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.status, UV_ECANCELED);
+  cr_assert_eq(closed_flag, 1);
+  finish_ctx();
+}
+
+Test(retry, on_retry_closes_the_policy) {
+  static const step_t s[] = {{UV_EPIPE, 5, 0, 0, 0}, {0, 5, 0, 0, 0}};
+  fy_retry_opts_t o;
+  tcall_t tc;
+
+  setup_ctx();
+  o = opts_default();
+  retry_action = ACT_CLOSE_POLICY;
+  make(&o, NULL, NULL);
+  script(2, s);
+  cr_assert_eq(start_call(&tc, pl_main, 0), 0);
+  advance(1000);
+  cr_assert_eq(ops.started, 1);
+  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.status, UV_ECANCELED);
+  cr_assert_eq(tc.call.detail.state, FY_RETRY_STOP_CLOSED);
+  cr_assert_eq(tc.call.detail.cause, UV_EPIPE);
+  cr_assert_eq(closed_flag, 1);
+  finish_ctx();
+}
+
+Test(retry, on_retry_closes_the_context) {
+  static const step_t s[] = {{UV_EPIPE, 5, 0, 0, 0}, {0, 50, 0, 0, 0}};
+  fy_retry_opts_t o;
+  tcall_t tc;
+
+  setup_ctx();
+  o = opts_default();
+  retry_action = ACT_CLOSE_CTX;
+  make(&o, NULL, NULL);
+  script(2, s);
+  cr_assert_eq(start_call(&tc, pl_main, 0), 0);
+  advance(200);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.status, UV_ECANCELED);
+  cr_assert_eq(closed_flag, 1);
+  cr_assert_eq(uv_loop_close(&loop), 0);
+}
+
+/* A listener that calls back into the library: on the first retry event
+ * it starts a second call through the same pipeline and cancels the
+ * first; on the second call's retry it closes the policy. */
+static tcall_t re_a, re_b;
+static int re_events;
+
+static void reenter_listener(fy_ctx_t *c, const fy_event_t *ev, void *ud) {
+  fy_retry_stats_t st;
+  (void)c;
+  (void)ud;
+  cr_assert_eq(ev->type, FY_EV_RETRY);
+  re_events++;
+  fy_retry_stats(retry, &st); /* reading the policy from inside */
+  if (ev->call == &re_a.call) {
+    cr_assert_eq(start_call(&re_b, pl_main, 0), 0);
+    cr_assert_eq(fy_call_cancel(&re_a.call), 0);
+  } else if (ev->call == &re_b.call) {
+    cr_assert_eq(fy_retry_close(retry, count_close, &closed_flag), 0);
+  }
+}
+
+Test(retry, listener_reenters_the_policy) {
+  static const step_t s[] = {{UV_EPIPE, 5, 0, 0, 0}};
+  fy_retry_opts_t o;
+  fy_listener_t *l;
+
+  setup_ctx();
+  o = opts_default();
+  make(&o, NULL, NULL);
+  script(1, s);
+  cr_assert_eq(fy_ctx_listen(ctx, FY_EV_MASK(FY_EV_RETRY), reenter_listener,
+                             NULL, &l),
+               0);
+  cr_assert_eq(start_call(&re_a, pl_main, 0), 0);
+  advance(5000);
+  cr_assert_eq(re_a.done, 1);
+  cr_assert_eq(re_a.status, UV_ECANCELED);
+  cr_assert_eq(re_a.call.detail.cause, UV_EPIPE);
+  cr_assert_eq(re_b.done, 1);
+  cr_assert_eq(re_b.status, UV_ECANCELED);
+  cr_assert_eq(re_b.call.detail.state, FY_RETRY_STOP_CLOSED);
+  cr_assert_eq(re_events, 2);
+  cr_assert_eq(closed_flag, 1);
+  cr_assert_eq(ops.started, 2); /* neither retry started */
+  finish_ctx();
+}
+
+/* ---- events ------------------------------------------------------------ */
+static fy_event_t evs[8];
+static unsigned nevs;
+
+static void record_event(fy_ctx_t *c, const fy_event_t *ev, void *ud) {
+  (void)c;
+  (void)ud;
+  if (nevs < 8)
+    evs[nevs] = *ev;
+  nevs++;
+}
+
+Test(retry, retry_event_fields) {
+  static const step_t s[] = {{UV_EPIPE, 5, 0, 0, 0},
+                             {UV_ECONNRESET, 5, 0, 0, 0},
+                             {0, 5, 0, 0, 0}};
+  fy_retry_opts_t o;
+  fy_listener_t *l;
+  tcall_t tc;
+
+  setup_ctx();
+  o = opts_default();
+  o.name = "api";
+  make(&o, NULL, NULL);
+  script(3, s);
+  cr_assert_eq(
+      fy_ctx_listen(ctx, FY_EV_MASK(FY_EV_RETRY), record_event, NULL, &l), 0);
+  cr_assert_eq(start_call(&tc, pl_main, 0), 0);
+  advance(5000);
+  cr_assert_eq(tc.status, 0);
+  cr_assert_eq(nevs, 2);
+  cr_assert_eq(evs[0].type, FY_EV_RETRY);
+  cr_assert_eq(evs[0].time_ms - t0, 105);
+  cr_assert_eq(evs[0].call, &tc.call);
+  cr_assert_eq(evs[0].policy, fy_retry_policy(retry));
+  cr_assert_str_eq(evs[0].policy_kind, "retry");
+  cr_assert_eq(evs[0].status, UV_EPIPE);
+  cr_assert_eq(evs[0].attempt, 1);
+  cr_assert_eq(evs[0].delay_ms, 100);
+  cr_assert_eq(evs[0].value, 100);
+  cr_assert_eq(evs[1].time_ms - t0, 105 + 5 + 200);
+  cr_assert_eq(evs[1].status, UV_ECONNRESET);
+  cr_assert_eq(evs[1].attempt, 2);
+  cr_assert_eq(evs[1].delay_ms, 200);
+  cr_assert_eq(evs[1].value, 300);
+  fy_listener_remove(l);
+  finish_ctx();
+}
+
+/* ---- jitter on the loop ------------------------------------------------ */
+
+static void run_jittered(uint64_t seed, uint64_t *starts) {
+  static const step_t s[] = {{UV_EPIPE, 1, 0, 0, 0}};
+  fy_retry_opts_t o;
+  tcall_t tc;
+  unsigned i;
+
+  setup_ctx();
+  o = opts_default();
+  o.max_attempts = 6;
+  o.jitter = FY_RETRY_JITTER_FULL;
+  o.seed = seed;
+  make(&o, NULL, NULL);
+  script(1, s);
+  cr_assert_eq(start_call(&tc, pl_main, 0), 0);
+  advance(100000);
+  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(ops.started, 6);
+  for (i = 0; i < 6; i++)
+    starts[i] = ops.start_at[i] - t0;
+  for (i = 1; i < 6; i++) /* full jitter: within [0, 100 * 2^(i-1)] */
+    cr_assert_leq(starts[i] - starts[i - 1] - 1, 100u << (i - 1));
+  finish_ctx();
+}
+
+Test(retry, seeded_jitter_is_reproducible) {
+  uint64_t a[6], b[6], c[6];
+  run_jittered(12345, a);
+  run_jittered(12345, b);
+  run_jittered(54321, c);
+  cr_assert_arr_eq(a, b, sizeof(a));
+  cr_assert(memcmp(a, c, sizeof(a)) != 0);
+}
+
+/* ---- allocation --------------------------------------------------------- */
+
+Test(retry, no_allocation_per_call) {
+  static const step_t s[] = {{UV_EPIPE, 5, 0, 0, 0}, {0, 5, 0, 0, 0}};
+  fy_retry_opts_t o;
+  tcall_t tc;
+  long before;
+  int i;
+
+  cr_assert_eq(fy_replace_allocator(c_malloc, c_realloc, c_calloc, c_free),
+               0);
+  setup_ctx();
+  o = opts_default();
+  make(&o, NULL, NULL);
+  /* Warm the freelists, then count. */
+  script(2, s);
+  cr_assert_eq(start_call(&tc, pl_main, 0), 0);
+  advance(1000);
+  before = total_allocs;
+  for (i = 0; i < 10; i++) {
+    script(2, s);
+    cr_assert_eq(start_call(&tc, pl_main, 0), 0);
+    advance(1000);
+    cr_assert_eq(tc.status, 0);
+  }
+  /* The freelists are bypassed under ASan and with FY_NO_POOL. */
+#if !defined(__SANITIZE_ADDRESS__) && !defined(FY_NO_POOL)
+  cr_assert_eq(total_allocs, before);
+#else
+  (void)before;
+#endif
+  finish_ctx();
+  cr_assert_eq(live_allocs, 0);
+}
