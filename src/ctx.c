@@ -206,7 +206,7 @@ void fy_deadline_init(fy_ctx_t *ctx, fy_deadline_t *d, fy_deadline_cb cb) {
 
 int fy_deadline_start_at(fy_deadline_t *d, uint64_t when) {
   fy_ctx_t *ctx;
-  if (d == NULL || d->ctx == NULL || d->cb == NULL)
+  if (d == NULL || d->ctx == NULL || d->cb == NULL || when == FY_TIME_NEVER)
     return UV_EINVAL;
   ctx = d->ctx;
   if (ctx->flags & FY__CTX_FINAL)

@@ -18,6 +18,8 @@
 
 static void deliver(fy_frame_t *f);
 static void frame_cancel(fy_frame_t *f);
+static void leave_hook(fy_frame_t *f);
+static void run_pending_cancel(fy_frame_t *f);
 
 static fy__leaf_t *leaf_of(fy_frame_t *f) {
   return fy_container_of(f, fy__leaf_t, frame);
@@ -186,6 +188,8 @@ int fy__frame_start(fy_call_t *call, fy_frame_t *parent, unsigned layer,
 
   f->hooks++;
   rc = p != NULL ? p->vt->start(p, f) : start_leaf(f, call, op, arg);
+  if (rc >= 0)
+    run_pending_cancel(f); /* requested while start was on the stack */
   f->hooks--;
 
   if (rc < 0) {
@@ -227,13 +231,9 @@ static int spawn(fy_frame_t *f, unsigned layer, const fy_op_t *op, void *arg,
    * child_done before this call has returned. */
   f->hooks++;
   rc = fy__frame_start(f->call, f, layer, f->deadline, op, arg, &c);
-  f->hooks--;
   if (rc == 0 && child != NULL)
     *child = c;
-  if (f->hooks == 0 && (f->flags & FY__F_DELIVER)) {
-    f->flags &= ~(unsigned)FY__F_DELIVER;
-    deliver(f);
-  }
+  leave_hook(f);
   return rc;
 }
 
@@ -281,12 +281,8 @@ static void deliver(fy_frame_t *f) {
     pp = parent->policy;
     parent->hooks++;
     pp->vt->child_done(pp, parent, f, f->status);
-    parent->hooks--;
     frame_free(f);
-    if (parent->hooks == 0 && (parent->flags & FY__F_DELIVER)) {
-      parent->flags &= ~(unsigned)FY__F_DELIVER;
-      deliver(parent);
-    }
+    leave_hook(parent);
     return;
   }
   if (f->call == NULL) {
@@ -344,12 +340,29 @@ int fy_frame_done(fy_frame_t *f, int status) {
   return 0;
 }
 
-static void frame_cancel(fy_frame_t *f) {
-  fy_policy_t *p = f->policy;
-
-  if (f->flags & (FY__F_DONE | FY__F_CANCEL))
+/* One of |f|'s hooks returned.  Once none is left on the stack, run what
+ * waited for that: a cancellation requested meanwhile, then the delivery of
+ * an outcome decided meanwhile.  |f| may be gone afterwards. */
+static void leave_hook(fy_frame_t *f) {
+  run_pending_cancel(f);
+  if (--f->hooks > 0)
     return;
-  f->flags |= FY__F_CANCEL;
+  if (f->flags & FY__F_DELIVER) {
+    f->flags &= ~(unsigned)FY__F_DELIVER;
+    deliver(f);
+  }
+}
+
+/* Run the cancel hook of |f| if cancellation was requested while another
+ * of its hooks ran, now that only the caller's own (outermost) level is on
+ * the stack.  Hooks of one frame never nest. */
+static void run_pending_cancel(fy_frame_t *f) {
+  fy_policy_t *p = f->policy;
+  if (f->hooks != 1 ||
+      (f->flags & (FY__F_CANCEL | FY__F_CANCEL_RUN | FY__F_DONE)) !=
+          FY__F_CANCEL)
+    return;
+  f->flags |= FY__F_CANCEL_RUN;
   f->hooks++;
   if (f->flags & FY__F_LEAF) {
     fy__leaf_t *leaf = leaf_of(f);
@@ -363,10 +376,18 @@ static void frame_cancel(fy_frame_t *f) {
     fy_frame_done(f, UV_ECANCELED);
   }
   f->hooks--;
-  if (f->hooks == 0 && (f->flags & FY__F_DELIVER)) {
-    f->flags &= ~(unsigned)FY__F_DELIVER;
-    deliver(f);
-  }
+}
+
+/* Request cancellation of |f|: its cancel hook runs now, or, when one of
+ * its hooks is on the stack, as soon as that hook returns. */
+static void frame_cancel(fy_frame_t *f) {
+  if (f->flags & (FY__F_DONE | FY__F_CANCEL))
+    return;
+  f->flags |= FY__F_CANCEL;
+  if (f->hooks > 0)
+    return;
+  f->hooks++;
+  leave_hook(f);
 }
 
 void fy_frame_cancel_children(fy_frame_t *f) {
@@ -380,11 +401,7 @@ void fy_frame_cancel_children(fy_frame_t *f) {
     next = q->next;
     frame_cancel(fy__queue_data(q, fy_frame_t, sibling));
   }
-  f->hooks--;
-  if (f->hooks == 0 && (f->flags & FY__F_DELIVER)) {
-    f->flags &= ~(unsigned)FY__F_DELIVER;
-    deliver(f);
-  }
+  leave_hook(f);
 }
 
 int fy_frame_cancel(fy_frame_t *f) {
@@ -403,11 +420,7 @@ static void on_frame_timer(fy_deadline_t *d) {
     return;
   f->hooks++;
   p->vt->deadline(p, f);
-  f->hooks--;
-  if (f->hooks == 0 && (f->flags & FY__F_DELIVER)) {
-    f->flags &= ~(unsigned)FY__F_DELIVER;
-    deliver(f);
-  }
+  leave_hook(f);
 }
 
 /* ---- frame accessors --------------------------------------------------- */
@@ -533,26 +546,21 @@ void fy_attempt_mark(fy_attempt_t *a) {
   leaf->hooks++;
   for (f = leaf->parent; f != NULL; f = up) {
     fy_policy_t *p = f->policy;
+    unsigned before = f->flags;
+    int stop;
     up = f->parent;
     if (p->vt->progress == NULL)
       continue;
     f->hooks++;
     p->vt->progress(p, f);
-    f->hooks--;
-    if (f->flags & FY__F_DONE) {
-      /* It finished: its ancestors learn of it through delivery. */
-      if (f->hooks == 0 && (f->flags & FY__F_DELIVER)) {
-        f->flags &= ~(unsigned)FY__F_DELIVER;
-        deliver(f);
-      }
+    /* Finished, or cancelled by its own hook: its ancestors learn of it
+     * through delivery, and |f| may be gone once leave_hook() has run. */
+    stop = (f->flags & ~before & (FY__F_DONE | FY__F_CANCEL)) != 0;
+    leave_hook(f);
+    if (stop)
       break;
-    }
   }
-  leaf->hooks--;
-  if (leaf->hooks == 0 && (leaf->flags & FY__F_DELIVER)) {
-    leaf->flags &= ~(unsigned)FY__F_DELIVER;
-    deliver(leaf);
-  }
+  leave_hook(leaf);
 }
 
 /* ---- calls ------------------------------------------------------------- */
@@ -604,6 +612,18 @@ static void complete_call(fy_frame_t *root) {
     dtor(result);
 }
 
+static void emit_refused(fy_ctx_t *ctx, fy_call_t *call, int status) {
+  fy_event_t ev = {0};
+  if (!FY__CTX_WANTS(ctx, FY_EV_CALL_REFUSED))
+    return;
+  ev.type = FY_EV_CALL_REFUSED;
+  ev.call = call;
+  ev.status = status;
+  ev.policy_kind = call->detail.by_kind;
+  ev.policy_name = call->detail.by_name;
+  fy_ctx_emit(ctx, &ev);
+}
+
 int fy_call_start(fy_call_t *call, fy_pipeline_t *pl, const fy_op_t *op,
                   void *arg, fy_call_cb cb) {
   return fy_call_start_opts(call, pl, op, arg, NULL, cb);
@@ -630,6 +650,7 @@ int fy_call_start_opts(fy_call_t *call, fy_pipeline_t *pl, const fy_op_t *op,
     memset(&call->opts, 0, sizeof(call->opts));
   if ((pl->flags & FY__OBJ_CLOSING) || (ctx->flags & FY__CTX_CLOSING)) {
     call->status = FY_ECLOSED;
+    emit_refused(ctx, call, FY_ECLOSED);
     return FY_ECLOSED;
   }
   call->cb = cb;
@@ -656,15 +677,7 @@ int fy_call_start_opts(fy_call_t *call, fy_pipeline_t *pl, const fy_op_t *op,
   call->status = rc;
   fy__pipeline_poke(pl);
   fy__ctx_poke(ctx);
-  if (FY__CTX_WANTS(ctx, FY_EV_CALL_REFUSED)) {
-    fy_event_t ev = {0};
-    ev.type = FY_EV_CALL_REFUSED;
-    ev.call = call;
-    ev.status = rc;
-    ev.policy_kind = call->detail.by_kind;
-    ev.policy_name = call->detail.by_name;
-    fy_ctx_emit(ctx, &ev);
-  }
+  emit_refused(ctx, call, rc);
   return rc;
 }
 

@@ -194,7 +194,8 @@ enum {
   FY__F_DONE = 1u << 1,      /* outcome decided */
   FY__F_CANCEL = 1u << 2,    /* cancellation requested */
   FY__F_DELIVER = 1u << 3,   /* deliver once the running hook returns */
-  FY__F_DETACHED = 1u << 4   /* parent gave up on it */
+  FY__F_DETACHED = 1u << 4,  /* parent gave up on it */
+  FY__F_CANCEL_RUN = 1u << 5 /* the cancel hook ran (or is running) */
 };
 
 struct fy_frame_s {

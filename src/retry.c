@@ -457,9 +457,15 @@ static void retry_child_done(fy_policy_t *p, fy_frame_t *f,
 /* After user code ran: 0 when the frame must not go on. */
 static int still_wanted(fy_retry_t *r, fy_frame_t *f, retry_frame_t *rf) {
   if (rf->phase == PHASE_DONE)
-    return 0; /* cancelled from the callback */
+    return 0; /* finished from the callback */
   if (fy_policy_is_closing(r->policy)) {
     finish(r, f, rf, UV_ECANCELED, FY_RETRY_STOP_CLOSED);
+    return 0;
+  }
+  /* Cancelled from the callback: the cancel hook runs only once this hook
+   * has returned, so the request is seen here first. */
+  if (fy_frame_is_cancelled(f)) {
+    finish(r, f, rf, UV_ECANCELED, FY_RETRY_STOP_CANCELLED);
     return 0;
   }
   return 1;

@@ -130,7 +130,8 @@ FY_EXTERN void fy_deadline_init(fy_ctx_t *ctx, fy_deadline_t *deadline,
 /* Fire after |timeout_ms| (a restart if active).  Saturates on overflow.
  * Returns 0, UV_EINVAL (not initialised) or FY_ECLOSED (context closing). */
 FY_EXTERN int fy_deadline_start(fy_deadline_t *deadline, uint64_t timeout_ms);
-/* Fire at the absolute context time |when_ms| (now, if in the past). */
+/* Fire at the absolute context time |when_ms| (now, if in the past);
+ * FY_TIME_NEVER is refused with UV_EINVAL. */
 FY_EXTERN int fy_deadline_start_at(fy_deadline_t *deadline, uint64_t when_ms);
 FY_EXTERN void fy_deadline_stop(fy_deadline_t *deadline);
 FY_EXTERN int fy_deadline_is_active(const fy_deadline_t *deadline);
