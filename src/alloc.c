@@ -52,8 +52,6 @@ void fy__free(void *ptr) {
   errno = saved;
 }
 
-/* Kept for symmetry with the hook; the library itself never grows blocks. */
-void *fy__realloc(void *ptr, size_t size);
 void *fy__realloc(void *ptr, size_t size) {
   if (size == 0) {
     fy__free(ptr);
@@ -61,6 +59,12 @@ void *fy__realloc(void *ptr, size_t size) {
   }
   return fy__realloc_fn(ptr, size);
 }
+
+/* The exported forms, for code built outside the core (the adapters). */
+void *fy_malloc(size_t size) { return fy__malloc(size); }
+void *fy_calloc(size_t count, size_t size) { return fy__calloc(count, size); }
+void *fy_realloc(void *ptr, size_t size) { return fy__realloc(ptr, size); }
+void fy_free(void *ptr) { fy__free(ptr); }
 
 static size_t class_of(size_t size) {
   return (size + FY__POOL_STEP - 1) / FY__POOL_STEP - 1;

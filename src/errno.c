@@ -11,6 +11,8 @@
                  "FY_" #name " collides with libuv's error range");
 FY_ERRNO_MAP(FY__CHECK_RANGE)
 #undef FY__CHECK_RANGE
+_Static_assert(FY_EHTTP_STATUS(100) < (int)FY__ERRNO_LAST,
+               "the HTTP block must sit below the library's own block");
 
 static _Thread_local char fy__err_buf[128];
 
@@ -63,6 +65,11 @@ char *fy_err_name_r(int code, char *buf, size_t buflen) {
   char tmp[96];
   if (own != NULL)
     return copy_out(own, buf, buflen);
+  if (FY_IS_EHTTP(code)) {
+    if (buf != NULL && buflen > 0)
+      snprintf(buf, buflen, "FY_EHTTP_%d", FY_EHTTP_CODE(code));
+    return buf;
+  }
   if (code == 0)
     return copy_out("OK", buf, buflen);
   uv_err_name_r(code, tmp, sizeof(tmp));
@@ -79,6 +86,11 @@ char *fy_strerror_r(int code, char *buf, size_t buflen) {
   const char *own = fy_own_message(code);
   if (own != NULL)
     return copy_out(own, buf, buflen);
+  if (FY_IS_EHTTP(code)) {
+    if (buf != NULL && buflen > 0)
+      snprintf(buf, buflen, "HTTP status %d", FY_EHTTP_CODE(code));
+    return buf;
+  }
   if (code == 0)
     return copy_out("success", buf, buflen);
   if (buf == NULL || buflen == 0)

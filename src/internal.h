@@ -40,6 +40,7 @@
 /* ---- allocation (alloc.c) ---------------------------------------------- */
 void *fy__malloc(size_t size);
 void *fy__calloc(size_t count, size_t size);
+void *fy__realloc(void *ptr, size_t size);
 void fy__free(void *ptr);
 
 /* Per-context freelists by size class (64-byte steps up to 1 KiB). */

@@ -152,3 +152,20 @@ Test(errors, event_names) {
   cr_expect_str_eq(fy_event_name((fy_event_type_t)1000), "unknown");
   cr_expect_eq(FY_EV_ALL, (1u << 13) - 1u);
 }
+
+Test(errors, http_status_block) {
+  char buf[64];
+  int s = FY_EHTTP_STATUS(503);
+  cr_assert_eq(s, -6503);
+  cr_assert(FY_IS_EHTTP(s));
+  cr_assert_eq(FY_EHTTP_CODE(s), 503);
+  cr_assert(!FY_IS_EHTTP(FY_ECIRCUITOPEN));
+  cr_assert(!FY_IS_EHTTP(UV_ECANCELED));
+  cr_assert(FY_EHTTP_STATUS(100) < FY__ERRNO_LAST);
+  cr_assert_str_eq(fy_err_name(s), "FY_EHTTP_503");
+  cr_assert_str_eq(fy_strerror(s), "HTTP status 503");
+  cr_assert_str_eq(fy_err_name_r(FY_EHTTP_STATUS(429), buf, sizeof(buf)),
+                   "FY_EHTTP_429");
+  cr_assert_str_eq(fy_strerror_r(FY_EHTTP_STATUS(404), buf, 8), "HTTP st");
+  cr_assert(!fy_is_fy_error(s));
+}

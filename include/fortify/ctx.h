@@ -27,6 +27,15 @@ FY_EXTERN int fy_replace_allocator(fy_malloc_func malloc_func,
                                    fy_calloc_func calloc_func,
                                    fy_free_func free_func);
 
+/* The library's allocator, for adapters and policies that live outside
+ * the core but must honour fy_replace_allocator(): same contracts as the C
+ * functions, except that a zero size returns NULL and fy_calloc checks the
+ * multiplication. */
+FY_EXTERN void *fy_malloc(size_t size);
+FY_EXTERN void *fy_calloc(size_t count, size_t size);
+FY_EXTERN void *fy_realloc(void *ptr, size_t size);
+FY_EXTERN void fy_free(void *ptr);
+
 /* ---------------------------------------------------------------------------
  * Context: one per uv_loop_t.
  *

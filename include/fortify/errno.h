@@ -42,6 +42,15 @@ typedef enum {
   FY__ERRNO_LAST = FY__ERRNO_BASE - 999
 } fy_errno_t;
 
+/* HTTP response statuses as errors: a second reserved block, [-6999,
+ * -6100], so that a classifier that only sees an int can still tell a 503
+ * from a 404.  FY_EHTTP_STATUS(503) == -6503.  fy_err_name() gives
+ * "FY_EHTTP_503" and fy_strerror() "HTTP status 503". */
+#define FY__EHTTP_BASE (-6000)
+#define FY_EHTTP_STATUS(code) (FY__EHTTP_BASE - (int)(code))
+#define FY_IS_EHTTP(status) ((status) <= -6100 && (status) >= -6999)
+#define FY_EHTTP_CODE(status) (FY__EHTTP_BASE - (status))
+
 /* 1 when |code| is one of the library's own codes. */
 FY_EXTERN int fy_is_fy_error(int code);
 

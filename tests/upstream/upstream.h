@@ -51,6 +51,10 @@ typedef struct fy_up_stats_s {
   uint64_t status_2xx, status_4xx, status_5xx;
   uint64_t actions;      /* resets, stalls, garbage ... applied */
   uint64_t bytes_out;
+  /* Added after the first version: */
+  uint64_t bad_requests; /* refused: 400, 413, 414, 431, 505 */
+  uint64_t open;         /* connections open now */
+  uint64_t peak_open;    /* most connections open at once */
 } fy_up_stats_t;
 
 /* In-process on |loop| (the caller runs the loop).  Returns 0 or a UV_E*
@@ -68,6 +72,16 @@ char *fy_up_base_url(const fy_up_t *up, char *buf, size_t len);
 
 /* Thread-safe snapshot of the counters. */
 void fy_up_stats(fy_up_t *up, fy_up_stats_t *out);
+
+/* Added after the first version: the script of one path.  |path| is
+ * matched exactly against the request path (no query), |query| is a query
+ * string in the language above (a leading "?" is allowed), applied before
+ * the request's own query, which overrides it.  NULL removes the route.
+ * Takes effect for requests completed after the call; callable from any
+ * thread until fy_up_close.  Returns 0, UV_EINVAL (path not starting with
+ * "/", containing "?", 256 bytes or longer; query of 1 KiB or longer or with
+ * a bad value), UV_ENOBUFS (64 routes already) or UV_ENOMEM. */
+int fy_up_route(fy_up_t *up, const char *path, const char *query);
 
 /* Stop listening, drop every connection, free everything.  In-process:
  * asynchronous, |cb| runs from the loop once all handles are closed (then

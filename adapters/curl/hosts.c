@@ -1,0 +1,713 @@
+/* Copyright (c) 2026 the fortify authors. MIT licensed.
+ *
+ * Per-host policies and the default HTTP pipeline.
+ *
+ * The per-host policy is one pipeline stage holding a bounded table of
+ * hosts (scheme://host:port), each with a circuit breaker made on first use
+ * from a template.  It drives the breakers through their synchronous
+ * acquire/record API, so one pipeline serves every host.
+ *
+ * Lifetimes.  A host is evicted (least recently used first) when a new one
+ * needs its room.  A host with calls in flight still holds their permits:
+ * it leaves the table at once but stays alive, "busy", until the last of
+ * them has recorded its outcome; only then is its breaker closed.  When the
+ * policy closes, every breaker is closed and forgotten by the hosts, and
+ * outcomes that arrive later are not recorded: a breaker of a closing
+ * policy (or context) may be freed at any turn of the loop.  The policy's
+ * close hook runs before the breakers' own close tasks when the context
+ * closes everything, because the breakers are created after the policy and
+ * the context winds policies down in creation order. */
+#include <stdio.h>
+
+#include "curl_int.h"
+
+typedef struct host_s host_t;
+
+struct host_s {
+  host_t *hnext;           /* hash chain */
+  host_t *prev;            /* LRU list (most recent first) or busy list */
+  host_t *next;
+  fy_curl_hosts_t *hosts;
+  fy_breaker_t *breaker;   /* NULL once forgotten (policy closing) */
+  void *limiter;           /* the per-host limiter's slot (a later issue) */
+  size_t frames;           /* calls holding a permit */
+  uint32_t hash;
+  int evicted;
+  char key[];
+};
+
+struct fy_curl_hosts_s {
+  fy_policy_t *policy;
+  fy_ctx_t *ctx;
+  fy_breaker_opts_t tmpl;      /* the user's template */
+  fy_curl_key_fn key;
+  fy_curl_host_state_fn on_state_change;
+  void *user_data;
+  host_t **buckets;
+  uint32_t nbuckets;           /* a power of two */
+  uint32_t max_hosts;
+  host_t *lru_head;            /* most recently used */
+  host_t *lru_tail;
+  host_t *busy;                /* evicted, permits still out */
+  fy_curl_hosts_stats_t stats;
+  /* The pipeline bundle that owns us, told when we are destroyed. */
+  void (*on_destroy)(void *owner);
+  void *owner;
+};
+
+typedef struct hosts_frame_s {
+  host_t *host;
+  fy_breaker_permit_t permit;
+} hosts_frame_t;
+
+/* ---- the table --------------------------------------------------------- */
+
+static uint32_t hash_key(const char *s) {
+  uint32_t h = 2166136261u; /* FNV-1a */
+  for (; *s != '\0'; s++) {
+    h ^= (unsigned char)*s;
+    h *= 16777619u;
+  }
+  return h;
+}
+
+static host_t **bucket(fy_curl_hosts_t *h, uint32_t hash) {
+  return &h->buckets[hash & (h->nbuckets - 1)];
+}
+
+static host_t *lookup(fy_curl_hosts_t *h, const char *key, uint32_t hash) {
+  host_t *e;
+  for (e = *bucket(h, hash); e != NULL; e = e->hnext)
+    if (e->hash == hash && strcmp(e->key, key) == 0)
+      return e;
+  return NULL;
+}
+
+static void lru_unlink(fy_curl_hosts_t *h, host_t *e) {
+  if (e->prev != NULL)
+    e->prev->next = e->next;
+  else
+    h->lru_head = e->next;
+  if (e->next != NULL)
+    e->next->prev = e->prev;
+  else
+    h->lru_tail = e->prev;
+  e->prev = e->next = NULL;
+}
+
+static void lru_push_front(fy_curl_hosts_t *h, host_t *e) {
+  e->prev = NULL;
+  e->next = h->lru_head;
+  if (h->lru_head != NULL)
+    h->lru_head->prev = e;
+  else
+    h->lru_tail = e;
+  h->lru_head = e;
+}
+
+static void busy_unlink(fy_curl_hosts_t *h, host_t *e) {
+  if (e->prev != NULL)
+    e->prev->next = e->next;
+  else
+    h->busy = e->next;
+  if (e->next != NULL)
+    e->next->prev = e->prev;
+  e->prev = e->next = NULL;
+}
+
+static void host_free(host_t *e) {
+  if (e->breaker != NULL)
+    (void)fy_breaker_close(e->breaker, NULL, NULL);
+  fyc_free(e);
+}
+
+static void hash_unlink(fy_curl_hosts_t *h, host_t *e) {
+  host_t **pp;
+  for (pp = bucket(h, e->hash); *pp != NULL; pp = &(*pp)->hnext) {
+    if (*pp == e) {
+      *pp = e->hnext;
+      break;
+    }
+  }
+  e->hnext = NULL;
+}
+
+/* Take |e| out of the table.  Idle: freed now.  Busy: kept until its last
+ * permit comes back (release_host). */
+static void evict(fy_curl_hosts_t *h, host_t *e) {
+  hash_unlink(h, e);
+  lru_unlink(h, e);
+  h->stats.hosts--;
+  h->stats.evicted++;
+  if (e->frames == 0) {
+    host_free(e);
+    return;
+  }
+  e->evicted = 1;
+  e->next = h->busy;
+  if (h->busy != NULL)
+    h->busy->prev = e;
+  h->busy = e;
+  h->stats.evicted_busy++;
+}
+
+static void release_host(fy_curl_hosts_t *h, host_t *e) {
+  if (--e->frames > 0 || !e->evicted)
+    return;
+  busy_unlink(h, e);
+  h->stats.evicted_busy--;
+  host_free(e);
+}
+
+/* ---- the breakers' callbacks ------------------------------------------- */
+
+static void on_host_state(fy_breaker_state_t from, fy_breaker_state_t to,
+                          void *user_data) {
+  host_t *e = user_data;
+  fy_curl_hosts_t *h = e->hosts;
+  if (h->tmpl.on_state_change != NULL)
+    h->tmpl.on_state_change(from, to, h->tmpl.user_data);
+  if (h->on_state_change != NULL)
+    h->on_state_change(h, e->key, from, to, h->user_data);
+}
+
+/* The template's callbacks share one user_data; each host's breaker gets
+ * the host instead, so these pass the template's along. */
+static fy_outcome_t on_host_classify(int status, void *user_data) {
+  fy_curl_hosts_t *h = ((host_t *)user_data)->hosts;
+  return h->tmpl.classify(status, h->tmpl.user_data);
+}
+
+static int on_host_trip(const fy_breaker_counts_t *counts, void *user_data) {
+  fy_curl_hosts_t *h = ((host_t *)user_data)->hosts;
+  return h->tmpl.ready_to_trip(counts, h->tmpl.user_data);
+}
+
+static void breaker_opts(fy_curl_hosts_t *h, host_t *e, char *name,
+                         fy_breaker_opts_t *o) {
+  *o = h->tmpl;
+  snprintf(name, FY_NAME_MAX + 1, "%s:%s", fy_policy_name(h->policy),
+           e->key);
+  o->name = name;
+  o->user_data = e;
+  o->on_state_change = on_host_state;
+  o->classify = h->tmpl.classify != NULL ? on_host_classify : NULL;
+  o->ready_to_trip = h->tmpl.ready_to_trip != NULL ? on_host_trip : NULL;
+}
+
+static int host_new(fy_curl_hosts_t *h, const char *key, uint32_t hash,
+                    host_t **out) {
+  char name[FY_NAME_MAX + 1];
+  fy_breaker_opts_t o;
+  size_t n = strlen(key);
+  host_t *e;
+  int rc;
+
+  if (h->stats.hosts >= h->max_hosts && h->lru_tail != NULL)
+    evict(h, h->lru_tail);
+  e = fyc_calloc(1, sizeof(*e) + n + 1);
+  if (e == NULL)
+    return UV_ENOMEM;
+  memcpy(e->key, key, n + 1);
+  e->hosts = h;
+  e->hash = hash;
+  breaker_opts(h, e, name, &o);
+  rc = fy_breaker_new(h->ctx, &o, &e->breaker);
+  if (rc != 0) {
+    fyc_free(e);
+    return rc;
+  }
+  e->hnext = *bucket(h, hash);
+  *bucket(h, hash) = e;
+  lru_push_front(h, e);
+  h->stats.hosts++;
+  h->stats.created++;
+  *out = e;
+  return 0;
+}
+
+/* ---- keys -------------------------------------------------------------- */
+
+/* Printable ASCII, non-empty, terminated within |len|. */
+static int key_valid(const char *key, size_t len) {
+  size_t i;
+  for (i = 0; i < len && key[i] != '\0'; i++)
+    if ((unsigned char)key[i] <= 0x20 || (unsigned char)key[i] >= 0x7f)
+      return 0;
+  return i > 0 && i < len;
+}
+
+static int call_key(fy_curl_hosts_t *h, fy_call_t *call, char *buf,
+                    size_t len) {
+  const fy_curl_req_t *req;
+  int rc;
+  buf[0] = '\0';
+  if (h->key != NULL) {
+    rc = h->key(call, buf, len, h->user_data);
+    buf[len - 1] = '\0';
+    if (rc < 0)
+      return rc;
+    return key_valid(buf, len) ? 0 : FY_EKEY;
+  }
+  /* Only a call that fy_curl_start() made embeds a request. */
+  if (call == NULL || call->op != &fy_curl__op)
+    return FY_EKEY;
+  req = fy_container_of(call, fy_curl_req_t, call);
+  if (!key_valid(req->host_, sizeof(req->host_)))
+    return FY_EKEY;
+  memcpy(buf, req->host_, strlen(req->host_) + 1);
+  return 0;
+}
+
+/* The key as the detail shows it: truncated, and sanitised in case a user
+ * key function returned something odd. */
+static void detail_key(fy_detail_t *d, const char *key) {
+  size_t i;
+  for (i = 0; i + 1 < sizeof(d->key) && key[i] != '\0'; i++)
+    d->key[i] = ((unsigned char)key[i] <= 0x20 ||
+                 (unsigned char)key[i] >= 0x7f)
+                    ? '?'
+                    : key[i];
+  d->key[i] = '\0';
+}
+
+/* ---- the policy -------------------------------------------------------- */
+
+static int hosts_start(fy_policy_t *p, fy_frame_t *f) {
+  fy_curl_hosts_t *h = fy_policy_impl(p);
+  hosts_frame_t *hf = fy_frame_state(f);
+  char key[FY_CURL_HOST_MAX + 1];
+  fy_detail_t refusal;
+  fy_detail_t *d;
+  uint32_t hash;
+  host_t *e;
+  int rc;
+
+  rc = call_key(h, fy_frame_call(f), key, sizeof(key));
+  if (rc == 0) {
+    hash = hash_key(key);
+    e = lookup(h, key, hash);
+    if (e != NULL) {
+      lru_unlink(h, e);
+      lru_push_front(h, e);
+    } else {
+      rc = host_new(h, key, hash, &e);
+    }
+  }
+  if (rc != 0) {
+    d = fy_frame_verdict(f, p);
+    d->cause = rc;
+    detail_key(d, key);
+    return rc;
+  }
+  /* Hold the host across the acquire: its state-change callback is user
+   * code, which may do anything but free it while it is held. */
+  e->frames++;
+  rc = fy_breaker_acquire(e->breaker, &hf->permit, &refusal);
+  if (rc != 0) {
+    d = fy_frame_verdict(f, p);
+    d->state = refusal.state;
+    d->retry_after_ms = refusal.retry_after_ms;
+    memcpy(d->n, refusal.n, sizeof(d->n));
+    detail_key(d, key);
+    release_host(h, e);
+    return rc;
+  }
+  hf->host = e;
+  rc = fy_frame_spawn(f, NULL);
+  if (rc != 0) {
+    /* Nothing ran below: the permit counts as neither. */
+    if (e->breaker != NULL)
+      fy_breaker_release(e->breaker, &hf->permit);
+    hf->host = NULL;
+    release_host(h, e);
+  }
+  return rc;
+}
+
+static void hosts_child_done(fy_policy_t *p, fy_frame_t *f,
+                             fy_frame_t *child, int status) {
+  fy_curl_hosts_t *h = fy_policy_impl(p);
+  hosts_frame_t *hf = fy_frame_state(f);
+  host_t *e = hf->host;
+  hf->host = NULL;
+  if (e != NULL) {
+    if (e->breaker != NULL)
+      fy_breaker_record(e->breaker, &hf->permit, status);
+    release_host(h, e);
+  }
+  fy_frame_adopt_result(f, child);
+  fy_frame_done(f, status);
+}
+
+/* Close every breaker now and forget it: outcomes still to come are not
+ * recorded (see the top of the file). */
+static void hosts_close(fy_policy_t *p) {
+  fy_curl_hosts_t *h = fy_policy_impl(p);
+  host_t *e;
+  for (e = h->lru_head; e != NULL; e = e->next) {
+    (void)fy_breaker_close(e->breaker, NULL, NULL);
+    e->breaker = NULL;
+  }
+  for (e = h->busy; e != NULL; e = e->next) {
+    (void)fy_breaker_close(e->breaker, NULL, NULL);
+    e->breaker = NULL;
+  }
+}
+
+static void hosts_destroy(fy_policy_t *p) {
+  fy_curl_hosts_t *h = fy_policy_impl(p);
+  host_t *e;
+  /* No frame is left: every host is idle. */
+  while ((e = h->lru_head) != NULL) {
+    lru_unlink(h, e);
+    host_free(e);
+  }
+  while ((e = h->busy) != NULL) {
+    busy_unlink(h, e);
+    host_free(e);
+  }
+  fyc_free(h->buckets);
+  h->buckets = NULL;
+  if (h->on_destroy != NULL)
+    h->on_destroy(h->owner);
+}
+
+static const fy_policy_vtable_t hosts_vtable = {
+    "hosts",   sizeof(hosts_frame_t), hosts_start, hosts_child_done,
+    NULL,      NULL,                  NULL,        hosts_close,
+    hosts_destroy};
+
+void fy_curl_hosts_opts_init(fy_curl_hosts_opts_t *opts) {
+  if (opts == NULL)
+    return;
+  memset(opts, 0, sizeof(*opts));
+  opts->max_hosts = FY_CURL_HOSTS_DEFAULT;
+  fy_breaker_opts_init(&opts->breaker);
+  opts->breaker.classify = fy_curl_breaker_classify;
+}
+
+/* The breaker's own validation, on a breaker that is closed at once (it
+ * vanishes on the next turn of the loop). */
+static int check_template(fy_ctx_t *ctx, const fy_breaker_opts_t *tmpl) {
+  fy_breaker_t *b;
+  int rc = fy_breaker_new(ctx, tmpl, &b);
+  if (rc != 0)
+    return rc;
+  fy_breaker_close(b, NULL, NULL);
+  return 0;
+}
+
+int fy_curl_hosts_new(fy_ctx_t *ctx, const fy_curl_hosts_opts_t *opts,
+                      fy_curl_hosts_t **out) {
+  fy_curl_hosts_opts_t defaults;
+  fy_policy_t *p;
+  fy_curl_hosts_t *h;
+  uint32_t nb = 1;
+  int rc;
+
+  if (out == NULL)
+    return UV_EINVAL;
+  *out = NULL;
+  if (ctx == NULL)
+    return UV_EINVAL;
+  if (opts == NULL) {
+    fy_curl_hosts_opts_init(&defaults);
+    opts = &defaults;
+  }
+  if (opts->max_hosts < 1 || opts->max_hosts > FY_CURL_HOSTS_MAX ||
+      opts->limiter != NULL)
+    return UV_EINVAL;
+  if ((rc = check_template(ctx, &opts->breaker)) != 0)
+    return rc;
+  while (nb < opts->max_hosts)
+    nb <<= 1;
+  rc = fy_policy_new(ctx, &hosts_vtable, sizeof(*h),
+                     opts->name != NULL ? opts->name : "hosts", &p);
+  if (rc != 0)
+    return rc;
+  h = fy_policy_impl(p);
+  h->buckets = fyc_calloc(nb, sizeof(*h->buckets));
+  if (h->buckets == NULL) {
+    fy_policy_close(p, NULL, NULL);
+    return UV_ENOMEM;
+  }
+  h->policy = p;
+  h->ctx = ctx;
+  h->nbuckets = nb;
+  h->max_hosts = opts->max_hosts;
+  h->tmpl = opts->breaker;
+  h->tmpl.name = NULL; /* replaced per host */
+  h->key = opts->key;
+  h->on_state_change = opts->on_state_change;
+  h->user_data = opts->user_data;
+  *out = h;
+  return 0;
+}
+
+fy_policy_t *fy_curl_hosts_policy(fy_curl_hosts_t *h) {
+  return h != NULL ? h->policy : NULL;
+}
+
+int fy_curl_hosts_close(fy_curl_hosts_t *h, fy_close_cb cb,
+                        void *user_data) {
+  if (h == NULL)
+    return 0;
+  return fy_policy_close_as(h->policy, h, cb, user_data);
+}
+
+fy_breaker_t *fy_curl_hosts_breaker(fy_curl_hosts_t *h, const char *host) {
+  host_t *e;
+  if (h == NULL || host == NULL || h->buckets == NULL)
+    return NULL;
+  e = lookup(h, host, hash_key(host));
+  return e != NULL ? e->breaker : NULL;
+}
+
+void fy_curl_hosts_foreach(fy_curl_hosts_t *h,
+                           void (*fn)(const char *host, fy_breaker_t *b,
+                                      void *user_data),
+                           void *user_data) {
+  host_t *e, *next;
+  if (h == NULL || fn == NULL)
+    return;
+  for (e = h->lru_head; e != NULL; e = next) {
+    next = e->next;
+    if (e->breaker != NULL)
+      fn(e->key, e->breaker, user_data);
+  }
+}
+
+void fy_curl_hosts_stats(const fy_curl_hosts_t *h,
+                         fy_curl_hosts_stats_t *out) {
+  if (out == NULL)
+    return;
+  if (h != NULL)
+    *out = h->stats;
+  else
+    memset(out, 0, sizeof(*out));
+}
+
+/* ---- the default pipeline ---------------------------------------------- */
+
+struct fy_curl_pipeline_s {
+  fy_ctx_t *ctx;
+  fy_pipeline_t *pipeline;
+  fy_bulkhead_t *bulkhead;
+  fy_timeout_t *total;
+  fy_retry_t *retry;
+  fy_curl_hosts_t *hosts;
+  fy_timeout_t *per_try;
+  unsigned refs;        /* the hosts policy alive + close callbacks due */
+  int closing;
+  fy_close_cb close_cb;
+  void *close_ud;
+  fy_curl_class_t cls;  /* the classifiers' user_data */
+};
+
+void fy_curl_pipeline_opts_init(fy_curl_pipeline_opts_t *opts) {
+  if (opts == NULL)
+    return;
+  memset(opts, 0, sizeof(*opts));
+  fy_preset_opts_init(&opts->preset, FY_PRESET_HTTP_CLIENT);
+  opts->preset.require_idempotent = 1;
+  opts->max_hosts = FY_CURL_HOSTS_DEFAULT;
+  opts->max_retry_after_ms = 30000;
+}
+
+static void bundle_unref(fy_curl_pipeline_t *b) {
+  fy_close_cb cb;
+  if (--b->refs > 0)
+    return;
+  cb = b->close_cb;
+  if (cb != NULL)
+    cb(b, b->close_ud);
+  fyc_free(b);
+}
+
+static void on_hosts_destroyed(void *owner) { bundle_unref(owner); }
+
+static void on_part_closed(void *obj, void *user_data) {
+  (void)obj;
+  bundle_unref(user_data);
+}
+
+static const char *role(char *buf, const char *prefix, const char *name) {
+  snprintf(buf, FY_NAME_MAX + 1, "%s%s%s", prefix != NULL ? prefix : "",
+           prefix != NULL ? "." : "", name);
+  return buf;
+}
+
+static int build(fy_curl_pipeline_t *b, const fy_curl_pipeline_opts_t *o) {
+  const fy_preset_opts_t *ps = &o->preset;
+  char name[FY_NAME_MAX + 1];
+  fy_bulkhead_opts_t bo;
+  fy_timeout_opts_t to;
+  fy_retry_opts_t ro;
+  fy_curl_hosts_opts_t ho;
+  int rc;
+
+  if (ps->max_concurrent > 0) {
+    fy_bulkhead_opts_init(&bo);
+    bo.name = role(name, ps->name, "bulkhead");
+    bo.max_concurrent = ps->max_concurrent;
+    bo.max_queue = ps->max_queue;
+    bo.queue_timeout_ms = ps->queue_timeout_ms;
+    if ((rc = fy_bulkhead_new(b->ctx, &bo, &b->bulkhead)) != 0)
+      return rc;
+  }
+  if (ps->total_timeout_ms > 0) {
+    fy_timeout_opts_init(&to);
+    to.name = role(name, ps->name, "total");
+    to.timeout_ms = ps->total_timeout_ms;
+    to.scope = FY_TIMEOUT_TOTAL;
+    if ((rc = fy_timeout_new(b->ctx, &to, &b->total)) != 0)
+      return rc;
+  }
+  fy_retry_opts_init(&ro);
+  ro.name = role(name, ps->name, "retry");
+  ro.max_attempts = ps->max_attempts;
+  ro.initial_delay_ms = ps->retry_initial_delay_ms;
+  ro.max_delay_ms = ps->retry_max_delay_ms;
+  ro.jitter = ps->retry_jitter;
+  ro.require_idempotent = ps->require_idempotent;
+  ro.max_retry_after_ms = o->max_retry_after_ms;
+  ro.is_retryable = fy_curl_retry_classify;
+  ro.user_data = &b->cls;
+  if ((rc = fy_retry_new(b->ctx, &ro, &b->retry)) != 0)
+    return rc;
+  fy_curl_hosts_opts_init(&ho);
+  ho.name = role(name, ps->name, "hosts");
+  ho.max_hosts = o->max_hosts;
+  ho.on_state_change = o->on_state_change;
+  ho.user_data = o->user_data;
+  ho.breaker.failure_threshold = ps->breaker_failures;
+  ho.breaker.open_ms = ps->breaker_open_ms;
+  ho.breaker.max_requests = ps->breaker_max_requests;
+  ho.breaker.interval_ms = ps->breaker_interval_ms;
+  ho.breaker.user_data = &b->cls;
+  if ((rc = fy_curl_hosts_new(b->ctx, &ho, &b->hosts)) != 0)
+    return rc;
+  b->hosts->on_destroy = on_hosts_destroyed;
+  b->hosts->owner = b;
+  b->refs = 1;
+  fy_timeout_opts_init(&to);
+  to.name = role(name, ps->name, "attempt");
+  to.timeout_ms = ps->attempt_timeout_ms;
+  to.first_byte_ms = o->first_byte_ms;
+  to.idle_ms = o->idle_ms;
+  to.scope = FY_TIMEOUT_PER_TRY;
+  return fy_timeout_new(b->ctx, &to, &b->per_try);
+}
+
+/* Close whatever exists; with |cb| NULL nobody waits for the callbacks. */
+static unsigned close_parts(fy_curl_pipeline_t *b, fy_close_cb cb) {
+  unsigned n = 0;
+  void *ud = cb != NULL ? b : NULL;
+  if (b->pipeline != NULL && fy_pipeline_close(b->pipeline, cb, ud) == 0)
+    n++;
+  if (b->bulkhead != NULL && fy_bulkhead_close(b->bulkhead, cb, ud) == 0)
+    n++;
+  if (b->total != NULL && fy_timeout_close(b->total, cb, ud) == 0)
+    n++;
+  if (b->retry != NULL && fy_retry_close(b->retry, cb, ud) == 0)
+    n++;
+  if (b->hosts != NULL && fy_curl_hosts_close(b->hosts, cb, ud) == 0)
+    n++;
+  if (b->per_try != NULL && fy_timeout_close(b->per_try, cb, ud) == 0)
+    n++;
+  return n;
+}
+
+int fy_curl_pipeline_new(fy_ctx_t *ctx, const fy_curl_pipeline_opts_t *opts,
+                         fy_curl_pipeline_t **out) {
+  fy_curl_pipeline_opts_t defaults;
+  fy_policy_t *layers[5];
+  fy_curl_pipeline_t *b;
+  size_t n = 0;
+  int rc;
+
+  if (out == NULL)
+    return UV_EINVAL;
+  *out = NULL;
+  if (ctx == NULL)
+    return UV_EINVAL;
+  if (opts == NULL) {
+    fy_curl_pipeline_opts_init(&defaults);
+    opts = &defaults;
+  }
+  /* As the presets: a per-try timeout is required, and a total one, when
+   * set, must leave room for a try. */
+  if (opts->preset.attempt_timeout_ms == 0 ||
+      (opts->preset.total_timeout_ms != 0 &&
+       opts->preset.total_timeout_ms < opts->preset.attempt_timeout_ms))
+    return UV_EINVAL;
+  b = fyc_calloc(1, sizeof(*b));
+  if (b == NULL)
+    return UV_ENOMEM;
+  b->ctx = ctx;
+  if (opts->classes != NULL)
+    b->cls = *opts->classes;
+  else
+    fy_curl_class_init(&b->cls);
+  rc = build(b, opts);
+  if (rc == 0) {
+    if (b->bulkhead != NULL)
+      layers[n++] = fy_bulkhead_policy(b->bulkhead);
+    if (b->total != NULL)
+      layers[n++] = fy_timeout_policy(b->total);
+    layers[n++] = fy_retry_policy(b->retry);
+    layers[n++] = fy_curl_hosts_policy(b->hosts);
+    layers[n++] = fy_timeout_policy(b->per_try);
+    rc = fy_pipeline_new(ctx, layers, n, &b->pipeline);
+  }
+  if (rc != 0) {
+    /* The parts made so far are closed and never see a call: their
+     * classifiers will not run, and the bundle can go now. */
+    if (b->hosts != NULL)
+      b->hosts->on_destroy = NULL;
+    close_parts(b, NULL);
+    fyc_free(b);
+    return rc;
+  }
+  *out = b;
+  return 0;
+}
+
+int fy_curl_pipeline_close(fy_curl_pipeline_t *b, fy_close_cb cb,
+                           void *user_data) {
+  unsigned n;
+  if (b == NULL)
+    return 0;
+  if (b->closing)
+    return FY_ECLOSED;
+  b->closing = 1;
+  b->close_cb = cb;
+  b->close_ud = user_data;
+  n = close_parts(b, on_part_closed);
+  b->refs += n;
+  if (n == 0) {
+    /* The context closes them and frees us; as for any close that fails,
+     * the callback will not run. */
+    b->close_cb = NULL;
+    return FY_ECLOSED;
+  }
+  return 0;
+}
+
+fy_pipeline_t *fy_curl_pipeline_get(const fy_curl_pipeline_t *b) {
+  return b->pipeline;
+}
+fy_curl_hosts_t *fy_curl_pipeline_hosts(const fy_curl_pipeline_t *b) {
+  return b->hosts;
+}
+fy_retry_t *fy_curl_pipeline_retry(const fy_curl_pipeline_t *b) {
+  return b->retry;
+}
+fy_bulkhead_t *fy_curl_pipeline_bulkhead(const fy_curl_pipeline_t *b) {
+  return b->bulkhead;
+}
+fy_timeout_t *fy_curl_pipeline_timeout(const fy_curl_pipeline_t *b,
+                                       fy_timeout_scope_t scope) {
+  return scope == FY_TIMEOUT_PER_TRY ? b->per_try : b->total;
+}
