@@ -21,6 +21,7 @@
 #ifndef FY_BENCH_H
 #define FY_BENCH_H
 
+#include <fnmatch.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -129,6 +130,31 @@ static inline void bench_die(const char *what) {
     if (!(cond))                                                               \
       bench_die("check failed: " #cond);                                       \
   } while (0)
+
+/* ---- selection --------------------------------------------------------- */
+
+/* 1 when |name| should run: BENCH_FILTER unset or empty, or one of its
+ * comma-separated shell globs matches |name| (handy under perf record or
+ * valgrind: BENCH_FILTER='pipeline.5', BENCH_FILTER='breaker.*,op.bare'). */
+static inline int bench_selected(const char *name) {
+  const char *f = getenv("BENCH_FILTER");
+  char glob[256];
+  size_t len;
+  if (f == NULL || *f == '\0')
+    return 1;
+  for (;;) {
+    len = strcspn(f, ",");
+    if (len > 0 && len < sizeof(glob)) {
+      memcpy(glob, f, len);
+      glob[len] = '\0';
+      if (fnmatch(glob, name, 0) == 0)
+        return 1;
+    }
+    if (f[len] == '\0')
+      return 0;
+    f += len + 1;
+  }
+}
 
 /* ---- timed loop -------------------------------------------------------- */
 

@@ -17,8 +17,9 @@
  *   fy_ctx_advance(ctx, 0): the deferral path.
  *
  * op.pipeline.passthrough_0.manual_clock (extra): passthrough_0 on a
- *   manual-clock context, where fy_ctx_hrtime() reads no clock; the
- *   difference with passthrough_0 is the cost of the uv_hrtime() calls.
+ *   manual-clock context, which reads no clock; the difference with
+ *   passthrough_0 is the cost of the two latency stamps of every call
+ *   (detail.elapsed_ns: the TSC where it is invariant, else uv_hrtime()).
  *
  * ratio_to_bare = ns_per_op / op.bare's ns_per_op (best against best). */
 #include "bench.h"

@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Run every benchmark binary BUILD_DIR/bench/bench_* (sorted), collect the JSON
-# lines they print (lines starting with '{') into BUILD_DIR/bench.jsonl and
-# print them as an aligned table. All other output goes to BUILD_DIR/bench.log.
+# Run every benchmark binary BUILD_DIR/bench/bench_* (sorted), then the peer
+# benches (scripts/bench-peers.sh: Node.js libraries, skipped with a message
+# when Node.js or the registry is unavailable), collect the JSON lines they
+# print (lines starting with '{') into BUILD_DIR/bench.jsonl, print them as an
+# aligned table, then the ratios and targets (scripts/bench-summary.sh). All
+# other output goes to BUILD_DIR/bench.log.
 #
 #   scripts/bench.sh [BUILD_DIR]      (default: build)
+#   BENCH_PEERS=0 scripts/bench.sh    (leave the peers out)
 #
-# Exits non-zero if any benchmark binary fails. Needs only bash + awk.
+# Exits non-zero if any benchmark binary fails. Needs only bash + awk (and
+# node + npm for the peers).
 set -euo pipefail
 
 build_dir=${1:-build}
@@ -50,6 +55,22 @@ for b in "${bins[@]}"; do
     failed+=("$name")
   fi
 done
+
+# The peers, in the same run.  Their "skipped: ..." line, if any, is shown.
+if [ "${BENCH_PEERS:-1}" != "0" ]; then
+  printf 'bench: running peers (scripts/bench-peers.sh)\n' >&2
+  tmp=$(mktemp)
+  rc=0
+  bash "$src_dir/scripts/bench-peers.sh" "$build_dir" >"$tmp" || rc=$?
+  { echo "### peers (exit $rc)"; cat "$tmp"; } >>"$log"
+  grep '^{' "$tmp" >>"$out" || true
+  grep '^skipped:' "$tmp" >&2 || true
+  rm -f "$tmp"
+  if [ "$rc" -ne 0 ]; then
+    echo "bench: peers FAILED (exit $rc)" >&2
+    failed+=("peers")
+  fi
+fi
 
 echo
 awk '
@@ -128,6 +149,8 @@ END {
 ' "$out"
 echo
 echo "bench: $(wc -l <"$out") result(s) from ${#bins[@]} binar$([ "${#bins[@]}" -eq 1 ] && echo y || echo ies) -> $out (raw output: $log)"
+
+bash "$src_dir/scripts/bench-summary.sh" "$out"
 
 if [ "${#failed[@]}" -ne 0 ]; then
   echo "bench: FAILED: ${failed[*]}" >&2

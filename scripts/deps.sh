@@ -18,6 +18,8 @@ PACKAGES=(
   libc6-dev
   make
   valgrind
+  clang
+  libclang-rt-dev
 )
 
 check_only=0

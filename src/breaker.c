@@ -602,8 +602,8 @@ static void sync_timer(fy_breaker_t *b) {
  * delivered has reached everybody.  Nothing is ever dropped (W5). */
 static void notify(fy_breaker_t *b) {
   fy_breaker_state_t from, to;
-  if (b->delivering)
-    return;
+  if (b->delivering || b->core.ev_len == 0)
+    return; /* the second test: every call comes here, few change state */
   b->delivering = 1;
   while (fy__brk_next_event(&b->core, &from, &to)) {
     if (b->on_state_change != NULL)
@@ -661,7 +661,9 @@ static void fill_detail(fy_breaker_t *b, fy_detail_t *d,
 static int admit(fy_breaker_t *b, fy_breaker_permit_t *permit,
                  fy_call_t *call, fy__brk_verdict_t *v) {
   int rc = fy__brk_acquire(&b->core, permit, fy_ctx_now(b->ctx), v);
-  if (rc == 0)
+  /* Latency only feeds the slow-call rule: without one, skip the clock
+   * reads (two per call, the costliest steps of a closed breaker). */
+  if (rc == 0 && b->core.slow_ns > 0)
     permit->start_ns = fy_ctx_hrtime(b->ctx);
   /* An overdue open -> half-open is announced before the verdict. */
   settle(b);
@@ -679,7 +681,7 @@ int fy_breaker_acquire(fy_breaker_t *b, fy_breaker_permit_t *permit,
   if (b == NULL || permit == NULL)
     return UV_EINVAL;
   if (detail != NULL)
-    memset(detail, 0, sizeof(*detail));
+    fy__detail_clear(detail);
   if (closing(b)) {
     if (detail != NULL) {
       detail->by_kind = fy_policy_kind(b->policy);
@@ -707,7 +709,7 @@ void fy_breaker_record(fy_breaker_t *b, fy_breaker_permit_t *permit,
     fy__brk_release(&b->core, &p); /* no user code once closing */
     return;
   }
-  latency = fy_ctx_hrtime(b->ctx) - p.start_ns;
+  latency = b->core.slow_ns > 0 ? fy_ctx_hrtime(b->ctx) - p.start_ns : 0;
   outcome = b->classify(status, b->user_data);
   if (outcome != FY_OUTCOME_SUCCESS && outcome != FY_OUTCOME_IGNORE)
     outcome = FY_OUTCOME_FAILURE;

@@ -4,10 +4,72 @@
  * wheel), the deferred-task queue, and asynchronous close. */
 #include "internal.h"
 
+#if FY__HAVE_TSC
+#include <cpuid.h>
+__extension__ typedef unsigned __int128 fy__u128;
+#endif
+
 static void on_timer(uv_timer_t *timer);
 static void on_check(uv_check_t *check);
 static void on_idle(uv_idle_t *idle);
 static void run_close_task(fy__task_t *task);
+
+/* ---- call latency stamps (internal.h) ---------------------------------- */
+
+#if FY__HAVE_TSC
+/* An invariant TSC ticks at a constant rate in every power state, and the
+ * kernel keeps it in step across CPUs when it trusts it at all. */
+static int tsc_invariant(void) {
+  unsigned a, b, c, d;
+  if (__get_cpuid_max(0x80000000u, NULL) < 0x80000007u)
+    return 0;
+  __cpuid(0x80000007u, a, b, c, d);
+  (void)a;
+  (void)b;
+  (void)c;
+  return (d >> 8) & 1u;
+}
+
+/* The ratio over everything since the anchor pair.  It is redone whenever
+ * that span has doubled, so it always covers at least half of the time
+ * since the anchor: its error (the skew between a TSC read and a clock
+ * read, tens of ns, over the span) costs a call, which started after the
+ * anchor, at most about twice that skew, whatever the call's length. */
+static void calibrate(fy_ctx_t *ctx, uint64_t now_tsc) {
+  uint64_t ns = uv_hrtime() - ctx->hr0;
+  uint64_t ticks = now_tsc - ctx->tsc0;
+  if (ticks == 0)
+    return;
+  ctx->tsc_mult = (uint64_t)(((fy__u128)ns << 32) / ticks);
+  ctx->tsc_span = ticks;
+}
+#endif
+
+static void init_stamps(fy_ctx_t *ctx) {
+#if FY__HAVE_TSC
+  if (tsc_invariant()) {
+    ctx->tsc = 1;
+    ctx->hr0 = uv_hrtime();
+    ctx->tsc0 = fy__rdtsc();
+  }
+#else
+  (void)ctx;
+#endif
+}
+
+uint64_t fy__ctx_elapsed_ns(fy_ctx_t *ctx, uint64_t start) {
+  uint64_t end = fy__ctx_stamp(ctx);
+  /* Clamped: TSCs of two CPUs may disagree by a few ticks. */
+  uint64_t d = end > start ? end - start : 0;
+#if FY__HAVE_TSC
+  if (ctx->tsc) {
+    if (end - ctx->tsc0 > 2 * ctx->tsc_span)
+      calibrate(ctx, end);
+    return (uint64_t)(((fy__u128)d * ctx->tsc_mult) >> 32);
+  }
+#endif
+  return d;
+}
 
 int fy_ctx_new(uv_loop_t *loop, const fy_ctx_opts_t *opts, fy_ctx_t **out) {
   fy_ctx_t *ctx;
@@ -24,6 +86,8 @@ int fy_ctx_new(uv_loop_t *loop, const fy_ctx_opts_t *opts, fy_ctx_t **out) {
   if (opts != NULL && opts->manual_clock) {
     ctx->flags |= FY__CTX_MANUAL;
     ctx->manual_now = opts->manual_start_ms;
+  } else {
+    init_stamps(ctx);
   }
   fy__wheel_init(&ctx->wheel, fy_ctx_now(ctx));
   ctx->armed_at = FY_TIME_NEVER;
@@ -47,7 +111,7 @@ uv_loop_t *fy_ctx_loop(const fy_ctx_t *ctx) { return ctx->loop; }
 void fy_ctx_set_data(fy_ctx_t *ctx, void *data) { ctx->data = data; }
 void *fy_ctx_get_data(const fy_ctx_t *ctx) { return ctx->data; }
 
-uint64_t fy_ctx_now(const fy_ctx_t *ctx) {
+uint64_t (fy_ctx_now)(const fy_ctx_t *ctx) {
   if (ctx->flags & FY__CTX_MANUAL)
     return ctx->manual_now;
   return uv_now(ctx->loop);
@@ -182,8 +246,11 @@ int fy_ctx_advance(fy_ctx_t *ctx, uint64_t ms) {
   if ((ctx->flags & FY__CTX_RUNNING) || ctx->api_depth > 0 ||
       ctx->emitting > 0)
     return UV_EBUSY;
-  target = ctx->manual_now + ms < ctx->manual_now ? FY_TIME_NEVER - 1
-                                                  : ctx->manual_now + ms;
+  /* The clock stops short of FY_TIME_NEVER, which no deadline accepts. */
+  target = ctx->manual_now + ms < ctx->manual_now ||
+                   ctx->manual_now + ms == FY_TIME_NEVER
+               ? FY_TIME_NEVER - 1
+               : ctx->manual_now + ms;
   ctx->flags |= FY__CTX_RUNNING;
   drain_tasks(ctx, 1);
   run_deadlines(ctx, target);
@@ -195,13 +262,7 @@ int fy_ctx_advance(fy_ctx_t *ctx, uint64_t ms) {
 /* ---- deadlines --------------------------------------------------------- */
 
 void fy_deadline_init(fy_ctx_t *ctx, fy_deadline_t *d, fy_deadline_cb cb) {
-  d->ctx = ctx;
-  d->cb = cb;
-  d->expiry = FY_TIME_NEVER;
-  d->slot = FY__DL_IDLE;
-  d->flags = 0;
-  d->node.next = &d->node;
-  d->node.prev = &d->node;
+  fy__deadline_init(ctx, d, cb);
 }
 
 int fy_deadline_start_at(fy_deadline_t *d, uint64_t when) {
@@ -228,7 +289,11 @@ int fy_deadline_start(fy_deadline_t *d, uint64_t timeout_ms) {
   if (d == NULL || d->ctx == NULL)
     return UV_EINVAL;
   now = fy_ctx_now(d->ctx);
-  when = now + timeout_ms < now ? FY_TIME_NEVER - 1 : now + timeout_ms;
+  /* Saturate below FY_TIME_NEVER, which start_at refuses: a sum that lands
+   * exactly on it is as much an overflow as one that wraps. */
+  when = now + timeout_ms < now || now + timeout_ms == FY_TIME_NEVER
+             ? FY_TIME_NEVER - 1
+             : now + timeout_ms;
   return fy_deadline_start_at(d, when);
 }
 
@@ -240,13 +305,13 @@ void fy_deadline_stop(fy_deadline_t *d) {
   fy__wheel_remove(&ctx->wheel, d);
   d->expiry = FY_TIME_NEVER;
   count_pending(ctx, d, -1);
-  /* An idle context must not keep the loop alive: stop the timer with the
-   * last deadline rather than letting it fire for nothing. */
-  if (ctx->wheel.count == 0 && ctx->armed_at != FY_TIME_NEVER &&
-      !(ctx->flags & (FY__CTX_RUNNING | FY__CTX_FINAL))) {
-    uv_timer_stop(&ctx->timer);
-    ctx->armed_at = FY_TIME_NEVER;
-  }
+  /* The uv timer is left armed, even when this was the last deadline: it
+   * is unreferenced then (count_pending), so an idle context keeps nothing
+   * alive, and when it fires with nothing due, rearm() stops it.  Stopping
+   * it here cost a uv_timer_stop() + uv_timer_start() pair per call for a
+   * context with one call at a time (bench/patterns.c); a stale expiry
+   * that is still ahead also spares the re-arm of the next deadline, which
+   * lies later (time only moves forward). */
 }
 
 void fy_deadline_ref(fy_deadline_t *d) {

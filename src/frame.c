@@ -45,20 +45,26 @@ static void frame_free(fy_frame_t *f) {
   fy_result_dtor dtor = f->dtor;
 
   assert(f->nchildren == 0 && f->parent == NULL && f->hooks == 0);
-  fy_deadline_stop(&f->timer);
+  /* Every frame goes through here: the flag tests keep the common case
+   * (timer idle, nothing closing) free of calls. */
+  if (f->timer.slot != FY__DL_IDLE)
+    fy_deadline_stop(&f->timer);
   if (p != NULL) {
     fy__queue_remove(&f->pnode);
     p->active--;
-    fy__policy_poke(p);
+    if (p->flags & FY__OBJ_CLOSING)
+      fy__policy_poke(p);
   }
   pl->nframes--;
-  fy__pipeline_poke(pl);
+  if (pl->flags & FY__OBJ_CLOSING)
+    fy__pipeline_poke(pl);
   ctx->nframes--;
-  fy__pool_put(&ctx->pool, f, f->size);
+  fy__pool_give(&ctx->pool, f, f->size);
   /* The destructor is user code: run it once the frame is gone. */
   if (result != NULL && dtor != NULL)
     dtor(result);
-  fy__ctx_poke(ctx);
+  if (ctx->flags & FY__CTX_CLOSING)
+    fy__ctx_poke(ctx);
 }
 
 /* Forget the call in a detached subtree: the call's memory is the caller's
@@ -155,28 +161,49 @@ int fy__frame_start(fy_call_t *call, fy_frame_t *parent, unsigned layer,
     d->by_name = p->name;
     return FY_ECLOSED;
   }
-  f = fy__pool_get(&ctx->pool, size);
+  f = fy__pool_take(&ctx->pool, size);
   if (f == NULL)
     return UV_ENOMEM;
-  f->size = size;
-  f->ctx = ctx;
-  f->pipeline = pl;
-  f->policy = p;
-  f->call = call;
-  f->layer = layer;
-  f->deadline = deadline;
+#ifndef NDEBUG
+  memset(f, 0xa5, size); /* a field left unset below shows in the tests */
+#endif
+  /* Every field is set here rather than zeroing the block first: a memset
+   * of the header compiles to "rep stos", which cost more than all these
+   * stores (docs/PERFORMANCE.md).  A new field of fy_frame_s goes here. */
   f->task.run = run_deliver_task;
+  f->task.queued = 0;
+  fy__queue_init(&f->task.node);
   fy__queue_init(&f->children);
   fy__queue_init(&f->sibling);
   fy__queue_init(&f->pnode);
-  fy_deadline_init(ctx, &f->timer, on_frame_timer);
+  f->parent = NULL;
+  f->call = call;
+  f->pipeline = pl;
+  f->policy = p;
+  f->ctx = ctx;
+  f->timer.data = NULL;
+  fy__deadline_init(ctx, &f->timer, on_frame_timer);
+  f->result = NULL;
+  f->dtor = NULL;
+  f->deadline = deadline;
+  f->retry_after = 0;
+  f->start_ns = 0;
+  f->size = size;
+  f->nchildren = 0;
+  f->status = 0;
+  f->hooks = 0;
+  f->layer = layer;
   ctx->nframes++;
   pl->nframes++;
   if (p != NULL) {
+    f->flags = 0;
+    /* The policy's state starts zeroed (policy.h). */
+    memset((char *)f + FY__FRAME_HDR, 0, p->vt->frame_size);
     p->active++;
     fy__queue_insert_tail(&p->frames, &f->pnode);
   } else {
-    f->flags |= FY__F_LEAF;
+    f->flags = FY__F_LEAF;
+    leaf_of(f)->attempt.data = NULL; /* the rest is set by start_leaf() */
   }
   if (parent != NULL) {
     f->parent = parent;
@@ -188,7 +215,7 @@ int fy__frame_start(fy_call_t *call, fy_frame_t *parent, unsigned layer,
 
   f->hooks++;
   rc = p != NULL ? p->vt->start(p, f) : start_leaf(f, call, op, arg);
-  if (rc >= 0)
+  if (rc >= 0 && (f->flags & FY__F_CANCEL))
     run_pending_cancel(f); /* requested while start was on the stack */
   f->hooks--;
 
@@ -217,8 +244,8 @@ int fy__frame_start(fy_call_t *call, fy_frame_t *parent, unsigned layer,
   return 0;
 }
 
-static int spawn(fy_frame_t *f, unsigned layer, const fy_op_t *op, void *arg,
-                 fy_frame_t **child) {
+static inline int spawn(fy_frame_t *f, unsigned layer, const fy_op_t *op,
+                        void *arg, fy_frame_t **child) {
   fy_frame_t *c = NULL;
   int rc;
   if (child != NULL)
@@ -265,14 +292,19 @@ static void complete_call(fy_frame_t *root);
 /* Hand a finished frame's outcome to whoever waits for it, now if that is
  * safe, else from a fresh stack. */
 static void deliver(fy_frame_t *f) {
-  fy_frame_t *parent = f->parent;
+  fy_frame_t *parent;
   fy_policy_t *pp;
 
-  if (f->hooks > 0) {
-    f->flags |= FY__F_DELIVER;
-    return;
-  }
-  if (parent != NULL) {
+  /* One level per turn: an outcome that finishes its parent climbs on in
+   * this loop rather than through a recursion via leave_hook(). */
+  for (;;) {
+    if (f->hooks > 0) {
+      f->flags |= FY__F_DELIVER;
+      return;
+    }
+    parent = f->parent;
+    if (parent == NULL)
+      break;
     if (parent->hooks > 0) {
       fy__ctx_enqueue(f->ctx, &f->task);
       return;
@@ -282,8 +314,13 @@ static void deliver(fy_frame_t *f) {
     parent->hooks++;
     pp->vt->child_done(pp, parent, f, f->status);
     frame_free(f);
-    leave_hook(parent);
-    return;
+    /* leave_hook(parent), its delivery being the next turn. */
+    if (parent->flags & FY__F_CANCEL)
+      run_pending_cancel(parent);
+    if (--parent->hooks > 0 || !(parent->flags & FY__F_DELIVER))
+      return;
+    parent->flags &= ~(unsigned)FY__F_DELIVER;
+    f = parent;
   }
   if (f->call == NULL) {
     frame_free(f); /* detached: the late outcome is discarded */
@@ -332,7 +369,8 @@ int fy_frame_done(fy_frame_t *f, int status) {
     return UV_EALREADY;
   f->flags |= FY__F_DONE;
   f->status = status;
-  fy_deadline_stop(&f->timer);
+  if (f->timer.slot != FY__DL_IDLE)
+    fy_deadline_stop(&f->timer);
   detach_children(f);
   if (f->flags & FY__F_LEAF)
     note_attempt_done(f);
@@ -344,7 +382,8 @@ int fy_frame_done(fy_frame_t *f, int status) {
  * waited for that: a cancellation requested meanwhile, then the delivery of
  * an outcome decided meanwhile.  |f| may be gone afterwards. */
 static void leave_hook(fy_frame_t *f) {
-  run_pending_cancel(f);
+  if (f->flags & FY__F_CANCEL)
+    run_pending_cancel(f);
   if (--f->hooks > 0)
     return;
   if (f->flags & FY__F_DELIVER) {
@@ -425,18 +464,18 @@ static void on_frame_timer(fy_deadline_t *d) {
 
 /* ---- frame accessors --------------------------------------------------- */
 
-void *fy_frame_state(fy_frame_t *f) {
+void *(fy_frame_state)(fy_frame_t *f) {
   if (f->flags & FY__F_LEAF)
     return NULL;
   return (char *)f + FY__FRAME_HDR;
 }
 
 fy_policy_t *fy_frame_policy(const fy_frame_t *f) { return f->policy; }
-fy_ctx_t *fy_frame_ctx(const fy_frame_t *f) { return f->ctx; }
-fy_call_t *fy_frame_call(const fy_frame_t *f) { return f->call; }
+fy_ctx_t *(fy_frame_ctx)(const fy_frame_t *f) { return f->ctx; }
+fy_call_t *(fy_frame_call)(const fy_frame_t *f) { return f->call; }
 size_t fy_frame_children(const fy_frame_t *f) { return f->nchildren; }
 
-int fy_frame_is_cancelled(const fy_frame_t *f) {
+int (fy_frame_is_cancelled)(const fy_frame_t *f) {
   return (f->flags & FY__F_CANCEL) != 0;
 }
 
@@ -449,7 +488,7 @@ static void drop_result(fy_frame_t *f) {
     dtor(result);
 }
 
-void fy_frame_adopt_result(fy_frame_t *f, fy_frame_t *child) {
+void (fy_frame_adopt_result)(fy_frame_t *f, fy_frame_t *child) {
   void *result;
   fy_result_dtor dtor;
   if (f == NULL || child == NULL || f == child)
@@ -467,8 +506,10 @@ void fy_frame_set_result(fy_frame_t *f, void *result, fy_result_dtor dtor) {
   f->dtor = dtor;
 }
 
-uint64_t fy_frame_retry_after(const fy_frame_t *f) { return f->retry_after; }
-uint64_t fy_frame_deadline(const fy_frame_t *f) { return f->deadline; }
+uint64_t (fy_frame_retry_after)(const fy_frame_t *f) {
+  return f->retry_after;
+}
+uint64_t (fy_frame_deadline)(const fy_frame_t *f) { return f->deadline; }
 
 void fy_frame_set_deadline(fy_frame_t *f, uint64_t when_ms) {
   if (when_ms < f->deadline)
@@ -582,7 +623,7 @@ static void complete_call(fy_frame_t *root) {
   call->root = NULL;
   call->flags &= ~(unsigned)FY__CALL_ACTIVE;
   call->status = status;
-  call->detail.elapsed_ns = fy_ctx_hrtime(ctx) - call->start_ns;
+  call->detail.elapsed_ns = fy__ctx_elapsed_ns(ctx, call->start_ns);
   fy__queue_remove(&call->node);
   pl->inflight--;
   ctx->ncalls--;
@@ -642,7 +683,7 @@ int fy_call_start_opts(fy_call_t *call, fy_pipeline_t *pl, const fy_op_t *op,
   if (call->flags & FY__CALL_ACTIVE)
     return UV_EBUSY;
   ctx = pl->ctx;
-  memset(&call->detail, 0, sizeof(call->detail));
+  fy__detail_clear(&call->detail);
   call->status = 0;
   if (opts != NULL)
     call->opts = *opts;
@@ -659,7 +700,7 @@ int fy_call_start_opts(fy_call_t *call, fy_pipeline_t *pl, const fy_op_t *op,
   call->arg = arg;
   call->root = NULL;
   call->flags = FY__CALL_ACTIVE;
-  call->start_ns = fy_ctx_hrtime(ctx);
+  call->start_ns = fy__ctx_stamp(ctx); /* a stamp, not ns: see internal.h */
   fy__queue_insert_tail(&pl->calls, &call->node);
   pl->inflight++;
   ctx->ncalls++;

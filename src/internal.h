@@ -57,6 +57,57 @@ void fy__pool_put(fy__pool_t *pool, void *ptr, size_t size);
 void fy__pool_drain(fy__pool_t *pool);
 size_t fy__pool_cached(const fy__pool_t *pool);
 
+/* The frames' fast paths, inline (two per layer of every call):
+ * fy__pool_take() returns at least |size| bytes that are NOT zeroed when
+ * they come from the freelist (the caller sets every field); otherwise
+ * both defer to the functions above. */
+static inline void *fy__pool_take(fy__pool_t *pool, size_t size) {
+  size_t c = (size + FY__POOL_STEP - 1) / FY__POOL_STEP - 1;
+  void *block;
+  if (FY__POOL_ENABLED && c < FY__POOL_CLASSES &&
+      (block = pool->free[c]) != NULL) {
+    pool->free[c] = *(void **)block;
+    pool->count[c]--;
+    return block;
+  }
+  return fy__pool_get(pool, size);
+}
+
+static inline void fy__pool_give(fy__pool_t *pool, void *ptr, size_t size) {
+  size_t c = (size + FY__POOL_STEP - 1) / FY__POOL_STEP - 1;
+  if (FY__POOL_ENABLED && c < FY__POOL_CLASSES &&
+      pool->count[c] < FY__POOL_KEEP) {
+    *(void **)ptr = pool->free[c];
+    pool->free[c] = ptr;
+    pool->count[c]++;
+    return;
+  }
+  fy__pool_put(pool, ptr, size);
+}
+
+/* ---- details ----------------------------------------------------------- */
+/* memset(d, 0, sizeof(*d)) in two parts: in one, GCC emits "rep stos"
+ * (the size is over 64 bytes), measured ~14 ns per call on the bench
+ * machine; up to 80 bytes it emits a few vector stores instead. */
+static inline void fy__detail_clear(fy_detail_t *d) {
+  memset(d, 0, offsetof(fy_detail_t, key));
+  memset(d->key, 0, sizeof(d->key));
+}
+
+/* ---- deadlines (ctx.c) ------------------------------------------------- */
+/* fy_deadline_init(), inlined where a deadline is set up per call (every
+ * frame embeds one). */
+static inline void fy__deadline_init(fy_ctx_t *ctx, fy_deadline_t *d,
+                                     fy_deadline_cb cb) {
+  d->ctx = ctx;
+  d->cb = cb;
+  d->expiry = FY_TIME_NEVER;
+  d->slot = FY__DL_IDLE;
+  d->flags = 0;
+  d->node.next = &d->node;
+  d->node.prev = &d->node;
+}
+
 /* ---- deferred tasks ---------------------------------------------------- */
 typedef struct fy__task_s fy__task_t;
 struct fy__task_s {
@@ -82,6 +133,14 @@ struct fy_ctx_s {
   uv_loop_t *loop;
   void *data;
   uint64_t manual_now;
+
+  /* Call latency stamps (fy__ctx_stamp): TSC ticks when the CPU's TSC is
+   * invariant, converted with a ratio calibrated against uv_hrtime(). */
+  int tsc;           /* stamps are TSC ticks */
+  uint64_t tsc0;     /* anchor pair, read at creation */
+  uint64_t hr0;
+  uint64_t tsc_span; /* ticks from tsc0 covered by the ratio */
+  uint64_t tsc_mult; /* ns per tick, 32.32 fixed point */
 
   /* Deadlines. */
   fy__wheel_t wheel;
@@ -136,6 +195,36 @@ void fy__ctx_attach(fy_ctx_t *ctx, fy__attach_t *attach);
 void fy__ctx_detach(fy__attach_t *attach);
 
 void fy__ctx_enqueue(fy_ctx_t *ctx, fy__task_t *task);
+
+/* Stamps for call latencies (detail.elapsed_ns), two per call: the time
+ * stamp counter where it is invariant (one rdtsc, ~12 ns, instead of a
+ * clock_gettime(), ~32 ns, on the machine of docs/PERFORMANCE.md), else
+ * uv_hrtime(); the manual clock in ns on a manual-clock context.  Only
+ * fy__ctx_elapsed_ns() knows the unit. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define FY__HAVE_TSC 1
+static inline uint64_t fy__rdtsc(void) {
+  uint32_t lo, hi;
+  __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+  return ((uint64_t)hi << 32) | lo;
+}
+#else
+#define FY__HAVE_TSC 0
+#endif
+
+static inline uint64_t fy__ctx_stamp(const fy_ctx_t *ctx) {
+  if (ctx->flags & FY__CTX_MANUAL)
+    return ctx->manual_now * 1000000u;
+#if FY__HAVE_TSC
+  if (ctx->tsc)
+    return fy__rdtsc();
+#endif
+  return uv_hrtime();
+}
+
+/* Nanoseconds from the stamp |start| to now. */
+uint64_t fy__ctx_elapsed_ns(fy_ctx_t *ctx, uint64_t start);
+
 /* Re-examine a closing context once something it waits for went away. */
 void fy__ctx_poke(fy_ctx_t *ctx);
 
@@ -199,6 +288,9 @@ enum {
   FY__F_CANCEL_RUN = 1u << 5 /* the cancel hook ran (or is running) */
 };
 
+/* No memset: fy__frame_start() (frame.c) sets every field of a new frame,
+ * so a field added here must be set there too (debug builds fill new
+ * frames with garbage first, so that the test suite catches a miss). */
 struct fy_frame_s {
   fy__task_t task; /* delivery of the outcome, when deferred */
   fy__queue_t children;
@@ -240,5 +332,60 @@ int fy__frame_start(fy_call_t *call, fy_frame_t *parent, unsigned layer,
 
 /* fy_call_t.flags */
 enum { FY__CALL_ACTIVE = 1u << 0 };
+
+/* ---- inlined accessors ----------------------------------------------------
+ * The patterns call these on every frame of every call; as calls into
+ * another translation unit they were a measurable share of a pipeline's
+ * cost (docs/PERFORMANCE.md).  Inside the library the public names expand
+ * to these inline versions; the exported functions still exist (defined
+ * with the name in parentheses, which a function-like macro leaves alone)
+ * and behave the same. */
+static inline void *fy__frame_state(fy_frame_t *f) {
+  return (f->flags & FY__F_LEAF) ? NULL : (char *)f + FY__FRAME_HDR;
+}
+static inline fy_ctx_t *fy__frame_ctx(const fy_frame_t *f) { return f->ctx; }
+static inline fy_call_t *fy__frame_call(const fy_frame_t *f) {
+  return f->call;
+}
+static inline int fy__frame_is_cancelled(const fy_frame_t *f) {
+  return (f->flags & FY__F_CANCEL) != 0;
+}
+static inline uint64_t fy__frame_deadline(const fy_frame_t *f) {
+  return f->deadline;
+}
+static inline uint64_t fy__frame_retry_after(const fy_frame_t *f) {
+  return f->retry_after;
+}
+static inline void *fy__policy_impl(fy_policy_t *p) {
+  return (char *)p + FY__POLICY_HDR;
+}
+static inline fy_ctx_t *fy__policy_ctx(const fy_policy_t *p) {
+  return p->ctx;
+}
+static inline int fy__policy_is_closing(const fy_policy_t *p) {
+  return (p->flags & FY__OBJ_CLOSING) != 0;
+}
+static inline uint64_t fy__ctx_now(const fy_ctx_t *ctx) {
+  return (ctx->flags & FY__CTX_MANUAL) ? ctx->manual_now : uv_now(ctx->loop);
+}
+
+/* Most outcomes carry no result: then adopting moves nothing. */
+static inline void fy__frame_adopt_result(fy_frame_t *f, fy_frame_t *child) {
+  if (f != NULL && child != NULL && f->result == NULL && child->result == NULL)
+    return;
+  (fy_frame_adopt_result)(f, child);
+}
+
+#define fy_frame_state(f) fy__frame_state(f)
+#define fy_frame_adopt_result(f, child) fy__frame_adopt_result(f, child)
+#define fy_frame_ctx(f) fy__frame_ctx(f)
+#define fy_frame_call(f) fy__frame_call(f)
+#define fy_frame_is_cancelled(f) fy__frame_is_cancelled(f)
+#define fy_frame_deadline(f) fy__frame_deadline(f)
+#define fy_frame_retry_after(f) fy__frame_retry_after(f)
+#define fy_policy_impl(p) fy__policy_impl(p)
+#define fy_policy_ctx(p) fy__policy_ctx(p)
+#define fy_policy_is_closing(p) fy__policy_is_closing(p)
+#define fy_ctx_now(ctx) fy__ctx_now(ctx)
 
 #endif /* FY_INTERNAL_H */

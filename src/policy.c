@@ -36,13 +36,13 @@ int fy_policy_new(fy_ctx_t *ctx, const fy_policy_vtable_t *vt,
   return 0;
 }
 
-void *fy_policy_impl(fy_policy_t *p) { return (char *)p + FY__POLICY_HDR; }
-fy_ctx_t *fy_policy_ctx(const fy_policy_t *p) { return p->ctx; }
+void *(fy_policy_impl)(fy_policy_t *p) { return (char *)p + FY__POLICY_HDR; }
+fy_ctx_t *(fy_policy_ctx)(const fy_policy_t *p) { return p->ctx; }
 const char *fy_policy_name(const fy_policy_t *p) { return p->name; }
 const char *fy_policy_kind(const fy_policy_t *p) { return p->vt->kind; }
 size_t fy_policy_active(const fy_policy_t *p) { return p->active; }
 
-int fy_policy_is_closing(const fy_policy_t *p) {
+int (fy_policy_is_closing)(const fy_policy_t *p) {
   return (p->flags & FY__OBJ_CLOSING) != 0;
 }
 

@@ -12,7 +12,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "fortify.h"
+#include "internal.h"
 #include "retry.h"
 
 /* ---- options ----------------------------------------------------------- */
@@ -263,7 +263,10 @@ void fy__retry_decide(const fy_retry_opts_t *o, fy__retry_seq_t *seq,
   if (hint_ms > delay)
     delay = hint_ms;
   out->delay_ms = delay;
-  out->when = now + delay < now ? FY_TIME_NEVER - 1 : now + delay;
+  /* Saturate below FY_TIME_NEVER, which no deadline accepts. */
+  out->when = now + delay < now || now + delay == FY_TIME_NEVER
+                  ? FY_TIME_NEVER - 1
+                  : now + delay;
   /* Waiting past the deadline would only end in the enclosing timeout:
    * give the caller the real error now instead. */
   out->stop = FY_RETRY_STOP_DEADLINE;
@@ -359,12 +362,18 @@ static void leave_backoff(fy_retry_t *r, fy_frame_t *f, retry_frame_t *rf) {
  * return 0 with *stop saying why the frame ends with |status|. */
 static int on_outcome(fy_retry_t *r, fy_frame_t *f, retry_frame_t *rf,
                       int status, uint64_t hint, fy_retry_stop_t *stop) {
-  uint64_t now = fy_ctx_now(fy_frame_ctx(f));
+  uint64_t now;
   fy__retry_plan_t plan;
 
   if (status != 0)
     rf->last = status;
   rf->hint_ms = hint;
+  if (status == 0) {
+    /* The common case, decided the same way on every path below. */
+    *stop = FY_RETRY_STOP_SUCCESS;
+    return 0;
+  }
+  now = fy_ctx_now(fy_frame_ctx(f));
   if (fy_frame_is_cancelled(f) || fy_policy_is_closing(r->policy)) {
     /* No new try, and the outcome that arrived is reported as it is. */
     if (status == 0)

@@ -12,8 +12,7 @@
  * cooperates. */
 #include <string.h>
 
-#include "fortify/errno.h"
-#include "queue.h"
+#include "internal.h"
 #include "timeout.h"
 
 struct fy_timeout_s {
@@ -36,7 +35,8 @@ typedef struct timeout_frame_s {
 /* ---- pure state machine ------------------------------------------------ */
 
 uint64_t fy__timeout_add(uint64_t now, uint64_t ms) {
-  if (now >= FY_TIME_NEVER - 1 - ms)
+  /* |ms| first: with ms == UINT64_MAX the bound below wraps around. */
+  if (ms >= FY_TIME_NEVER - 1 || now >= FY_TIME_NEVER - 1 - ms)
     return FY_TIME_NEVER - 1;
   return now + ms;
 }

@@ -45,8 +45,9 @@ FY_EXTERN void fy_free(void *ptr);
  * completion queue and the event listeners.
  *
  * Loop liveness: an idle context keeps nothing alive.  The deadline timer is
- * active (and referenced) only while at least one deadline is pending, and the
- * completion queue's handles only while completions wait for delivery.  So a
+ * referenced only while at least one deadline is pending (once idle it may
+ * stay armed, unreferenced, until its last expiry), and the completion
+ * queue's handles are active only while completions wait for delivery.  So a
  * call waiting on a backoff or a timeout keeps uv_run() going exactly as a
  * uv_timer_t would; fy_ctx_unref() makes pending deadlines not count, as
  * uv_unref() does for a handle.

@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# Print the ratios that judge fortify's performance, all taken from ONE run
+# (build/bench.jsonl, written by scripts/bench.sh), and mark each target of
+# the performance issue as met or missed:
+#
+#   - fortify pattern vs its peer (cockatiel): at least 20x cheaper for
+#     breaker.closed, retry.no_retry, bulkhead.free_slot, timeout.set_cancel;
+#     at least 50x for pipeline.5 vs peer.cockatiel.pipeline4;
+#   - each pattern over op.bare: at most 5x (pipeline.5: at most 25x);
+#   - curl.pipeline.rps >= 0.95 x curl.raw.rps, when both lines exist;
+#   - 0 allocations per op on every fortify bench.
+#
+# Ratios compare best against best (ns_per_op is the best sample).  Lines
+# marked "info" carry no target.  A missing line is reported as such, never
+# guessed.
+#
+#   scripts/bench-summary.sh [--strict] [JSONL]   (default: build/bench.jsonl)
+#
+# Exit status 0; with --strict, 1 when a target is missed or not measured.
+set -euo pipefail
+
+strict=0
+if [ "${1:-}" = "--strict" ]; then
+  strict=1
+  shift
+fi
+in=${1:-build/bench.jsonl}
+if [ ! -r "$in" ]; then
+  echo "bench-summary: cannot read $in (run scripts/bench.sh first)" >&2
+  exit 1
+fi
+
+awk -v strict="$strict" '
+# The value of |key| in a one-line JSON object: strings unquoted, anything
+# else verbatim; "" when absent.
+function field(line, key,    re, s) {
+  re = "\"" key "\": *"
+  if (!match(line, re)) return ""
+  s = substr(line, RSTART + RLENGTH)
+  if (substr(s, 1, 1) == "\"") {
+    s = substr(s, 2)
+    return substr(s, 1, index(s, "\"") - 1)
+  }
+  match(s, /^[^,}]*/)
+  s = substr(s, 1, RLENGTH)
+  gsub(/[ \t]+$/, "", s)
+  return s
+}
+function isnum(s) { return s ~ /^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$/ }
+function have(name) { return (name in NS) && isnum(NS[name]) && NS[name] + 0 > 0 }
+function fmt(x) { x += 0; return x >= 100 ? sprintf("%.0f", x) : sprintf("%.2f", x) }
+function verdict(ok) {
+  if (ok) { met++; return "met" }
+  missed++; return "MISSED"
+}
+# fortify |f| vs peer |p|: how many times cheaper fortify is.
+function vs_peer(f, p, target,    r, v) {
+  if (!have(f) || !have(p)) {
+    if (target > 0) { unmeasured++; v = "not measured" } else v = "info"
+    printf "  %-26s %-26s %s\n", f, p, \
+      (!have(f) ? f : p) " missing; " v
+    return
+  }
+  r = NS[p] / NS[f]
+  v = target > 0 ? sprintf(">= %dx  %s", target, verdict(r >= target)) : "info"
+  printf "  %-26s %10s  %-26s %10s  %8sx  %s\n", f, fmt(NS[f]), p, \
+    fmt(NS[p]), fmt(r), v
+}
+# |f| over op.bare.
+function over_bare(f, target,    r, v) {
+  if (!have(f) || !have("op.bare")) {
+    if (target > 0) { unmeasured++; v = "not measured" } else v = "info"
+    printf "  %-40s %s\n", f, "missing; " v
+    return
+  }
+  r = NS[f] / NS["op.bare"]
+  v = target > 0 ? sprintf("<= %dx  %s", target, verdict(r <= target)) : "info"
+  printf "  %-40s %10s  %8sx  %s\n", f, fmt(NS[f]), fmt(r), v
+}
+/^\{/ {
+  name = field($0, "bench")
+  if (name == "") next
+  if (!(name in NS)) ORDER[++n] = name
+  NS[name] = field($0, "ns_per_op")
+  AL[name] = field($0, "allocs_per_op")
+  RPS[name] = field($0, "rps")
+  CPUR[name] = field($0, "cpu_ratio")
+}
+END {
+  met = missed = unmeasured = 0
+  printf "\nSummary (%s): ratios of best samples, one run\n", FILENAME
+
+  print "\nfortify vs peer (how many times cheaper fortify is):"
+  vs_peer("breaker.closed", "peer.cockatiel.breaker", 20)
+  vs_peer("retry.no_retry", "peer.cockatiel.retry", 20)
+  vs_peer("bulkhead.free_slot", "peer.cockatiel.bulkhead", 20)
+  vs_peer("timeout.set_cancel", "peer.cockatiel.timeout", 20)
+  vs_peer("pipeline.5", "peer.cockatiel.pipeline4", 50)
+  vs_peer("breaker.closed", "peer.opossum.breaker", 0)
+  vs_peer("fallback.primary_ok", "peer.cockatiel.fallback", 0)
+  vs_peer("breaker.closed.sync", "peer.cockatiel.breaker", 0)
+  vs_peer("bulkhead.free_slot.sync", "peer.cockatiel.bulkhead", 0)
+  vs_peer("timeout.watch", "peer.cockatiel.timeout", 0)
+  vs_peer("op.bare", "peer.node.await", 0)
+  if (have("peer.rlf.consume"))
+    printf "  %-26s %10s  (no fortify limiter yet: info)\n", \
+      "peer.rlf.consume", fmt(NS["peer.rlf.consume"])
+
+  if (have("op.bare"))
+    printf "\nover op.bare (%s ns; x = ns_per_op / op.bare):\n", \
+      fmt(NS["op.bare"])
+  else
+    print "\nover op.bare: op.bare missing"
+  split("breaker.closed retry.no_retry bulkhead.free_slot " \
+        "timeout.set_cancel pipeline.5", T, " ")
+  for (i = 1; i in T; i++) TARGETED[T[i]] = 1
+  over_bare("breaker.closed", 5)
+  over_bare("retry.no_retry", 5)
+  over_bare("bulkhead.free_slot", 5)
+  over_bare("timeout.set_cancel", 5)
+  over_bare("pipeline.5", 25)
+  for (i = 1; i <= n; i++) {
+    f = ORDER[i]
+    if (f ~ /^(peer|timer|curl)\./ || f == "op.bare") continue
+    if (f in TARGETED) continue
+    over_bare(f, 0)
+  }
+
+  print "\nlayer cost (info: pattern - op.pipeline.passthrough_0, the call and"
+  print "attempt every pipelined call pays; what one policy adds):"
+  if (have("op.pipeline.passthrough_0")) {
+    base = NS["op.pipeline.passthrough_0"]
+    split("breaker.closed retry.no_retry bulkhead.free_slot " \
+          "timeout.set_cancel fallback.primary_ok " \
+          "op.pipeline.passthrough_1 pipeline.5", L, " ")
+    for (i = 1; i in L; i++)
+      if (have(L[i]))
+        printf "  %-40s %10s ns\n", L[i], fmt(NS[L[i]] - base)
+  } else {
+    print "  op.pipeline.passthrough_0 missing"
+  }
+
+  print "\ncurl adapter (requests per second, pipeline vs raw multi):"
+  raw = RPS["curl.raw.rps"]; pl = RPS["curl.pipeline.rps"]
+  if (!isnum(raw) && have("curl.raw.rps")) raw = 1e9 / NS["curl.raw.rps"]
+  if (!isnum(pl) && have("curl.pipeline.rps")) pl = 1e9 / NS["curl.pipeline.rps"]
+  if (isnum(raw) && isnum(pl) && raw > 0) {
+    r = pl / raw
+    printf "  curl.pipeline.rps / curl.raw.rps = %s / %s = %.3f  >= 0.95  %s\n", \
+      fmt(pl), fmt(raw), r, verdict(r >= 0.95)
+    if (isnum(CPUR["curl.pipeline.rps"]))
+      printf "  cpu_ratio (raw CPU per request / pipeline CPU per" \
+        " request) = %s  info\n", \
+        CPUR["curl.pipeline.rps"]
+  } else {
+    print "  not measured (no curl.raw.rps and curl.pipeline.rps lines yet)"
+  }
+
+  # Core and patterns, then the adapters (their lines start with the
+  # adapter name, e.g. curl.), each with its own verdict.
+  print "\nallocations per op (fortify allocator hook):"
+  for (g = 1; g <= 2; g++) {
+    bad = 0; seen = 0
+    for (i = 1; i <= n; i++) {
+      f = ORDER[i]
+      if (f ~ /^peer\./ || !isnum(AL[f])) continue
+      if ((g == 1) == (f ~ /^curl\./)) continue
+      seen++
+      if (AL[f] + 0 > 0) { printf "  %-40s %s allocs/op\n", f, AL[f]; bad++ }
+    }
+    what = g == 1 ? "core and pattern benches" : "adapter benches (curl.*)"
+    if (seen == 0) {
+      printf "  %s: not measured\n", what
+      if (g == 1) unmeasured++
+    } else {
+      printf "  %s: %d, %d allocating  == 0  %s\n", what, seen, bad, \
+        verdict(bad == 0)
+    }
+  }
+
+  printf "\ntargets: %d met, %d missed, %d not measured\n", met, missed, unmeasured
+  exit strict && (missed + unmeasured) > 0 ? 1 : 0
+}
+' "$in"
