@@ -666,6 +666,43 @@ Test(fetch, lost_output_stops_with_status_3) {
   done(&r);
 }
 
+/* A reader that does not read: once the pipe and the tool's own buffer
+ * (FETCH_SINK_HIGH_WATER) are full, no URL is started until it reads; then
+ * every line arrives.  The bound on requests holds whatever the timing:
+ * the sleep only gives a broken tool the time to overrun it. */
+Test(fetch, slow_reader_pauses_the_fetching) {
+  enum { N = 6000 };
+  static char in[N * 64];
+  static char got[N * 160];
+  const struct timespec pause = {0, 400 * 1000 * 1000};
+  size_t len = 0, i, n = 0;
+  ssize_t k;
+  int p[2];
+  char out[64];
+  run_t r;
+  const char *args[] = {"-c", "8", "--quiet", NULL};
+
+  for (i = 0; i < N; i++)
+    len += (size_t)snprintf(in + len, sizeof(in) - len, "%s/p%zu\n", base, i);
+  cr_assert_eq(pipe(p), 0);
+  snprintf(out, sizeof(out), "/proc/self/fd/%d", p[1]);
+  spawn_to(&r, in, out, args);
+  close(p[1]);
+  nanosleep(&pause, NULL);
+  /* Lines are over 64 bytes: 64 KiB of pipe and 64 KiB of buffer hold
+   * fewer than 2100 of them, plus one per slot in flight. */
+  cr_expect_lt(server_requests(up), 2200);
+  while ((k = read(p[0], got + n, sizeof(got) - 1 - n)) > 0)
+    n += (size_t)k;
+  close(p[0]);
+  got[n] = '\0';
+  reap(&r);
+  cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+  cr_expect_eq(nlines(got), N);
+  cr_expect_eq(server_requests(up), N);
+  done(&r);
+}
+
 /* ---- the command line ---------------------------------------------------- */
 
 Test(fetch, help_documents_every_flag) {

@@ -160,7 +160,16 @@ void fetch_buf_free(fetch_buf_t *b);
  * so that a slow reader never blocks the loop.  Bytes go into |fill|;
  * one write is in flight at a time, the next one takes what accumulated
  * meanwhile.  After an error everything is dropped and |error| is set. */
-typedef struct fetch_sink_s {
+/* Output waiting behind a write in flight beyond which no URL is started
+ * (fetch_sink_full): a slow reader slows the fetching down instead of
+ * growing the buffer without bound. */
+#define FETCH_SINK_HIGH_WATER (64u * 1024u)
+
+typedef struct fetch_sink_s fetch_sink_t;
+/* Called when a write has ended: the sink has room again, or s->error. */
+typedef void (*fetch_sink_cb)(fetch_sink_t *s);
+
+struct fetch_sink_s {
   uv_loop_t *loop;
   uv_file fd;
   uv_fs_t req;
@@ -169,12 +178,16 @@ typedef struct fetch_sink_s {
   size_t off;      /* bytes of |out| written */
   int busy;
   int error;
-} fetch_sink_t;
+  fetch_sink_cb on_written; /* may be NULL */
+  void *data;
+};
 
 void fetch_sink_init(fetch_sink_t *s, uv_loop_t *loop, uv_file fd);
 /* Start writing what was appended to s->fill, unless a write is in
  * flight (its completion takes it). */
 void fetch_sink_flush(fetch_sink_t *s);
+/* Whether FETCH_SINK_HIGH_WATER bytes wait behind the write in flight. */
+int fetch_sink_full(const fetch_sink_t *s);
 void fetch_sink_free(fetch_sink_t *s);
 
 /* The outcome of one URL. */

@@ -223,16 +223,18 @@ static void on_sink_write(uv_fs_t *req) {
   uv_fs_req_cleanup(req);
   if (n < 0) {
     sink_fail(s, (int)n);
-    return;
+  } else {
+    s->off += (size_t)n;
+    if (s->off < s->out.len) {
+      sink_write(s); /* a short write: the rest */
+      return;
+    }
+    s->busy = 0;
+    s->out.len = 0;
+    fetch_sink_flush(s);
   }
-  s->off += (size_t)n;
-  if (s->off < s->out.len) {
-    sink_write(s); /* a short write: the rest */
-    return;
-  }
-  s->busy = 0;
-  s->out.len = 0;
-  fetch_sink_flush(s);
+  if (s->on_written != NULL)
+    s->on_written(s);
 }
 
 /* uv_buf_t holds an unsigned length: a huge batch goes in pieces. */
@@ -262,6 +264,10 @@ void fetch_sink_flush(fetch_sink_t *s) {
   s->off = 0;
   s->busy = 1;
   sink_write(s);
+}
+
+int fetch_sink_full(const fetch_sink_t *s) {
+  return s->busy && s->fill.len >= FETCH_SINK_HIGH_WATER;
 }
 
 void fetch_sink_free(fetch_sink_t *s) {

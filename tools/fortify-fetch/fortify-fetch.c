@@ -25,6 +25,7 @@ typedef struct slot_s {
   size_t index; /* the URL in flight */
   uint64_t t0;  /* uv_hrtime() at its start */
   int ready;    /* req initialised */
+  int parked;   /* idle until stdout has room (on_out_written) */
 } slot_t;
 
 typedef struct app_s {
@@ -148,6 +149,10 @@ static void start_next(slot_t *sl) {
   int rc;
 
   while (!app->stopping && app->next < app->opts.nurls) {
+    if (fetch_sink_full(&app->out)) {
+      sl->parked = 1; /* the reader is behind: wait for it */
+      return;
+    }
     i = app->next++;
     rc = start_one(sl, i);
     if (rc == 0) {
@@ -199,6 +204,25 @@ static void on_done(fy_call_t *call, int status) {
   app->active--;
   record(app, sl, sl->index, status, 1);
   start_next(sl);
+  maybe_finish(app);
+}
+
+/* A stdout write has ended: the parked slots go on, or, if stdout is
+ * gone, everything stops. */
+static void on_out_written(fetch_sink_t *s) {
+  app_t *app = s->data;
+  unsigned i;
+
+  if (app->finished)
+    return; /* the last lines are being written */
+  if (s->error != 0)
+    stop(app);
+  for (i = 0; i < app->nslots && !fetch_sink_full(s); i++) {
+    if (app->slots[i].parked) {
+      app->slots[i].parked = 0;
+      start_next(&app->slots[i]);
+    }
+  }
   maybe_finish(app);
 }
 
@@ -343,6 +367,8 @@ static int setup(app_t *app) {
   if (rc != FETCH_EXIT_OK)
     return rc;
   fetch_sink_init(&app->out, &app->loop, STDOUT_FILENO);
+  app->out.on_written = on_out_written;
+  app->out.data = app;
   fetch_sink_init(&app->err, &app->loop, STDERR_FILENO);
   app->st.total = app->opts.nurls;
   app->progress =
