@@ -11,9 +11,11 @@ PREFIX       ?= /usr/local
 CMAKE_FLAGS  ?=
 # Extra arguments for the Criterion runner, e.g. TEST_ARGS='--filter "timer/*"'
 TEST_ARGS    ?=
-# libFuzzer time per target (make fuzz), calls of the long soak (make soak).
+# libFuzzer time per target (make fuzz), calls of the long soak and of the
+# HTTP-fault soak through the curl adapter (make soak).
 FUZZ_SECONDS ?= 60
 SOAK_CALLS   ?= 10000000
+CURL_SOAK_CALLS ?= 200000
 
 BUILD_DIR    := build
 ASAN_DIR     := build-asan
@@ -38,7 +40,7 @@ help:
 	@echo 'make asan      ASan+UBSan Debug build in $(ASAN_DIR)/, run the suite'
 	@echo 'make valgrind  Debug build in $(VALGRIND_DIR)/, run the suite under valgrind'
 	@echo 'make fuzz      libFuzzer+ASan+UBSan build in build-fuzz/, FUZZ_SECONDS per target'
-	@echo 'make soak      build, then the soak test with SOAK_CALLS calls'
+	@echo 'make soak      build, then the soak test with SOAK_CALLS calls and the curl one with CURL_SOAK_CALLS'
 	@echo 'make bench     build, then run scripts/bench.sh'
 	@echo 'make demo      build, then run $(BUILD_DIR)/examples/demo'
 	@echo 'make install   build, then install to PREFIX (default /usr/local)'
@@ -93,6 +95,9 @@ fuzz: deps
 soak: build
 	$(call say,soak: $(SOAK_CALLS) calls)
 	FY_SOAK_CALLS=$(SOAK_CALLS) $(BUILD_DIR)/tests/fortify_tests --filter 'soak/*'
+	$(call say,soak: $(CURL_SOAK_CALLS) HTTP calls with faults through the curl adapter)
+	FY_CURL_SOAK_CALLS=$(CURL_SOAK_CALLS) $(BUILD_DIR)/tests/fortify_tests \
+	  --filter 'curl_faults/soak*'
 
 bench: build
 	$(call say,bench)

@@ -133,6 +133,7 @@ static int build_policies(fy_preset_t *p, const fy_preset_opts_t *o) {
   ro.initial_delay_ms = o->retry_initial_delay_ms;
   ro.max_delay_ms = o->retry_max_delay_ms;
   ro.jitter = o->retry_jitter;
+  ro.seed = o->retry_seed;
   ro.require_idempotent = o->require_idempotent;
   if ((rc = fy_retry_new(p->ctx, &ro, &p->retry)) != 0)
     return rc;

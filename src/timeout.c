@@ -350,6 +350,14 @@ static const fy_policy_vtable_t timeout_vtable = {
     timeout_child_done, NULL,                    timeout_progress,
     timeout_deadline,   timeout_close,           NULL};
 
+/* Without a first-byte or idle limit a mark changes nothing: leaving the
+ * progress hook out spares every fy_attempt_mark() (one per body chunk in
+ * the curl adapter) a call into this policy. */
+static const fy_policy_vtable_t timeout_vtable_no_progress = {
+    "timeout",          sizeof(timeout_frame_t), timeout_start,
+    timeout_child_done, NULL,                    NULL,
+    timeout_deadline,   timeout_close,           NULL};
+
 void fy_timeout_opts_init(fy_timeout_opts_t *opts) {
   if (opts == NULL)
     return;
@@ -377,7 +385,11 @@ int fy_timeout_new(fy_ctx_t *ctx, const fy_timeout_opts_t *opts,
   rc = fy__timeout_opts_check(opts);
   if (rc != 0)
     return rc;
-  rc = fy_policy_new(ctx, &timeout_vtable, sizeof(*t), opts->name, &p);
+  rc = fy_policy_new(ctx,
+                     opts->first_byte_ms == 0 && opts->idle_ms == 0
+                         ? &timeout_vtable_no_progress
+                         : &timeout_vtable,
+                     sizeof(*t), opts->name, &p);
   if (rc != 0)
     return rc;
   t = fy_policy_impl(p);

@@ -200,28 +200,13 @@ Test(failmalloc, every_allocation_failure_surfaces_as_enomem) {
 
 /* The same, failing every allocation from the i-th on (a heap that stays
  * exhausted): still no crash and no leak. */
-static long fail_from = -1;
-static long seen;
-static void *exhausted_malloc(size_t n) {
-  return seen++ >= fail_from ? NULL : fa_malloc(n);
-}
-static void *exhausted_calloc(size_t c, size_t n) {
-  return seen++ >= fail_from ? NULL : fa_calloc(c, n);
-}
-
 Test(failmalloc, an_exhausted_heap_is_survived) {
   long n, i;
   fa_install(-1);
   scenario();
   n = FA.requests;
   for (i = 0; i < n; i++) {
-    memset(&FA, 0, sizeof(FA));
-    FA.fail_at = -1;
-    fail_from = i;
-    seen = 0;
-    cr_assert_eq(fy_replace_allocator(exhausted_malloc, fa_realloc,
-                                      exhausted_calloc, fa_free),
-                 0);
+    fa_install_exhausted(i);
     scenario();
     cr_assert_geq(enomem, 1, "exhausted from %ld: nothing failed", i);
     cr_assert_eq(FA.live, 0, "exhausted from %ld: %ld blocks leaked", i,

@@ -508,14 +508,6 @@ static long count_allocations(scenario_fn fn) {
   return FA.requests;
 }
 
-static long fail_from;
-static long seen;
-static void *exhausted_malloc(size_t n) {
-  return seen++ >= fail_from ? NULL : fa_malloc(n);
-}
-static void *exhausted_calloc(size_t c, size_t n) {
-  return seen++ >= fail_from ? NULL : fa_calloc(c, n);
-}
 
 static void run_failmalloc(const char *what, scenario_fn fn, int merges) {
   long n, i;
@@ -531,13 +523,7 @@ static void run_failmalloc(const char *what, scenario_fn fn, int merges) {
                  what, i, FA.live);
   }
   for (i = 0; i < n; i++) {
-    memset(&FA, 0, sizeof(FA));
-    FA.fail_at = -1;
-    fail_from = i;
-    seen = 0;
-    cr_assert_eq(fy_replace_allocator(exhausted_malloc, fa_realloc,
-                                      exhausted_calloc, fa_free),
-                 0);
+    fa_install_exhausted(i);
     fn();
     cr_assert(enomem >= 1 || (merges && merged_ok),
               "%s: exhausted from %ld: nothing failed", what, i);

@@ -46,6 +46,11 @@ enum {
 
 typedef struct sock_s sock_t;
 
+/* curl tells a kept-alive connection's socket goodbye after each transfer
+ * (CURL_POLL_REMOVE) and hello again when the next one reuses it, so a
+ * poll handle lives for one request: its memory is recycled, not freed. */
+#define SPARE_MAX 64
+
 struct fy_curl_s {
   fy_ctx_t *ctx;
   uv_loop_t *loop;
@@ -57,6 +62,8 @@ struct fy_curl_s {
   fy_curl_req_t *dlast;
   sock_t *socks;            /* poll handles not closing */
   size_t nsocks;            /* poll handles not yet freed */
+  sock_t *spare;            /* closed ones kept for reuse (SPARE_MAX) */
+  unsigned nspare;
   size_t transfers;         /* easy handles in the multi */
   unsigned in_curl;         /* curl calls on the stack */
   int settling;
@@ -457,17 +464,6 @@ static void mark(fy_curl_req_t *req) {
     fy_attempt_mark(req->attempt_);
 }
 
-/* A Retry-After value in seconds, made safe: nothing for negative or
- * unknown values (curl gives 0 for a malformed one and a negative delta
- * for an HTTP-date in the past), |cap| for huge ones. */
-static uint64_t sane_retry_after(curl_off_t secs, uint64_t cap) {
-  if (cap == 0 || secs <= 0)
-    return 0;
-  if ((uint64_t)secs > cap / 1000)
-    return cap;
-  return (uint64_t)secs * 1000;
-}
-
 static int connected(fy_curl_req_t *req) {
   char *ip = NULL;
   return curl_easy_getinfo(req->easy, CURLINFO_PRIMARY_IP, &ip) ==
@@ -478,7 +474,6 @@ static int connected(fy_curl_req_t *req) {
 /* A transfer finished (from the drain loop, after its removal). */
 static void complete(fy_curl_t *c, fy_curl_req_t *req, CURLcode result) {
   long code = 0, connects = 0, os_errno = 0;
-  curl_off_t secs = 0;
   int status;
 
   curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &code);
@@ -505,12 +500,12 @@ static void complete(fy_curl_t *c, fy_curl_req_t *req, CURLcode result) {
   } else {
     status = 0;
   }
-  /* Only the header callback knows whether this response had the header:
-   * curl's own value may be left over from an earlier response. */
-  if (fy_curl_http_code(status) != 0 && (req->flags_ & RQ_RETRY_AFTER) &&
-      curl_easy_getinfo(req->easy, CURLINFO_RETRY_AFTER, &secs) ==
-          CURLE_OK) {
-    req->retry_after_ms = sane_retry_after(secs, c->max_retry_after);
+  /* The header callback parsed this response's Retry-After (the flag is
+   * per response); a date counts from now, and the cap bounds it. */
+  if (fy_curl_http_code(status) != 0 && (req->flags_ & RQ_RETRY_AFTER)) {
+    req->retry_after_ms =
+        fy_curl__retry_after_ms(req->retry_after_kind_, req->retry_after_s_,
+                                fy_curl__wall_s(), c->max_retry_after);
     if (req->retry_after_ms > 0)
       fy_attempt_set_retry_after(req->attempt_, req->retry_after_ms);
   }
@@ -558,6 +553,9 @@ static void flush(fy_curl_t *c) {
     } else if (req->flags_ & RQ_CANCEL) {
       remove_now(c, req);
       report(c, req, UV_ECANCELED);
+    } else if (req->local_error_ != 0) {
+      remove_now(c, req); /* its socket could not be watched */
+      report(c, req, req->local_error_);
     }
   }
 }
@@ -700,8 +698,25 @@ static size_t on_header(char *ptr, size_t size, size_t nitems, void *ud) {
      * one's headers are kept. */
     buf_clear(&req->headers);
     req->flags_ &= ~(unsigned)RQ_RETRY_AFTER;
-  } else if (prefix_nocase(ptr, n, "retry-after:")) {
-    req->flags_ |= RQ_RETRY_AFTER;
+    req->header_end_ = 0;
+  } else if ((n == 2 && ptr[0] == '\r' && ptr[1] == '\n') ||
+             (n == 1 && ptr[0] == '\n')) {
+    req->header_end_ = 1; /* the blank line: trailers may follow */
+  } else if (!req->header_end_ && prefix_nocase(ptr, n, "retry-after:")) {
+    /* The last Retry-After of the header section counts (RFC 9110 keeps
+     * trailers out of it).  Parsed while curl holds the whole line, so
+     * nothing is copied; an invalid value clears the hint. */
+    size_t vn = n - 12;
+    if (vn > 0 && ptr[12 + vn - 1] == '\n')
+      vn--;
+    if (vn > 0 && ptr[12 + vn - 1] == '\r')
+      vn--;
+    req->retry_after_kind_ = fy_curl__retry_after_parse(
+        ptr + 12, vn, fy_curl__wall_s(), &req->retry_after_s_);
+    if (req->retry_after_kind_ != FY_CURL__RA_NONE)
+      req->flags_ |= RQ_RETRY_AFTER;
+    else
+      req->flags_ &= ~(unsigned)RQ_RETRY_AFTER;
   }
   if (req->max_headers_ > 0) {
     rc = buf_append(&req->headers, ptr, n, req->max_headers_);
@@ -724,7 +739,13 @@ static void maybe_free(fy_curl_t *c);
 static void on_sock_closed(uv_handle_t *h) {
   sock_t *sk = fy_container_of((uv_poll_t *)h, sock_t, poll);
   fy_curl_t *c = sk->curl;
-  fyc_free(sk);
+  if (!c->tearing && c->nspare < SPARE_MAX) {
+    sk->next = c->spare;
+    c->spare = sk;
+    c->nspare++;
+  } else {
+    fyc_free(sk);
+  }
   c->nsocks--;
   maybe_free(c);
 }
@@ -764,12 +785,32 @@ static void on_poll(uv_poll_t *h, int status, int events) {
     uv_poll_start(&sk->poll, sk->events, on_poll);
 }
 
+/* A socket curl wants watched and we cannot watch (out of memory).
+ * Returning -1 would make curl mark the whole multi handle dead (or, in
+ * some versions, leave the transfer waiting on a socket nobody polls): the
+ * transfer that asked fails alone instead, with |status|, once curl has
+ * returned (flush). */
+static int sock_failed(fy_curl_t *c, CURL *easy, int status) {
+  fy_curl_req_t *req;
+  char *priv = NULL;
+  if (easy == NULL)
+    return 0;
+  curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv);
+  req = (fy_curl_req_t *)(void *)priv;
+  if (req != NULL && req->easy == easy && req->attempt_ != NULL &&
+      (req->flags_ & RQ_IN_MULTI) && req->local_error_ == 0) {
+    req->local_error_ = status;
+    defer(c, req);
+  }
+  return 0;
+}
+
 static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp,
                      void *socketp) {
   fy_curl_t *c = userp;
   sock_t *sk = socketp;
   int events = 0;
-  (void)easy;
+  int rc;
 
   if (what == CURL_POLL_REMOVE) {
     /* Before curl closes the fd: a poll must never outlive it. */
@@ -784,12 +825,18 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp,
   if (sk == NULL) {
     if (c->tearing || events == 0)
       return 0; /* no new polling once shutting down */
-    sk = fyc_calloc(1, sizeof(*sk));
-    if (sk == NULL)
-      return -1;
-    if (uv_poll_init_socket(c->loop, &sk->poll, s) != 0) {
+    sk = c->spare;
+    if (sk != NULL) {
+      c->spare = sk->next;
+      c->nspare--;
+      memset(sk, 0, sizeof(*sk));
+    } else if ((sk = fyc_calloc(1, sizeof(*sk))) == NULL) {
+      return sock_failed(c, easy, UV_ENOMEM);
+    }
+    rc = uv_poll_init_socket(c->loop, &sk->poll, s);
+    if (rc != 0) {
       fyc_free(sk);
-      return -1;
+      return sock_failed(c, easy, rc);
     }
     sk->curl = c;
     sk->fd = s;
@@ -830,8 +877,13 @@ static int on_timer_fn(CURLM *multi, long timeout_ms, void *userp) {
 
 static void maybe_free(fy_curl_t *c) {
   fy_close_cb cb;
+  sock_t *sk;
   if (!c->sentinel_gone || c->nsocks > 0)
     return;
+  while ((sk = c->spare) != NULL) {
+    c->spare = sk->next;
+    fyc_free(sk);
+  }
   cb = c->close_cb;
   if (cb != NULL)
     cb(c, c->close_ud);
@@ -1099,8 +1151,10 @@ int fy_curl_req_cleanup(fy_curl_req_t *req) {
 static int build_key(char *key, const char *scheme, const char *host,
                      const char *port) {
   size_t i, n;
-  int len = snprintf(key, FY_CURL_HOST_MAX + 1, "%s://%s:%s", scheme, host,
-                     port);
+  int len;
+  if (strcmp(port, "0") == 0)
+    return UV_EINVAL; /* curl's parser takes port 0, which names no host */
+  len = snprintf(key, FY_CURL_HOST_MAX + 1, "%s://%s:%s", scheme, host, port);
   if (len < 0 || (size_t)len > FY_CURL_HOST_MAX)
     return UV_EINVAL;
   n = (size_t)len;
@@ -1152,9 +1206,14 @@ int fy_curl_req_set_url(fy_curl_req_t *req, const char *url) {
   if (rc != 0)
     return rc;
   cc = curl_easy_setopt(req->easy, CURLOPT_URL, url);
-  if (cc != CURLE_OK)
+  if (cc != CURLE_OK) {
+    /* curl frees its old copy before it copies: no URL is left. */
+    req->host_[0] = '\0';
+    req->flags_ &= ~(unsigned)RQ_URL;
     return cc == CURLE_OUT_OF_MEMORY ? UV_ENOMEM : UV_EINVAL;
+  }
   memcpy(req->host_, key, sizeof(key));
+  req->host_hash_ = fy_curl__key_hash(req->host_);
   req->flags_ |= RQ_URL;
   return 0;
 }

@@ -62,14 +62,7 @@ typedef struct hosts_frame_s {
 
 /* ---- the table --------------------------------------------------------- */
 
-static uint32_t hash_key(const char *s) {
-  uint32_t h = 2166136261u; /* FNV-1a */
-  for (; *s != '\0'; s++) {
-    h ^= (unsigned char)*s;
-    h *= 16777619u;
-  }
-  return h;
-}
+static uint32_t hash_key(const char *s) { return fy_curl__key_hash(s); }
 
 static host_t **bucket(fy_curl_hosts_t *h, uint32_t hash) {
   return &h->buckets[hash & (h->nbuckets - 1)];
@@ -237,25 +230,33 @@ static int key_valid(const char *key, size_t len) {
   return i > 0 && i < len;
 }
 
+/* The call's key and its hash.  A request's own key is used in place
+ * (fy_curl_req_set_url() checked it and hashed it); a key function's goes
+ * into |buf|, and is checked here. */
 static int call_key(fy_curl_hosts_t *h, fy_call_t *call, char *buf,
-                    size_t len) {
+                    size_t len, const char **key, uint32_t *hash) {
   const fy_curl_req_t *req;
   int rc;
   buf[0] = '\0';
+  *key = buf;
   if (h->key != NULL) {
     rc = h->key(call, buf, len, h->user_data);
     buf[len - 1] = '\0';
     if (rc < 0)
       return rc;
-    return key_valid(buf, len) ? 0 : FY_EKEY;
+    if (!key_valid(buf, len))
+      return FY_EKEY;
+    *hash = hash_key(buf);
+    return 0;
   }
   /* Only a call that fy_curl_start() made embeds a request. */
   if (call == NULL || call->op != &fy_curl__op)
     return FY_EKEY;
   req = fy_container_of(call, fy_curl_req_t, call);
-  if (!key_valid(req->host_, sizeof(req->host_)))
-    return FY_EKEY;
-  memcpy(buf, req->host_, strlen(req->host_) + 1);
+  if (req->host_[0] == '\0')
+    return FY_EKEY; /* no URL was set */
+  *key = req->host_;
+  *hash = req->host_hash_;
   return 0;
 }
 
@@ -276,20 +277,22 @@ static void detail_key(fy_detail_t *d, const char *key) {
 static int hosts_start(fy_policy_t *p, fy_frame_t *f) {
   fy_curl_hosts_t *h = fy_policy_impl(p);
   hosts_frame_t *hf = fy_frame_state(f);
-  char key[FY_CURL_HOST_MAX + 1];
+  char buf[FY_CURL_HOST_MAX + 1];
+  const char *key;
   fy_detail_t refusal;
   fy_detail_t *d;
-  uint32_t hash;
+  uint32_t hash = 0;
   host_t *e;
   int rc;
 
-  rc = call_key(h, fy_frame_call(f), key, sizeof(key));
+  rc = call_key(h, fy_frame_call(f), buf, sizeof(buf), &key, &hash);
   if (rc == 0) {
-    hash = hash_key(key);
     e = lookup(h, key, hash);
     if (e != NULL) {
-      lru_unlink(h, e);
-      lru_push_front(h, e);
+      if (h->lru_head != e) {
+        lru_unlink(h, e);
+        lru_push_front(h, e);
+      }
     } else {
       rc = host_new(h, key, hash, &e);
     }
@@ -570,6 +573,7 @@ static int build(fy_curl_pipeline_t *b, const fy_curl_pipeline_opts_t *o) {
   ro.initial_delay_ms = ps->retry_initial_delay_ms;
   ro.max_delay_ms = ps->retry_max_delay_ms;
   ro.jitter = ps->retry_jitter;
+  ro.seed = ps->retry_seed;
   ro.require_idempotent = ps->require_idempotent;
   ro.max_retry_after_ms = o->max_retry_after_ms;
   ro.is_retryable = fy_curl_retry_classify;

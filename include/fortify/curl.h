@@ -213,6 +213,10 @@ struct fy_curl_req_s {
   unsigned flags_;
   char method_[FY_CURL_METHOD_MAX + 1];
   char host_[FY_CURL_HOST_MAX + 1];
+  uint32_t host_hash_;      /* fy_curl__key_hash(host_) */
+  int retry_after_kind_;    /* this response's Retry-After: its kind */
+  int64_t retry_after_s_;   /* and value (adapters/curl/curl_int.h) */
+  int header_end_;          /* the header section ended: trailers follow */
   void *reserved_[4];
 };
 
@@ -234,8 +238,8 @@ FY_EXTERN int fy_curl_req_cleanup(fy_curl_req_t *req);
 
 /* The URL, parsed with curl's URL API: its scheme://host:port becomes the
  * request's host key (lowercase, default port filled in).  Returns 0,
- * UV_EINVAL (not a URL with a host, or a key over FY_CURL_HOST_MAX) or
- * UV_ENOMEM. */
+ * UV_EINVAL (not a URL with a host, port 0, or a key over
+ * FY_CURL_HOST_MAX; the request keeps its URL) or UV_ENOMEM. */
 FY_EXTERN int fy_curl_req_set_url(fy_curl_req_t *req, const char *url);
 
 /* "GET" (the default, or "POST" when a body is set), "HEAD", "POST",

@@ -38,6 +38,8 @@ typedef struct fy_preset_opts_s {
   uint64_t retry_initial_delay_ms;
   uint64_t retry_max_delay_ms;
   fy_retry_jitter_t retry_jitter;
+  uint64_t retry_seed;          /* the jitter's PRNG seed; 0 (default):
+                                   from uv_hrtime(), see retry.h */
   int require_idempotent;       /* retry only FY_CALL_IDEMPOTENT calls */
   /* Circuit breaker. */
   uint32_t breaker_failures;    /* consecutive failures that open it */

@@ -104,11 +104,11 @@ fy_pipeline_t *fx_pipeline(fx_t *fx, size_t n, ...) {
 
 /* ---- counting allocator ------------------------------------------------- */
 
-fa_stats_t FA = {0, 0, 0, 0, -1};
+fa_stats_t FA = {0, 0, 0, 0, -1, -1};
 
 static int fa_fail_now(void) {
   long i = FA.requests++;
-  if (i == FA.fail_at) {
+  if (i == FA.fail_at || (FA.fail_from >= 0 && i >= FA.fail_from)) {
     FA.failed++;
     return 1;
   }
@@ -156,8 +156,14 @@ void fa_free(void *ptr) {
 void fa_install(long fail_at) {
   memset(&FA, 0, sizeof(FA));
   FA.fail_at = fail_at;
+  FA.fail_from = -1;
   cr_assert_eq(fy_replace_allocator(fa_malloc, fa_realloc, fa_calloc, fa_free),
                0);
+}
+
+void fa_install_exhausted(long from) {
+  fa_install(-1);
+  FA.fail_from = from;
 }
 
 void fa_restore(void) {

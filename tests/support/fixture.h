@@ -64,6 +64,7 @@ typedef struct fa_stats_s {
   long frees;
   long failed;   /* requests failed on purpose */
   long fail_at;
+  long fail_from; /* every request from this one on fails; -1: none */
 } fa_stats_t;
 
 extern fa_stats_t FA;
@@ -73,6 +74,8 @@ void *fa_realloc(void *ptr, size_t size);
 void fa_free(void *ptr);
 /* Install the counting allocator with fresh counters / put back libc's. */
 void fa_install(long fail_at);
+/* The same, with an exhausted heap: request |from| and all later fail. */
+void fa_install_exhausted(long from);
 void fa_restore(void);
 
 #endif /* FY_TEST_FIXTURE_H */
