@@ -57,10 +57,10 @@ void fy_preset_opts_init(fy_preset_opts_t *o, fy_preset_kind_t kind) {
 }
 
 /* "<prefix>.<role>", truncated like every policy name. */
-static const char *role_name(char *buf, size_t len, const char *prefix,
+static const char *role_name(char *buf, const char *prefix,
                              const char *role) {
-  snprintf(buf, len, "%s%s%s", prefix ? prefix : "", prefix ? "." : "",
-           role);
+  snprintf(buf, FY_NAME_MAX + 1, "%s%s%s", prefix ? prefix : "",
+           prefix ? "." : "", role);
   return buf;
 }
 
@@ -102,59 +102,74 @@ static void close_parts(fy_preset_t *p, fy_close_cb cb) {
 #undef FY__CLOSE_PART
 }
 
-static int build_policies(fy_preset_t *p, const fy_preset_opts_t *o) {
-  char name[FY_NAME_MAX + 1];
-  fy_bulkhead_opts_t bo;
-  fy_timeout_opts_t to;
-  fy_retry_opts_t ro;
-  fy_breaker_opts_t co;
-  int rc;
+int fy_preset_parts(const fy_preset_opts_t *o, fy_preset_parts_t *parts) {
+  fy_preset_opts_t defaults;
+  if (parts == NULL)
+    return UV_EINVAL;
+  memset(parts, 0, sizeof(*parts));
+  if (o == NULL) {
+    fy_preset_opts_init(&defaults, FY_PRESET_HTTP_CLIENT);
+    o = &defaults;
+  }
+  /* A preset without a per-try timeout would let one hung attempt eat
+   * every retry: refuse it rather than default it silently. */
+  if (o->attempt_timeout_ms == 0 ||
+      (o->total_timeout_ms != 0 && o->total_timeout_ms < o->attempt_timeout_ms))
+    return UV_EINVAL;
+  parts->has_bulkhead = o->max_concurrent > 0;
+  fy_bulkhead_opts_init(&parts->bulkhead);
+  parts->bulkhead.name = role_name(parts->names[0], o->name, "bulkhead");
+  parts->bulkhead.max_concurrent = o->max_concurrent;
+  parts->bulkhead.max_queue = o->max_queue;
+  parts->bulkhead.queue_timeout_ms = o->queue_timeout_ms;
 
-  if (o->max_concurrent > 0) {
-    fy_bulkhead_opts_init(&bo);
-    bo.name = role_name(name, sizeof(name), o->name, "bulkhead");
-    bo.max_concurrent = o->max_concurrent;
-    bo.max_queue = o->max_queue;
-    bo.queue_timeout_ms = o->queue_timeout_ms;
-    if ((rc = fy_bulkhead_new(p->ctx, &bo, &p->bulkhead)) != 0)
-      return rc;
-  }
-  if (o->total_timeout_ms > 0) {
-    fy_timeout_opts_init(&to);
-    to.name = role_name(name, sizeof(name), o->name, "total");
-    to.timeout_ms = o->total_timeout_ms;
-    to.scope = FY_TIMEOUT_TOTAL;
-    if ((rc = fy_timeout_new(p->ctx, &to, &p->total)) != 0)
-      return rc;
-  }
-  fy_retry_opts_init(&ro);
-  ro.name = role_name(name, sizeof(name), o->name, "retry");
-  ro.max_attempts = o->max_attempts;
-  ro.initial_delay_ms = o->retry_initial_delay_ms;
-  ro.max_delay_ms = o->retry_max_delay_ms;
-  ro.jitter = o->retry_jitter;
-  ro.seed = o->retry_seed;
-  ro.require_idempotent = o->require_idempotent;
-  if ((rc = fy_retry_new(p->ctx, &ro, &p->retry)) != 0)
+  parts->has_total = o->total_timeout_ms > 0;
+  fy_timeout_opts_init(&parts->total);
+  parts->total.name = role_name(parts->names[1], o->name, "total");
+  parts->total.timeout_ms = o->total_timeout_ms;
+  parts->total.scope = FY_TIMEOUT_TOTAL;
+
+  fy_retry_opts_init(&parts->retry);
+  parts->retry.name = role_name(parts->names[2], o->name, "retry");
+  parts->retry.max_attempts = o->max_attempts;
+  parts->retry.initial_delay_ms = o->retry_initial_delay_ms;
+  parts->retry.max_delay_ms = o->retry_max_delay_ms;
+  parts->retry.jitter = o->retry_jitter;
+  parts->retry.seed = o->retry_seed;
+  parts->retry.require_idempotent = o->require_idempotent;
+
+  fy_breaker_opts_init(&parts->breaker);
+  parts->breaker.name = role_name(parts->names[3], o->name, "breaker");
+  parts->breaker.failure_threshold = o->breaker_failures;
+  parts->breaker.open_ms = o->breaker_open_ms;
+  parts->breaker.max_requests = o->breaker_max_requests;
+  parts->breaker.interval_ms = o->breaker_interval_ms;
+
+  fy_timeout_opts_init(&parts->per_try);
+  parts->per_try.name = role_name(parts->names[4], o->name, "attempt");
+  parts->per_try.timeout_ms = o->attempt_timeout_ms;
+  parts->per_try.scope = FY_TIMEOUT_PER_TRY;
+  return 0;
+}
+
+static int build_policies(fy_preset_t *p, const fy_preset_parts_t *parts) {
+  int rc;
+  if (parts->has_bulkhead &&
+      (rc = fy_bulkhead_new(p->ctx, &parts->bulkhead, &p->bulkhead)) != 0)
     return rc;
-  fy_breaker_opts_init(&co);
-  co.name = role_name(name, sizeof(name), o->name, "breaker");
-  co.failure_threshold = o->breaker_failures;
-  co.open_ms = o->breaker_open_ms;
-  co.max_requests = o->breaker_max_requests;
-  co.interval_ms = o->breaker_interval_ms;
-  if ((rc = fy_breaker_new(p->ctx, &co, &p->breaker)) != 0)
+  if (parts->has_total &&
+      (rc = fy_timeout_new(p->ctx, &parts->total, &p->total)) != 0)
     return rc;
-  fy_timeout_opts_init(&to);
-  to.name = role_name(name, sizeof(name), o->name, "attempt");
-  to.timeout_ms = o->attempt_timeout_ms;
-  to.scope = FY_TIMEOUT_PER_TRY;
-  return fy_timeout_new(p->ctx, &to, &p->per_try);
+  if ((rc = fy_retry_new(p->ctx, &parts->retry, &p->retry)) != 0)
+    return rc;
+  if ((rc = fy_breaker_new(p->ctx, &parts->breaker, &p->breaker)) != 0)
+    return rc;
+  return fy_timeout_new(p->ctx, &parts->per_try, &p->per_try);
 }
 
 int fy_preset_new(fy_ctx_t *ctx, const fy_preset_opts_t *opts,
                   fy_preset_t **out) {
-  fy_preset_opts_t defaults;
+  fy_preset_parts_t parts;
   fy_policy_t *layers[5];
   size_t n = 0;
   fy_preset_t *p;
@@ -165,23 +180,16 @@ int fy_preset_new(fy_ctx_t *ctx, const fy_preset_opts_t *opts,
   *out = NULL;
   if (ctx == NULL)
     return UV_EINVAL;
-  if (opts == NULL) {
-    fy_preset_opts_init(&defaults, FY_PRESET_HTTP_CLIENT);
-    opts = &defaults;
-  }
-  /* A preset without a per-try timeout would let one hung attempt eat
-   * every retry: refuse it rather than default it silently. */
-  if (opts->attempt_timeout_ms == 0 ||
-      (opts->total_timeout_ms != 0 &&
-       opts->total_timeout_ms < opts->attempt_timeout_ms))
-    return UV_EINVAL;
+  rc = fy_preset_parts(opts, &parts);
+  if (rc != 0)
+    return rc;
   p = fy__calloc(1, sizeof(*p));
   if (p == NULL)
     return UV_ENOMEM;
   p->ctx = ctx;
   p->attach.destroy = on_ctx_gone;
   fy__ctx_attach(ctx, &p->attach);
-  rc = build_policies(p, opts);
+  rc = build_policies(p, &parts);
   if (rc == 0) {
     if (p->bulkhead != NULL)
       layers[n++] = fy_bulkhead_policy(p->bulkhead);

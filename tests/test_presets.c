@@ -266,3 +266,48 @@ Test(presets, retry_seed_makes_the_jitter_reproducible) {
   }
   cr_expect_gt(differ, 0);
 }
+
+Test(presets, parts_give_each_policy_its_options) {
+  fy_preset_opts_t o;
+  fy_preset_parts_t parts;
+  fy_preset_opts_init(&o, FY_PRESET_DATABASE);
+  o.name = "db";
+  o.total_timeout_ms = 9000;
+  o.max_concurrent = 7;
+  o.max_queue = 3;
+  o.retry_seed = 99;
+  cr_assert_eq(fy_preset_parts(&o, &parts), 0);
+  cr_expect(parts.has_bulkhead);
+  cr_expect(parts.has_total);
+  cr_expect_str_eq(parts.bulkhead.name, "db.bulkhead");
+  cr_expect_eq(parts.bulkhead.max_concurrent, 7);
+  cr_expect_eq(parts.bulkhead.max_queue, 3);
+  cr_expect_str_eq(parts.total.name, "db.total");
+  cr_expect_eq(parts.total.timeout_ms, 9000);
+  cr_expect_eq(parts.total.scope, FY_TIMEOUT_TOTAL);
+  cr_expect_str_eq(parts.retry.name, "db.retry");
+  cr_expect_eq(parts.retry.max_attempts, 2);
+  cr_expect_eq(parts.retry.initial_delay_ms, 50);
+  cr_expect_eq(parts.retry.seed, 99);
+  cr_expect_str_eq(parts.breaker.name, "db.breaker");
+  cr_expect_eq(parts.breaker.failure_threshold, 10);
+  cr_expect_eq(parts.breaker.max_requests, 2);
+  cr_expect_str_eq(parts.per_try.name, "db.attempt");
+  cr_expect_eq(parts.per_try.timeout_ms, 5000);
+  cr_expect_eq(parts.per_try.scope, FY_TIMEOUT_PER_TRY);
+
+  /* NULL: the HTTP client's defaults, no bulkhead, no total timeout. */
+  cr_assert_eq(fy_preset_parts(NULL, &parts), 0);
+  cr_expect(!parts.has_bulkhead);
+  cr_expect(!parts.has_total);
+  cr_expect_str_eq(parts.retry.name, "retry");
+  cr_expect_eq(parts.per_try.timeout_ms, 10000);
+
+  /* The timeouts fy_preset_new() refuses are refused here. */
+  o.attempt_timeout_ms = 0;
+  cr_expect_eq(fy_preset_parts(&o, &parts), UV_EINVAL);
+  fy_preset_opts_init(&o, FY_PRESET_RPC);
+  o.total_timeout_ms = o.attempt_timeout_ms - 1;
+  cr_expect_eq(fy_preset_parts(&o, &parts), UV_EINVAL);
+  cr_expect_eq(fy_preset_parts(&o, NULL), UV_EINVAL);
+}

@@ -535,72 +535,49 @@ static void on_part_closed(void *obj, void *user_data) {
   bundle_unref(user_data);
 }
 
-static const char *role(char *buf, const char *prefix, const char *name) {
-  snprintf(buf, FY_NAME_MAX + 1, "%s%s%s", prefix != NULL ? prefix : "",
-           prefix != NULL ? "." : "", name);
-  return buf;
-}
-
-static int build(fy_curl_pipeline_t *b, const fy_curl_pipeline_opts_t *o) {
-  const fy_preset_opts_t *ps = &o->preset;
-  char name[FY_NAME_MAX + 1];
-  fy_bulkhead_opts_t bo;
-  fy_timeout_opts_t to;
-  fy_retry_opts_t ro;
+/* The preset's parts, with the HTTP changes: the retry and every host's
+ * breaker classify with the adapter's table, the retry honours Retry-After
+ * up to its own ceiling, the per-try timeout may watch the first byte and
+ * idle gaps, and one breaker per host takes the place of the breaker. */
+static int build(fy_curl_pipeline_t *b, const fy_curl_pipeline_opts_t *o,
+                 const fy_preset_parts_t *parts) {
+  fy_retry_opts_t ro = parts->retry;
+  fy_timeout_opts_t to = parts->per_try;
   fy_curl_hosts_opts_t ho;
+  char name[FY_NAME_MAX + 1];
+  const char *prefix = o->preset.name;
   int rc;
 
-  if (ps->max_concurrent > 0) {
-    fy_bulkhead_opts_init(&bo);
-    bo.name = role(name, ps->name, "bulkhead");
-    bo.max_concurrent = ps->max_concurrent;
-    bo.max_queue = ps->max_queue;
-    bo.queue_timeout_ms = ps->queue_timeout_ms;
-    if ((rc = fy_bulkhead_new(b->ctx, &bo, &b->bulkhead)) != 0)
-      return rc;
-  }
-  if (ps->total_timeout_ms > 0) {
-    fy_timeout_opts_init(&to);
-    to.name = role(name, ps->name, "total");
-    to.timeout_ms = ps->total_timeout_ms;
-    to.scope = FY_TIMEOUT_TOTAL;
-    if ((rc = fy_timeout_new(b->ctx, &to, &b->total)) != 0)
-      return rc;
-  }
-  fy_retry_opts_init(&ro);
-  ro.name = role(name, ps->name, "retry");
-  ro.max_attempts = ps->max_attempts;
-  ro.initial_delay_ms = ps->retry_initial_delay_ms;
-  ro.max_delay_ms = ps->retry_max_delay_ms;
-  ro.jitter = ps->retry_jitter;
-  ro.seed = ps->retry_seed;
-  ro.require_idempotent = ps->require_idempotent;
+  if (parts->has_bulkhead &&
+      (rc = fy_bulkhead_new(b->ctx, &parts->bulkhead, &b->bulkhead)) != 0)
+    return rc;
+  if (parts->has_total &&
+      (rc = fy_timeout_new(b->ctx, &parts->total, &b->total)) != 0)
+    return rc;
   ro.max_retry_after_ms = o->max_retry_after_ms;
   ro.is_retryable = fy_curl_retry_classify;
   ro.user_data = &b->cls;
   if ((rc = fy_retry_new(b->ctx, &ro, &b->retry)) != 0)
     return rc;
   fy_curl_hosts_opts_init(&ho);
-  ho.name = role(name, ps->name, "hosts");
+  snprintf(name, sizeof(name), "%s%shosts", prefix != NULL ? prefix : "",
+           prefix != NULL ? "." : "");
+  ho.name = name;
   ho.max_hosts = o->max_hosts;
   ho.on_state_change = o->on_state_change;
   ho.user_data = o->user_data;
-  ho.breaker.failure_threshold = ps->breaker_failures;
-  ho.breaker.open_ms = ps->breaker_open_ms;
-  ho.breaker.max_requests = ps->breaker_max_requests;
-  ho.breaker.interval_ms = ps->breaker_interval_ms;
+  ho.breaker.failure_threshold = parts->breaker.failure_threshold;
+  ho.breaker.open_ms = parts->breaker.open_ms;
+  ho.breaker.max_requests = parts->breaker.max_requests;
+  ho.breaker.interval_ms = parts->breaker.interval_ms;
   ho.breaker.user_data = &b->cls;
   if ((rc = fy_curl_hosts_new(b->ctx, &ho, &b->hosts)) != 0)
     return rc;
   b->hosts->on_destroy = on_hosts_destroyed;
   b->hosts->owner = b;
   b->refs = 1;
-  fy_timeout_opts_init(&to);
-  to.name = role(name, ps->name, "attempt");
-  to.timeout_ms = ps->attempt_timeout_ms;
   to.first_byte_ms = o->first_byte_ms;
   to.idle_ms = o->idle_ms;
-  to.scope = FY_TIMEOUT_PER_TRY;
   return fy_timeout_new(b->ctx, &to, &b->per_try);
 }
 
@@ -626,6 +603,7 @@ static unsigned close_parts(fy_curl_pipeline_t *b, fy_close_cb cb) {
 int fy_curl_pipeline_new(fy_ctx_t *ctx, const fy_curl_pipeline_opts_t *opts,
                          fy_curl_pipeline_t **out) {
   fy_curl_pipeline_opts_t defaults;
+  fy_preset_parts_t parts;
   fy_policy_t *layers[5];
   fy_curl_pipeline_t *b;
   size_t n = 0;
@@ -642,10 +620,9 @@ int fy_curl_pipeline_new(fy_ctx_t *ctx, const fy_curl_pipeline_opts_t *opts,
   }
   /* As the presets: a per-try timeout is required, and a total one, when
    * set, must leave room for a try. */
-  if (opts->preset.attempt_timeout_ms == 0 ||
-      (opts->preset.total_timeout_ms != 0 &&
-       opts->preset.total_timeout_ms < opts->preset.attempt_timeout_ms))
-    return UV_EINVAL;
+  rc = fy_preset_parts(&opts->preset, &parts);
+  if (rc != 0)
+    return rc;
   b = fyc_calloc(1, sizeof(*b));
   if (b == NULL)
     return UV_ENOMEM;
@@ -654,7 +631,7 @@ int fy_curl_pipeline_new(fy_ctx_t *ctx, const fy_curl_pipeline_opts_t *opts,
     b->cls = *opts->classes;
   else
     fy_curl_class_init(&b->cls);
-  rc = build(b, opts);
+  rc = build(b, opts, &parts);
   if (rc == 0) {
     if (b->bulkhead != NULL)
       layers[n++] = fy_bulkhead_policy(b->bulkhead);

@@ -57,6 +57,28 @@ typedef struct fy_preset_opts_s {
 FY_EXTERN void fy_preset_opts_init(fy_preset_opts_t *opts,
                                    fy_preset_kind_t kind);
 
+/* The options of each part of a preset, exactly as fy_preset_new() makes
+ * them from a fy_preset_opts_t: for a composition of one's own on the same
+ * defaults (the curl adapter's per-host pipeline is one).  The names
+ * ("<name>.retry", ...) point into |names|. */
+typedef struct fy_preset_parts_s {
+  int has_bulkhead;             /* max_concurrent > 0 */
+  int has_total;                /* total_timeout_ms > 0 */
+  fy_bulkhead_opts_t bulkhead;
+  fy_timeout_opts_t total;      /* scope FY_TIMEOUT_TOTAL */
+  fy_retry_opts_t retry;
+  fy_breaker_opts_t breaker;
+  fy_timeout_opts_t per_try;    /* scope FY_TIMEOUT_PER_TRY */
+  char names[5][FY_NAME_MAX + 1];
+} fy_preset_parts_t;
+
+/* Fill |parts| from |opts| (NULL: the HTTP client's defaults).  Returns 0,
+ * or UV_EINVAL when the timeouts cannot make a preset: no per-try timeout,
+ * or a total one shorter than one try.  Each part's own options are checked
+ * by its constructor. */
+FY_EXTERN int fy_preset_parts(const fy_preset_opts_t *opts,
+                              fy_preset_parts_t *parts);
+
 /* Build the policies and the pipeline.  Every option is validated by the
  * policy it configures; on error nothing usable is returned (policies
  * already made are closed and vanish on the next loop iteration).
