@@ -6,6 +6,10 @@
  *   multi-socket driver (a uv_poll_t per socket, one uv_timer_t, no 1 ms
  *   clamp, completions drained after every socket_action), CONCURRENCY
  *   keep-alive easy handles, each re-added as soon as it completes.
+ * curl.raw_timeout.rps: the same raw driver with CURLOPT_TIMEOUT_MS set on
+ *   every transfer, as the adapter sets each attempt's remaining time (the
+ *   default per-try timeout, 10 s): curl's own timeout bookkeeping, which
+ *   a raw client that sets a timeout pays as well.  Information only.
  * curl.pipeline.rps: the same load through the adapter (its own CURLM on
  *   the same loop) and fortify's default HTTP pipeline
  *   (fy_curl_pipeline_new: retry -> per-host breaker -> per-try timeout),
@@ -45,6 +49,7 @@
 #define ROUNDS_MAX 20
 #define WINDOW_MS_DEFAULT 1000
 #define WARMUP_NS 150000000ull
+#define RAW_TIMEOUT_MS 10000L /* fy_curl_pipeline_opts_init's per-try */
 
 static uv_loop_t loop;
 static char url[96];
@@ -245,8 +250,11 @@ static void raw_setup(void) {
   }
 }
 
-static void raw_round(sample_t *out) {
+/* |timeout_ms| 0: no transfer timeout. */
+static void raw_round(sample_t *out, long timeout_ms) {
   unsigned i;
+  for (i = 0; i < concurrency; i++)
+    curl_easy_setopt(raw_easy[i], CURLOPT_TIMEOUT_MS, timeout_ms);
   window_open();
   for (i = 0; i < concurrency; i++)
     BENCH_CHECK(curl_multi_add_handle(raw_multi, raw_easy[i]) == CURLM_OK);
@@ -386,8 +394,8 @@ static void print_line(const char *name, sample_t *v, int n,
 }
 
 int main(void) {
-  sample_t raw[ROUNDS_MAX], pipe[ROUNDS_MAX];
-  int do_raw, do_pipe;
+  sample_t raw[ROUNDS_MAX], rawto[ROUNDS_MAX], pipe[ROUNDS_MAX];
+  int do_raw, do_rawto, do_pipe;
   fy_up_opts_t uo;
   fy_up_t *up;
   unsigned i;
@@ -400,8 +408,9 @@ int main(void) {
                        600000) *
               1000000ull;
   do_raw = bench_selected("curl.raw.rps");
+  do_rawto = bench_selected("curl.raw_timeout.rps");
   do_pipe = bench_selected("curl.pipeline.rps");
-  if (!do_raw && !do_pipe)
+  if (!do_raw && !do_rawto && !do_pipe)
     return 0;
 
   BENCH_CHECK(curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK);
@@ -412,7 +421,7 @@ int main(void) {
   fy_up_base_url(up, url, sizeof(url));
   strcat(url, "/");
   BENCH_CHECK(uv_loop_init(&loop) == 0);
-  if (do_raw)
+  if (do_raw || do_rawto)
     raw_setup();
   if (do_pipe)
     pipe_setup();
@@ -420,22 +429,31 @@ int main(void) {
   /* Turns: raw, pipeline, raw, pipeline, ... */
   for (i = 0; i < rounds; i++) {
     if (do_raw)
-      raw_round(&raw[i]);
+      raw_round(&raw[i], 0);
+    if (do_rawto)
+      raw_round(&rawto[i], RAW_TIMEOUT_MS);
     if (do_pipe)
       pipe_round(&pipe[i]);
     fprintf(stderr,
-            "bench_curl: round %u: raw %.0f rps (%.1f us cpu), pipeline "
-            "%.0f rps (%.1f us cpu)\n",
+            "bench_curl: round %u: raw %.0f rps (%.1f us cpu), raw with "
+            "timeout %.0f rps (%.1f us cpu), pipeline %.0f rps (%.1f us "
+            "cpu)\n",
             i + 1, do_raw ? raw[i].rps : 0.0,
-            do_raw ? raw[i].cpu_ns / 1e3 : 0.0, do_pipe ? pipe[i].rps : 0.0,
+            do_raw ? raw[i].cpu_ns / 1e3 : 0.0,
+            do_rawto ? rawto[i].rps : 0.0,
+            do_rawto ? rawto[i].cpu_ns / 1e3 : 0.0,
+            do_pipe ? pipe[i].rps : 0.0,
             do_pipe ? pipe[i].cpu_ns / 1e3 : 0.0);
   }
-  if (do_raw)
+  if (do_raw || do_rawto)
     raw_teardown();
   if (do_pipe)
     pipe_teardown();
   if (do_raw)
     print_line("curl.raw.rps", raw, (int)rounds, NULL, 0);
+  if (do_rawto)
+    print_line("curl.raw_timeout.rps", rawto, (int)rounds,
+               do_raw ? raw : NULL, (int)rounds);
   if (do_pipe)
     print_line("curl.pipeline.rps", pipe, (int)rounds, do_raw ? raw : NULL,
                (int)rounds);

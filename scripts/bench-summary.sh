@@ -152,6 +152,11 @@ END {
       printf "  cpu_ratio (raw CPU per request / pipeline CPU per" \
         " request) = %s  info\n", \
         CPUR["curl.pipeline.rps"]
+    rt = RPS["curl.raw_timeout.rps"]
+    if (isnum(rt) && rt > 0)
+      printf "  curl.pipeline.rps / curl.raw_timeout.rps = %s / %s = %.3f" \
+        "  info (raw with the same per-transfer timeout)\n", \
+        fmt(pl), fmt(rt), pl / rt
   } else {
     print "  not measured (no curl.raw.rps and curl.pipeline.rps lines yet)"
   }
