@@ -590,6 +590,7 @@ static void reset_response(fy_curl_req_t *req) {
   req->http_code = 0;
   req->curl_code = CURLE_OK;
   req->retry_after_ms = 0;
+  req->header_bytes_ = 0;
   req->local_error_ = 0;
   req->flags_ &= ~(unsigned)(RQ_MARKED | RQ_RETRY_AFTER | RQ_CANCEL);
 }
@@ -697,6 +698,7 @@ static size_t on_header(char *ptr, size_t size, size_t nitems, void *ud) {
     /* A new response (after a 100 Continue or a redirect): only the last
      * one's headers are kept. */
     buf_clear(&req->headers);
+    req->header_bytes_ = 0;
     req->flags_ &= ~(unsigned)RQ_RETRY_AFTER;
     req->header_end_ = 0;
   } else if ((n == 2 && ptr[0] == '\r' && ptr[1] == '\n') ||
@@ -717,6 +719,13 @@ static size_t on_header(char *ptr, size_t size, size_t nitems, void *ud) {
       req->flags_ |= RQ_RETRY_AFTER;
     else
       req->flags_ &= ~(unsigned)RQ_RETRY_AFTER;
+  }
+  /* Past FY_CURL_HEADERS_MAX curl itself would soon fail the transfer as
+   * a receive error: stop first, and say what it is. */
+  req->header_bytes_ += n;
+  if (req->header_bytes_ > FY_CURL_HEADERS_MAX) {
+    req->local_error_ = UV_EMSGSIZE;
+    return 0;
   }
   if (req->max_headers_ > 0) {
     rc = buf_append(&req->headers, ptr, n, req->max_headers_);

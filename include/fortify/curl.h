@@ -86,7 +86,11 @@ typedef struct fy_curl_s fy_curl_t;
 #define FY_CURL_BODY_DEFAULT ((size_t)8 << 20)    /* 8 MiB */
 #define FY_CURL_BODY_MAX ((size_t)1 << 30)        /* 1 GiB */
 #define FY_CURL_HEADERS_DEFAULT ((size_t)64 << 10) /* 64 KiB */
-#define FY_CURL_HEADERS_MAX ((size_t)16 << 20)    /* 16 MiB */
+/* Below libcurl's own cap on a response's header section (300 KiB since
+ * 7.84), which it reports as a receive error: past this one the attempt
+ * fails with UV_EMSGSIZE, stored or not, so an oversized header section is
+ * never mistaken for a broken connection (and retried). */
+#define FY_CURL_HEADERS_MAX ((size_t)256 << 10)   /* 256 KiB */
 #define FY_CURL_RETRY_AFTER_MAX ((uint64_t)24 * 60 * 60 * 1000) /* 24 h */
 #define FY_CURL_CONNECTIONS_MAX 1000000L
 
@@ -209,6 +213,7 @@ struct fy_curl_req_s {
   size_t body_len_;
   size_t max_body_;
   size_t max_headers_;
+  size_t header_bytes_;    /* this response's header section so far */
   int local_error_;
   unsigned flags_;
   char method_[FY_CURL_METHOD_MAX + 1];
