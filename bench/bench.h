@@ -51,6 +51,7 @@
 /* ---- counting allocator ------------------------------------------------ */
 
 static uint64_t bench_n_alloc; /* malloc + calloc + realloc calls */
+static uint64_t bench_n_grown; /* of these, reallocs of a live block */
 static uint64_t bench_n_free;
 
 static inline void *bench_malloc(size_t size) {
@@ -60,6 +61,8 @@ static inline void *bench_malloc(size_t size) {
 
 static inline void *bench_realloc(void *ptr, size_t size) {
   bench_n_alloc++;
+  if (ptr != NULL)
+    bench_n_grown++;
   return realloc(ptr, size);
 }
 
@@ -90,7 +93,7 @@ static inline uint64_t bench_allocs(void) {
 
 /* Blocks fortify allocated and has not freed (a leak check at the end). */
 static inline int64_t bench_live_blocks(void) {
-  return (int64_t)(bench_n_alloc - bench_n_free);
+  return (int64_t)(bench_n_alloc - bench_n_grown - bench_n_free);
 }
 
 /* ---- clock and PRNG ---------------------------------------------------- */

@@ -10,6 +10,10 @@
  *   every transfer, as the adapter sets each attempt's remaining time (the
  *   default per-try timeout, 10 s): curl's own timeout bookkeeping, which
  *   a raw client that sets a timeout pays as well.  Information only.
+ * curl.raw_keep.rps: the raw driver keeping each kept-alive connection's
+ *   poll while it idles in curl's pool (opened and closed through the
+ *   socket callbacks), as the adapter does: the pipeline's cost over a raw
+ *   driver as good as the adapter's own.  Information only.
  * curl.pipeline.rps: the same load through the adapter (its own CURLM on
  *   the same loop) and fortify's default HTTP pipeline
  *   (fy_curl_pipeline_new: retry -> per-host breaker -> per-try timeout),
@@ -35,7 +39,9 @@
  *
  * BENCH_CURL_CONCURRENCY, BENCH_CURL_ROUNDS and BENCH_CURL_WINDOW_MS
  * override the defaults (handy under perf record). */
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -131,16 +137,34 @@ static void window_close(sample_t *out) {
 
 /* ---- raw: a minimal multi-socket driver --------------------------------- */
 
+/* With |keep|, connection sockets are opened and closed through the easy
+ * handles' socket callbacks and keep their poll while pooled, as the
+ * adapter does (docs/curl.md, "Kept-alive connections keep their poll"):
+ * curl.raw_keep.rps, what the adapter's pipeline costs over a raw driver
+ * as good as its own.  Without, a poll lives from CURL_POLL_REMOVE to
+ * CURL_POLL_REMOVE, as in curl's own multi-uv example. */
+#define RAW_KEEP_FDS 4096
+
+typedef struct raw_s raw_t;
+
 typedef struct raw_sock_s {
   uv_poll_t poll;
+  raw_t *raw;
   curl_socket_t fd;
+  int kept; /* a connection socket with a lasting poll */
 } raw_sock_t;
 
-static CURLM *raw_multi;
-static uv_timer_t raw_timer;
-static CURL *raw_easy[CONCURRENCY_MAX];
-static unsigned raw_inflight;
-static int raw_socks;
+struct raw_s {
+  CURLM *multi;
+  uv_timer_t timer;
+  CURL *easy[CONCURRENCY_MAX];
+  unsigned inflight;
+  int socks;
+  int keep;
+  raw_sock_t *kept[RAW_KEEP_FDS]; /* by fd, with |keep| */
+};
+
+static raw_t raw_plain, raw_keep;
 
 static size_t raw_write(char *ptr, size_t size, size_t nmemb, void *ud) {
   (void)ptr;
@@ -148,26 +172,27 @@ static size_t raw_write(char *ptr, size_t size, size_t nmemb, void *ud) {
   return size * nmemb;
 }
 
-static void raw_drain(void) {
+static void raw_drain(raw_t *r) {
   CURLMsg *msg;
   CURLcode result;
   CURL *easy;
   int left;
-  while ((msg = curl_multi_info_read(raw_multi, &left)) != NULL) {
+  while ((msg = curl_multi_info_read(r->multi, &left)) != NULL) {
     if (msg->msg != CURLMSG_DONE)
       continue;
     easy = msg->easy_handle;
     result = msg->data.result;
-    curl_multi_remove_handle(raw_multi, easy);
+    curl_multi_remove_handle(r->multi, easy);
     if (window_count(result != CURLE_OK))
-      curl_multi_add_handle(raw_multi, easy);
+      curl_multi_add_handle(r->multi, easy);
     else
-      raw_inflight--;
+      r->inflight--;
   }
 }
 
 static void raw_on_poll(uv_poll_t *h, int status, int events) {
   raw_sock_t *sk = fy_container_of(h, raw_sock_t, poll);
+  raw_t *r = sk->raw;
   int flags = 0, running;
   if (status < 0)
     flags = CURL_CSELECT_ERR;
@@ -177,37 +202,55 @@ static void raw_on_poll(uv_poll_t *h, int status, int events) {
     if (events & UV_WRITABLE)
       flags |= CURL_CSELECT_OUT;
   }
-  curl_multi_socket_action(raw_multi, sk->fd, flags, &running);
-  raw_drain();
+  curl_multi_socket_action(r->multi, sk->fd, flags, &running);
+  raw_drain(r);
 }
 
 static void raw_on_sock_closed(uv_handle_t *h) {
-  free(fy_container_of((uv_poll_t *)h, raw_sock_t, poll));
-  raw_socks--;
+  raw_sock_t *sk = fy_container_of((uv_poll_t *)h, raw_sock_t, poll);
+  sk->raw->socks--;
+  free(sk);
+}
+
+static raw_sock_t *raw_sock_new(raw_t *r, curl_socket_t s) {
+  raw_sock_t *sk = malloc(sizeof(*sk));
+  if (sk == NULL || uv_poll_init_socket(&loop, &sk->poll, s) != 0) {
+    free(sk);
+    return NULL;
+  }
+  sk->raw = r;
+  sk->fd = s;
+  sk->kept = 0;
+  r->socks++;
+  return sk;
+}
+
+static void raw_sock_close(raw_sock_t *sk) {
+  if (sk->kept)
+    sk->raw->kept[sk->fd] = NULL;
+  uv_poll_stop(&sk->poll);
+  uv_close((uv_handle_t *)&sk->poll, raw_on_sock_closed);
 }
 
 static int raw_on_socket(CURL *easy, curl_socket_t s, int what, void *userp,
                          void *socketp) {
+  raw_t *r = userp;
   raw_sock_t *sk = socketp;
   int events = 0;
   (void)easy;
-  (void)userp;
   if (what == CURL_POLL_REMOVE) {
-    if (sk != NULL) {
+    if (sk != NULL && sk->kept)
       uv_poll_stop(&sk->poll);
-      uv_close((uv_handle_t *)&sk->poll, raw_on_sock_closed);
-    }
+    else if (sk != NULL)
+      raw_sock_close(sk);
     return 0;
   }
   if (sk == NULL) {
-    sk = malloc(sizeof(*sk));
-    if (sk == NULL || uv_poll_init_socket(&loop, &sk->poll, s) != 0) {
-      free(sk);
+    if (r->keep && s < RAW_KEEP_FDS)
+      sk = r->kept[s];
+    if (sk == NULL && (sk = raw_sock_new(r, s)) == NULL)
       return -1;
-    }
-    sk->fd = s;
-    raw_socks++;
-    curl_multi_assign(raw_multi, s, sk);
+    curl_multi_assign(r->multi, s, sk);
   }
   if (what & CURL_POLL_IN)
     events |= UV_READABLE;
@@ -216,64 +259,93 @@ static int raw_on_socket(CURL *easy, curl_socket_t s, int what, void *userp,
   return uv_poll_start(&sk->poll, events, raw_on_poll) == 0 ? 0 : -1;
 }
 
+static curl_socket_t raw_open(void *ud, curlsocktype purpose,
+                              struct curl_sockaddr *addr) {
+  raw_t *r = ud;
+  curl_socket_t s = socket(addr->family, addr->socktype, addr->protocol);
+  raw_sock_t *sk;
+  if (s == CURL_SOCKET_BAD || purpose != CURLSOCKTYPE_IPCXN ||
+      s >= RAW_KEEP_FDS || (sk = raw_sock_new(r, s)) == NULL)
+    return s;
+  sk->kept = 1;
+  r->kept[s] = sk;
+  return s;
+}
+
+static int raw_close(void *ud, curl_socket_t s) {
+  raw_t *r = ud;
+  if (s < RAW_KEEP_FDS && r->kept[s] != NULL)
+    raw_sock_close(r->kept[s]);
+  return close(s) == 0 ? 0 : 1;
+}
+
 static void raw_on_timeout(uv_timer_t *t) {
+  raw_t *r = fy_container_of(t, raw_t, timer);
   int running;
-  (void)t;
-  curl_multi_socket_action(raw_multi, CURL_SOCKET_TIMEOUT, 0, &running);
-  raw_drain();
+  curl_multi_socket_action(r->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  raw_drain(r);
 }
 
 /* No clamp: 0 fires on the next turn of the loop, as in the adapter. */
 static int raw_on_timer(CURLM *multi, long timeout_ms, void *userp) {
+  raw_t *r = userp;
   (void)multi;
-  (void)userp;
   if (timeout_ms < 0)
-    uv_timer_stop(&raw_timer);
+    uv_timer_stop(&r->timer);
   else
-    uv_timer_start(&raw_timer, raw_on_timeout, (uint64_t)timeout_ms, 0);
+    uv_timer_start(&r->timer, raw_on_timeout, (uint64_t)timeout_ms, 0);
   return 0;
 }
 
-static void raw_setup(void) {
+static void raw_setup(raw_t *r, int keep) {
   unsigned i;
-  raw_multi = curl_multi_init();
-  BENCH_CHECK(raw_multi != NULL);
-  BENCH_CHECK(uv_timer_init(&loop, &raw_timer) == 0);
-  curl_multi_setopt(raw_multi, CURLMOPT_SOCKETFUNCTION, raw_on_socket);
-  curl_multi_setopt(raw_multi, CURLMOPT_TIMERFUNCTION, raw_on_timer);
+  r->keep = keep;
+  r->multi = curl_multi_init();
+  BENCH_CHECK(r->multi != NULL);
+  BENCH_CHECK(uv_timer_init(&loop, &r->timer) == 0);
+  curl_multi_setopt(r->multi, CURLMOPT_SOCKETFUNCTION, raw_on_socket);
+  curl_multi_setopt(r->multi, CURLMOPT_SOCKETDATA, r);
+  curl_multi_setopt(r->multi, CURLMOPT_TIMERFUNCTION, raw_on_timer);
+  curl_multi_setopt(r->multi, CURLMOPT_TIMERDATA, r);
   for (i = 0; i < concurrency; i++) {
-    raw_easy[i] = curl_easy_init();
-    BENCH_CHECK(raw_easy[i] != NULL);
-    curl_easy_setopt(raw_easy[i], CURLOPT_URL, url);
-    curl_easy_setopt(raw_easy[i], CURLOPT_WRITEFUNCTION, raw_write);
-    curl_easy_setopt(raw_easy[i], CURLOPT_NOSIGNAL, 1L);
+    r->easy[i] = curl_easy_init();
+    BENCH_CHECK(r->easy[i] != NULL);
+    curl_easy_setopt(r->easy[i], CURLOPT_URL, url);
+    curl_easy_setopt(r->easy[i], CURLOPT_WRITEFUNCTION, raw_write);
+    curl_easy_setopt(r->easy[i], CURLOPT_NOSIGNAL, 1L);
+    if (keep) {
+      curl_easy_setopt(r->easy[i], CURLOPT_OPENSOCKETFUNCTION, raw_open);
+      curl_easy_setopt(r->easy[i], CURLOPT_OPENSOCKETDATA, r);
+      curl_easy_setopt(r->easy[i], CURLOPT_CLOSESOCKETFUNCTION, raw_close);
+      curl_easy_setopt(r->easy[i], CURLOPT_CLOSESOCKETDATA, r);
+    }
   }
 }
 
 /* |timeout_ms| 0: no transfer timeout. */
-static void raw_round(sample_t *out, long timeout_ms) {
+static void raw_round(raw_t *r, sample_t *out, long timeout_ms) {
   unsigned i;
   for (i = 0; i < concurrency; i++)
-    curl_easy_setopt(raw_easy[i], CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(r->easy[i], CURLOPT_TIMEOUT_MS, timeout_ms);
   window_open();
   for (i = 0; i < concurrency; i++)
-    BENCH_CHECK(curl_multi_add_handle(raw_multi, raw_easy[i]) == CURLM_OK);
-  raw_inflight = concurrency;
-  while (raw_inflight > 0)
+    BENCH_CHECK(curl_multi_add_handle(r->multi, r->easy[i]) == CURLM_OK);
+  r->inflight = concurrency;
+  while (r->inflight > 0)
     uv_run(&loop, UV_RUN_ONCE);
   window_close(out);
 }
 
 static void raw_on_timer_closed(uv_handle_t *h) { (void)h; }
 
-static void raw_teardown(void) {
+static void raw_teardown(raw_t *r) {
   unsigned i;
-  curl_multi_cleanup(raw_multi); /* may still report sockets removed */
+  curl_multi_cleanup(r->multi); /* closes the pooled connections */
   for (i = 0; i < concurrency; i++)
-    curl_easy_cleanup(raw_easy[i]);
-  uv_close((uv_handle_t *)&raw_timer, raw_on_timer_closed);
+    curl_easy_cleanup(r->easy[i]);
+  uv_close((uv_handle_t *)&r->timer, raw_on_timer_closed);
   uv_run(&loop, UV_RUN_DEFAULT);
-  BENCH_CHECK(raw_socks == 0);
+  BENCH_CHECK(r->socks == 0);
 }
 
 /* ---- through the adapter and the default pipeline ----------------------- */
@@ -394,8 +466,9 @@ static void print_line(const char *name, sample_t *v, int n,
 }
 
 int main(void) {
-  sample_t raw[ROUNDS_MAX], rawto[ROUNDS_MAX], pipe[ROUNDS_MAX];
-  int do_raw, do_rawto, do_pipe;
+  sample_t raw[ROUNDS_MAX], rawto[ROUNDS_MAX], rawkeep[ROUNDS_MAX],
+      pipe[ROUNDS_MAX];
+  int do_raw, do_rawto, do_rawkeep, do_pipe;
   fy_up_opts_t uo;
   fy_up_t *up;
   unsigned i;
@@ -409,8 +482,9 @@ int main(void) {
               1000000ull;
   do_raw = bench_selected("curl.raw.rps");
   do_rawto = bench_selected("curl.raw_timeout.rps");
+  do_rawkeep = bench_selected("curl.raw_keep.rps");
   do_pipe = bench_selected("curl.pipeline.rps");
-  if (!do_raw && !do_rawto && !do_pipe)
+  if (!do_raw && !do_rawto && !do_rawkeep && !do_pipe)
     return 0;
 
   BENCH_CHECK(curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK);
@@ -422,37 +496,48 @@ int main(void) {
   strcat(url, "/");
   BENCH_CHECK(uv_loop_init(&loop) == 0);
   if (do_raw || do_rawto)
-    raw_setup();
+    raw_setup(&raw_plain, 0);
+  if (do_rawkeep)
+    raw_setup(&raw_keep, 1);
   if (do_pipe)
     pipe_setup();
 
   /* Turns: raw, pipeline, raw, pipeline, ... */
   for (i = 0; i < rounds; i++) {
     if (do_raw)
-      raw_round(&raw[i], 0);
+      raw_round(&raw_plain, &raw[i], 0);
     if (do_rawto)
-      raw_round(&rawto[i], RAW_TIMEOUT_MS);
+      raw_round(&raw_plain, &rawto[i], RAW_TIMEOUT_MS);
+    if (do_rawkeep)
+      raw_round(&raw_keep, &rawkeep[i], 0);
     if (do_pipe)
       pipe_round(&pipe[i]);
     fprintf(stderr,
             "bench_curl: round %u: raw %.0f rps (%.1f us cpu), raw with "
-            "timeout %.0f rps (%.1f us cpu), pipeline %.0f rps (%.1f us "
-            "cpu)\n",
+            "timeout %.0f rps (%.1f us cpu), raw keeping polls %.0f rps "
+            "(%.1f us cpu), pipeline %.0f rps (%.1f us cpu)\n",
             i + 1, do_raw ? raw[i].rps : 0.0,
             do_raw ? raw[i].cpu_ns / 1e3 : 0.0,
             do_rawto ? rawto[i].rps : 0.0,
             do_rawto ? rawto[i].cpu_ns / 1e3 : 0.0,
+            do_rawkeep ? rawkeep[i].rps : 0.0,
+            do_rawkeep ? rawkeep[i].cpu_ns / 1e3 : 0.0,
             do_pipe ? pipe[i].rps : 0.0,
             do_pipe ? pipe[i].cpu_ns / 1e3 : 0.0);
   }
   if (do_raw || do_rawto)
-    raw_teardown();
+    raw_teardown(&raw_plain);
+  if (do_rawkeep)
+    raw_teardown(&raw_keep);
   if (do_pipe)
     pipe_teardown();
   if (do_raw)
     print_line("curl.raw.rps", raw, (int)rounds, NULL, 0);
   if (do_rawto)
     print_line("curl.raw_timeout.rps", rawto, (int)rounds,
+               do_raw ? raw : NULL, (int)rounds);
+  if (do_rawkeep)
+    print_line("curl.raw_keep.rps", rawkeep, (int)rounds,
                do_raw ? raw : NULL, (int)rounds);
   if (do_pipe)
     print_line("curl.pipeline.rps", pipe, (int)rounds, do_raw ? raw : NULL,

@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "fortify.h"
 #include "fortify/curl.h"
@@ -1788,9 +1790,103 @@ Test(curl, idle_adapter_keeps_nothing_alive) {
   /* Pooled connections are not polled and curl's timer is stopped: an
    * idle adapter holds no active handle and no deadline. */
   fy_curl_stats(cu, &st);
-  cr_assert_eq(st.sockets, 0);
+  cr_assert_eq(st.polling, 0);
+  cr_assert_eq(st.sockets, 1); /* the pooled connection keeps its poll */
   cr_assert_eq(st.transfers, 0);
   cr_assert_eq(fy_ctx_pending_deadlines(ctx), 0);
+  treq_cleanup(&t);
+}
+
+static void assert_pooled_idle(size_t sockets) {
+  fy_curl_stats_t st;
+  fy_curl_stats(cu, &st);
+  cr_assert_eq(st.polling, 0, "an idle adapter watches %zu sockets",
+               st.polling);
+  cr_assert_eq(st.sockets, sockets, "%zu poll handles, %zu expected",
+               st.sockets, sockets);
+}
+
+Test(curl, pooled_connection_keeps_its_poll) {
+  treq_t t;
+  int i;
+  treq_initf(&t, "%s/x%s", base, "");
+  for (i = 0; i < 20; i++) {
+    t.done = 0;
+    treq_run(&t, bare_pipeline());
+    cr_assert_eq(t.status, 0);
+    cr_assert_eq(t.req.connects, i == 0 ? 1 : 0, "request %d connected", i);
+    /* Between requests the connection idles in curl's pool: its poll is
+     * kept, stopped, for the next request. */
+    assert_pooled_idle(1);
+  }
+  treq_cleanup(&t);
+}
+
+static uv_check_t turns_check;
+static unsigned turns;
+
+static void count_turn(uv_check_t *h) {
+  (void)h;
+  turns++;
+}
+
+Test(curl, server_closing_a_pooled_connection) {
+  treq_t t;
+  fy_up_stats_t us;
+  treq_initf(&t, "%s/x%s", base, "?action=close_after");
+  treq_run(&t, bare_pipeline());
+  cr_assert_eq(t.status, 0);
+  cr_assert_eq(t.req.http_code, 200);
+  /* The FIN reaches a socket whose poll is stopped: the loop must not
+     spin on it (a level-triggered readable fd nobody reads would make
+     every turn return at once; the guard timer alone makes about 10). */
+  cr_assert_eq(uv_check_init(&loop, &turns_check), 0);
+  cr_assert_eq(uv_check_start(&turns_check, count_turn), 0);
+  turns = 0;
+  run_for(100);
+  uv_close((uv_handle_t *)&turns_check, NULL);
+  cr_assert_lt(turns, 100, "%u loop turns in 100 ms", turns);
+  assert_pooled_idle(1);
+  /* The next request finds the connection dead, closes it (with its poll)
+   * and opens a new one. */
+  cr_assert_eq(fy_curl_req_set_url(&t.req, base), 0);
+  t.done = 0;
+  treq_run(&t, bare_pipeline());
+  cr_assert_eq(t.status, 0);
+  cr_assert_eq(t.req.connects, 1);
+  fy_up_stats(up, &us);
+  cr_assert_eq(us.connections, 2);
+  assert_pooled_idle(1);
+  treq_cleanup(&t);
+}
+
+static int user_socket_calls;
+
+static curl_socket_t user_open(void *ud, curlsocktype purpose,
+                               struct curl_sockaddr *addr) {
+  (void)ud;
+  (void)purpose;
+  user_socket_calls++;
+  return socket(addr->family, addr->socktype, addr->protocol);
+}
+
+static int user_close(void *ud, curl_socket_t s) {
+  (void)ud;
+  user_socket_calls++;
+  return close(s);
+}
+
+Test(curl, adapter_owns_the_socket_callbacks) {
+  treq_t t;
+  treq_initf(&t, "%s/x%s", base, "?action=close_after");
+  /* Set after the request was bound: the adapter sets its own again on
+   * every attempt, so a connection it polls always closes through it. */
+  curl_easy_setopt(t.req.easy, CURLOPT_OPENSOCKETFUNCTION, user_open);
+  curl_easy_setopt(t.req.easy, CURLOPT_CLOSESOCKETFUNCTION, user_close);
+  treq_run(&t, bare_pipeline());
+  cr_assert_eq(t.status, 0);
+  cr_assert_eq(user_socket_calls, 0);
+  assert_pooled_idle(1);
   treq_cleanup(&t);
 }
 

@@ -5,10 +5,14 @@
  * attempts of a call.
  *
  * How curl is driven (c-style-anchors.md §2.5):
- * - one uv_poll_t per socket, created in the socket callback, registered
- *   with curl_multi_assign(), stopped and closed inside that callback on
- *   CURL_POLL_REMOVE (before curl closes the fd), freed in its close
- *   callback;
+ * - one uv_poll_t per socket, registered with curl_multi_assign() and
+ *   started and stopped from the socket callback.  A connection socket
+ *   (opened through our CURLOPT_OPENSOCKETFUNCTION) keeps its poll for its
+ *   whole life: CURL_POLL_REMOVE, which curl sends each time a kept-alive
+ *   connection goes back to the pool, only stops it, and our
+ *   CURLOPT_CLOSESOCKETFUNCTION closes it just before the fd is closed.
+ *   Any other socket's poll is closed on CURL_POLL_REMOVE, before curl
+ *   closes the fd.  Polls are freed in their close callback;
  * - curl's timer is a fy_deadline_t on the context's wheel: -1 stops it, 0
  *   fires on the next turn of the loop, no clamp; the deadline's callback
  *   (never curl's timer callback itself) calls curl_multi_socket_action();
@@ -25,6 +29,8 @@
  * write and header callbacks abort the transfer at once. */
 #include <limits.h>
 #include <stdio.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "curl_int.h"
 
@@ -46,10 +52,13 @@ enum {
 
 typedef struct sock_s sock_t;
 
-/* curl tells a kept-alive connection's socket goodbye after each transfer
- * (CURL_POLL_REMOVE) and hello again when the next one reuses it, so a
- * poll handle lives for one request: its memory is recycled, not freed. */
+/* Closed poll handles kept for reuse: a socket curl did not open through
+ * us (its resolver's, say) has a poll for one transfer only. */
 #define SPARE_MAX 64
+
+/* Connection sockets with a number at or past this get no lasting poll
+ * (they are handled like other sockets); it bounds the fd table. */
+#define CONN_FD_LIMIT (1 << 20)
 
 struct fy_curl_s {
   fy_ctx_t *ctx;
@@ -64,6 +73,10 @@ struct fy_curl_s {
   size_t nsocks;            /* poll handles not yet freed */
   sock_t *spare;            /* closed ones kept for reuse (SPARE_MAX) */
   unsigned nspare;
+  sock_t **conn;            /* by fd: the lasting poll of each connection
+                               socket curl opened through us */
+  size_t conn_cap;          /* entries in |conn| */
+  size_t nconn;             /* connection sockets tracked */
   size_t transfers;         /* easy handles in the multi */
   unsigned in_curl;         /* curl calls on the stack */
   int settling;
@@ -88,6 +101,7 @@ struct sock_s {
   curl_socket_t fd;
   int events;  /* the mask curl asked for */
   int closing; /* uv_close() called */
+  int conn;    /* a connection socket: listed in fy_curl_t.conn */
 };
 
 /* ---- status mapping ---------------------------------------------------- */
@@ -583,6 +597,8 @@ static void act(fy_curl_t *c, curl_socket_t s, int flags) {
 
 /* ---- the operation ----------------------------------------------------- */
 
+static int set_socket_hooks(fy_curl_req_t *req);
+
 static void reset_response(fy_curl_req_t *req) {
   buf_clear(&req->body);
   buf_clear(&req->headers);
@@ -624,6 +640,7 @@ static int op_start(fy_attempt_t *a, void *arg) {
   }
   reset_response(req);
   set_timeout(req, a);
+  set_socket_hooks(req); /* in case the caller changed one of them */
   req->attempt_ = a;
   req->attempts++;
   link_transfer(c, req);
@@ -763,6 +780,10 @@ static void sock_close(fy_curl_t *c, sock_t *sk) {
   if (sk->closing)
     return;
   sk->closing = 1;
+  if (sk->conn) {
+    c->conn[sk->fd] = NULL;
+    c->nconn--;
+  }
   if (sk->prev != NULL)
     sk->prev->next = sk->next;
   else
@@ -814,6 +835,38 @@ static int sock_failed(fy_curl_t *c, CURL *easy, int status) {
   return 0;
 }
 
+/* A poll handle for |s|, listed in c->socks; NULL with *rc set when it
+ * cannot be had. */
+static sock_t *sock_new(fy_curl_t *c, curl_socket_t s, int *rc) {
+  sock_t *sk = c->spare;
+  if (sk != NULL) {
+    c->spare = sk->next;
+    c->nspare--;
+    memset(sk, 0, sizeof(*sk));
+  } else if ((sk = fyc_calloc(1, sizeof(*sk))) == NULL) {
+    *rc = UV_ENOMEM;
+    return NULL;
+  }
+  *rc = uv_poll_init_socket(c->loop, &sk->poll, s);
+  if (*rc != 0) {
+    fyc_free(sk);
+    return NULL;
+  }
+  sk->curl = c;
+  sk->fd = s;
+  sk->next = c->socks;
+  if (c->socks != NULL)
+    c->socks->prev = sk;
+  c->socks = sk;
+  c->nsocks++;
+  return sk;
+}
+
+/* The lasting poll of connection socket |s|, or NULL. */
+static sock_t *conn_sock(const fy_curl_t *c, curl_socket_t s) {
+  return s >= 0 && (size_t)s < c->conn_cap ? c->conn[s] : NULL;
+}
+
 static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp,
                      void *socketp) {
   fy_curl_t *c = userp;
@@ -822,9 +875,15 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp,
   int rc;
 
   if (what == CURL_POLL_REMOVE) {
-    /* Before curl closes the fd: a poll must never outlive it. */
-    if (sk != NULL)
+    /* A connection back in the pool keeps its poll, stopped, for the next
+     * transfer (its close callback closes it); any other socket's poll
+     * goes now, before curl closes the fd: a poll must never outlive it. */
+    if (sk != NULL && sk->conn) {
+      sk->events = 0;
+      uv_poll_stop(&sk->poll);
+    } else if (sk != NULL) {
       sock_close(c, sk);
+    }
     return 0;
   }
   if (what & CURL_POLL_IN)
@@ -834,26 +893,9 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp,
   if (sk == NULL) {
     if (c->tearing || events == 0)
       return 0; /* no new polling once shutting down */
-    sk = c->spare;
-    if (sk != NULL) {
-      c->spare = sk->next;
-      c->nspare--;
-      memset(sk, 0, sizeof(*sk));
-    } else if ((sk = fyc_calloc(1, sizeof(*sk))) == NULL) {
-      return sock_failed(c, easy, UV_ENOMEM);
-    }
-    rc = uv_poll_init_socket(c->loop, &sk->poll, s);
-    if (rc != 0) {
-      fyc_free(sk);
+    sk = conn_sock(c, s);
+    if (sk == NULL && (sk = sock_new(c, s, &rc)) == NULL)
       return sock_failed(c, easy, rc);
-    }
-    sk->curl = c;
-    sk->fd = s;
-    sk->next = c->socks;
-    if (c->socks != NULL)
-      c->socks->prev = sk;
-    c->socks = sk;
-    c->nsocks++;
     curl_multi_assign(c->multi, s, sk);
   }
   sk->events = events;
@@ -862,6 +904,69 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp,
     return 0;
   }
   return uv_poll_start(&sk->poll, events, on_poll) == 0 ? 0 : -1;
+}
+
+/* Room in c->conn for fd |s|.  Returns 0 or UV_ENOMEM. */
+static int conn_reserve(fy_curl_t *c, curl_socket_t s) {
+  size_t cap = c->conn_cap, need = (size_t)s + 1;
+  sock_t **t;
+  if (need <= cap)
+    return 0;
+  if (cap < 64)
+    cap = 64;
+  while (cap < need)
+    cap *= 2;
+  t = fyc_realloc(c->conn, cap * sizeof(*t));
+  if (t == NULL)
+    return UV_ENOMEM;
+  memset(t + c->conn_cap, 0, (cap - c->conn_cap) * sizeof(*t));
+  c->conn = t;
+  c->conn_cap = cap;
+  return 0;
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION: curl's own default (a plain socket()), and
+ * the socket gets a poll handle for as long as it lives.  curl sends
+ * CURL_POLL_REMOVE each time a kept-alive connection goes back to the pool
+ * and asks again when the next transfer takes it: with a fresh poll each
+ * time, every request would pay libuv's fd check (two epoll_ctl calls), an
+ * ioctl and a deregistration.  Only sockets opened here are kept, because
+ * only these are sure to be closed through on_close_socket(): curl gives a
+ * connection the close callback of the handle that opened it.  Without
+ * memory for the poll, the transfer fails with UV_ENOMEM, as in
+ * sock_failed(). */
+static curl_socket_t on_open_socket(void *ud, curlsocktype purpose,
+                                    struct curl_sockaddr *addr) {
+  fy_curl_req_t *req = ud;
+  fy_curl_t *c = req->owner_;
+  curl_socket_t s = socket(addr->family, addr->socktype, addr->protocol);
+  sock_t *sk;
+  int rc = 0;
+  if (s == CURL_SOCKET_BAD || purpose != CURLSOCKTYPE_IPCXN || c->tearing ||
+      s >= CONN_FD_LIMIT)
+    return s; /* handled like any other socket */
+  if (c->conn_cap > (size_t)s && c->conn[s] != NULL)
+    sock_close(c, c->conn[s]); /* cannot happen: it was closed through us */
+  if ((rc = conn_reserve(c, s)) != 0 || (sk = sock_new(c, s, &rc)) == NULL) {
+    if (req->local_error_ == 0)
+      req->local_error_ = rc;
+    close(s);
+    return CURL_SOCKET_BAD;
+  }
+  sk->conn = 1;
+  c->conn[s] = sk;
+  c->nconn++;
+  return s;
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: the poll goes first (uv_close() takes the
+ * fd out of the loop's epoll set at once), then the fd. */
+static int on_close_socket(void *ud, curl_socket_t s) {
+  fy_curl_t *c = ud;
+  sock_t *sk = conn_sock(c, s);
+  if (sk != NULL)
+    sock_close(c, sk);
+  return close(s) == 0 ? 0 : 1;
 }
 
 static void on_timer(fy_deadline_t *d) {
@@ -893,6 +998,7 @@ static void maybe_free(fy_curl_t *c) {
     c->spare = sk->next;
     fyc_free(sk);
   }
+  fyc_free(c->conn);
   cb = c->close_cb;
   if (cb != NULL)
     cb(c, c->close_ud);
@@ -1071,14 +1177,33 @@ fy_ctx_t *fy_curl_ctx(const fy_curl_t *c) { return c->ctx; }
 CURLM *fy_curl_multi(fy_curl_t *c) { return c->multi; }
 
 void fy_curl_stats(const fy_curl_t *c, fy_curl_stats_t *out) {
+  const sock_t *sk;
   if (out == NULL)
     return;
   *out = c->stats;
   out->transfers = c->transfers;
-  out->sockets = c->nsocks;
+  out->sockets = 0; /* c->nsocks counts the closing ones too */
+  out->polling = 0;
+  for (sk = c->socks; sk != NULL; sk = sk->next) {
+    out->sockets++;
+    if (uv_is_active((const uv_handle_t *)&sk->poll))
+      out->polling++;
+  }
 }
 
 /* ---- requests ---------------------------------------------------------- */
+
+/* Both or neither: a connection opened through on_open_socket() must close
+ * through on_close_socket().  The close callback's data is the adapter: a
+ * pooled connection keeps it and may outlive the request, never the multi
+ * handle, which the adapter outlives. */
+static int set_socket_hooks(fy_curl_req_t *req) {
+  CURL *e = req->easy;
+  return curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket) ||
+         curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, req) ||
+         curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket) ||
+         curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, req->owner_);
+}
 
 static int setup_easy(fy_curl_req_t *req) {
   CURL *e = req->easy;
@@ -1088,7 +1213,8 @@ static int setup_easy(fy_curl_req_t *req) {
       curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header) ||
       curl_easy_setopt(e, CURLOPT_HEADERDATA, req) ||
       curl_easy_setopt(e, CURLOPT_ERRORBUFFER, req->errbuf) ||
-      curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L))
+      curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) ||
+      set_socket_hooks(req))
     return UV_EINVAL;
   return 0;
 }

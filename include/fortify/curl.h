@@ -150,7 +150,9 @@ FY_EXTERN CURLM *fy_curl_multi(fy_curl_t *curl);
 
 typedef struct fy_curl_stats_s {
   size_t transfers;    /* easy handles in the multi now */
-  size_t sockets;      /* poll handles open now */
+  size_t sockets;      /* poll handles open now, one per socket curl uses
+                          (a pooled connection's included) */
+  size_t polling;      /* of these, the ones watching their socket now */
   uint64_t started;    /* attempts started */
   uint64_t completed;  /* attempts that reported, cancelled ones included */
   uint64_t cancelled;  /* attempts that reported UV_ECANCELED */

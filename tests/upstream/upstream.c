@@ -70,7 +70,8 @@ enum {
   ACT_STALL_MID,
   ACT_GARBAGE,
   ACT_TRUNCATED,
-  ACT_HUGE
+  ACT_HUGE,
+  ACT_CLOSE_AFTER
 };
 
 /* What a connection is doing. */
@@ -433,7 +434,8 @@ static int parse_action(const char *s, size_t n, int *out) {
       {"none", ACT_NONE},          {"reset", ACT_RESET},
       {"reset_mid_body", ACT_RESET_MID}, {"stall", ACT_STALL},
       {"stall_mid_body", ACT_STALL_MID}, {"garbage", ACT_GARBAGE},
-      {"truncated", ACT_TRUNCATED}, {"huge_headers", ACT_HUGE}};
+      {"truncated", ACT_TRUNCATED}, {"huge_headers", ACT_HUGE},
+      {"close_after", ACT_CLOSE_AFTER}};
   size_t i;
 
   for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -927,6 +929,7 @@ static void conn_act(conn_t *c) {
     c->end = END_STALL;
     break;
   case ACT_TRUNCATED:
+  case ACT_CLOSE_AFTER:
     c->end = END_CLOSE;
     break;
   default:

@@ -24,7 +24,10 @@
  *                     and half the body, then nothing), garbage (bytes that
  *                     are not HTTP), truncated (Content-Length larger than
  *                     what is sent, then close), huge_headers (a 200 with
- *                     headers of huge_kb KiB, default 64)
+ *                     headers of huge_kb KiB, default 64), close_after (a
+ *                     whole keep-alive response, then the connection is
+ *                     closed without notice, as a server's idle timeout
+ *                     does)
  *   action_rate=P     apply action with probability P (default 1)
  *   huge_kb=N
  * The path itself is free; "/echo" answers with the request body. */
