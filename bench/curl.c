@@ -137,12 +137,14 @@ static void window_close(sample_t *out) {
 
 /* ---- raw: a minimal multi-socket driver --------------------------------- */
 
-/* With |keep|, connection sockets are opened and closed through the easy
- * handles' socket callbacks and keep their poll while pooled, as the
- * adapter does (docs/curl.md, "Kept-alive connections keep their poll"):
- * curl.raw_keep.rps, what the adapter's pipeline costs over a raw driver
- * as good as its own.  Without, a poll lives from CURL_POLL_REMOVE to
- * CURL_POLL_REMOVE, as in curl's own multi-uv example. */
+/* With |keep|, the adapter's socket handling (docs/curl.md, "Kept-alive
+ * connections keep their poll"): connection sockets are opened and closed
+ * through the easy handles' socket callbacks, a pooled connection's
+ * reading poll stays started, unreferenced, and a mask that does not
+ * change is not applied again.  curl.raw_keep.rps: what the adapter's
+ * pipeline costs over a raw driver as good as its own.  Without |keep|, a
+ * poll lives from one CURL_POLL_REMOVE to the next, as in curl's own
+ * multi-uv example. */
 #define RAW_KEEP_FDS 4096
 
 typedef struct raw_s raw_t;
@@ -151,7 +153,9 @@ typedef struct raw_sock_s {
   uv_poll_t poll;
   raw_t *raw;
   curl_socket_t fd;
-  int kept; /* a connection socket with a lasting poll */
+  int kept;     /* a connection socket with a lasting poll */
+  int watching; /* the mask the poll was started with, 0 when stopped */
+  int idle;     /* pooled: left reading, unreferenced */
 } raw_sock_t;
 
 struct raw_s {
@@ -190,10 +194,22 @@ static void raw_drain(raw_t *r) {
   }
 }
 
+static void raw_sock_stop(raw_sock_t *sk) {
+  if (sk->idle)
+    uv_ref((uv_handle_t *)&sk->poll);
+  sk->idle = 0;
+  sk->watching = 0;
+  uv_poll_stop(&sk->poll);
+}
+
 static void raw_on_poll(uv_poll_t *h, int status, int events) {
   raw_sock_t *sk = fy_container_of(h, raw_sock_t, poll);
   raw_t *r = sk->raw;
   int flags = 0, running;
+  if (sk->idle) { /* a pooled connection closed by the server */
+    raw_sock_stop(sk);
+    return;
+  }
   if (status < 0)
     flags = CURL_CSELECT_ERR;
   else {
@@ -221,6 +237,8 @@ static raw_sock_t *raw_sock_new(raw_t *r, curl_socket_t s) {
   sk->raw = r;
   sk->fd = s;
   sk->kept = 0;
+  sk->watching = 0;
+  sk->idle = 0;
   r->socks++;
   return sk;
 }
@@ -239,10 +257,18 @@ static int raw_on_socket(CURL *easy, curl_socket_t s, int what, void *userp,
   int events = 0;
   (void)easy;
   if (what == CURL_POLL_REMOVE) {
-    if (sk != NULL && sk->kept)
-      uv_poll_stop(&sk->poll);
-    else if (sk != NULL)
+    /* As the adapter's park(): a pooled connection's reading poll stays,
+     * unreferenced; one waiting to write is stopped. */
+    if (sk != NULL && sk->kept && sk->watching == UV_READABLE &&
+        uv_is_active((uv_handle_t *)&sk->poll)) {
+      if (!sk->idle)
+        uv_unref((uv_handle_t *)&sk->poll);
+      sk->idle = 1;
+    } else if (sk != NULL && sk->kept) {
+      raw_sock_stop(sk);
+    } else if (sk != NULL) {
       raw_sock_close(sk);
+    }
     return 0;
   }
   if (sk == NULL) {
@@ -256,6 +282,13 @@ static int raw_on_socket(CURL *easy, curl_socket_t s, int what, void *userp,
     events |= UV_READABLE;
   if (what & CURL_POLL_OUT)
     events |= UV_WRITABLE;
+  if (sk->idle)
+    uv_ref((uv_handle_t *)&sk->poll);
+  sk->idle = 0;
+  if (r->keep && sk->watching == events &&
+      uv_is_active((uv_handle_t *)&sk->poll))
+    return 0; /* unchanged: no epoll_ctl */
+  sk->watching = events;
   return uv_poll_start(&sk->poll, events, raw_on_poll) == 0 ? 0 : -1;
 }
 

@@ -157,6 +157,11 @@ END {
       printf "  curl.pipeline.rps / curl.raw_timeout.rps = %s / %s = %.3f" \
         "  info (raw with the same per-transfer timeout)\n", \
         fmt(pl), fmt(rt), pl / rt
+    rk = RPS["curl.raw_keep.rps"]
+    if (isnum(rk) && rk > 0)
+      printf "  curl.pipeline.rps / curl.raw_keep.rps = %s / %s = %.3f" \
+        "  info (raw keeping the polls of pooled connections, as the" \
+        " adapter does)\n", fmt(pl), fmt(rk), pl / rk
   } else {
     print "  not measured (no curl.raw.rps and curl.pipeline.rps lines yet)"
   }

@@ -205,8 +205,11 @@ int fy__frame_start(fy_call_t *call, fy_frame_t *parent, unsigned layer,
     f->flags = FY__F_LEAF;
     leaf_of(f)->attempt.data = NULL; /* the rest is set by start_leaf() */
   }
+  if (p != NULL && p->vt->progress != NULL)
+    f->flags |= FY__F_HEARD;
   if (parent != NULL) {
     f->parent = parent;
+    f->flags |= parent->flags & FY__F_HEARD;
     fy__queue_insert_tail(&parent->children, &f->sibling);
     parent->nchildren++;
   } else {
@@ -582,7 +585,9 @@ int fy_attempt_is_cancelled(const fy_attempt_t *a) {
 void fy_attempt_mark(fy_attempt_t *a) {
   fy_frame_t *leaf = frame_of_attempt(a);
   fy_frame_t *f, *up;
-  if (leaf->flags & FY__F_DONE)
+  /* A streaming body marks every chunk: with no progress hook above (the
+   * common case) that must cost next to nothing. */
+  if ((leaf->flags & (FY__F_DONE | FY__F_HEARD)) != FY__F_HEARD)
     return;
   leaf->hooks++;
   for (f = leaf->parent; f != NULL; f = up) {

@@ -285,7 +285,9 @@ enum {
   FY__F_CANCEL = 1u << 2,    /* cancellation requested */
   FY__F_DELIVER = 1u << 3,   /* deliver once the running hook returns */
   FY__F_DETACHED = 1u << 4,  /* parent gave up on it */
-  FY__F_CANCEL_RUN = 1u << 5 /* the cancel hook ran (or is running) */
+  FY__F_CANCEL_RUN = 1u << 5, /* the cancel hook ran (or is running) */
+  FY__F_HEARD = 1u << 6       /* this frame or one above has a progress
+                                 hook: fy_attempt_mark() has work to do */
 };
 
 /* No memset: fy__frame_start() (frame.c) sets every field of a new frame,

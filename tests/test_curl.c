@@ -1797,8 +1797,31 @@ Test(curl, idle_adapter_keeps_nothing_alive) {
   treq_cleanup(&t);
 }
 
+typedef struct polls_s {
+  int active;     /* started */
+  int referenced; /* started and keeping the loop alive */
+} polls_t;
+
+static void walk_poll(uv_handle_t *h, void *arg) {
+  polls_t *n = arg;
+  if (h->type != UV_POLL || !uv_is_active(h))
+    return;
+  n->active++;
+  if (uv_has_ref(h))
+    n->referenced++;
+}
+
+static polls_t loop_polls(void) {
+  polls_t n = {0, 0};
+  uv_walk(&loop, walk_poll, &n);
+  return n;
+}
+
 static void assert_pooled_idle(size_t sockets) {
   fy_curl_stats_t st;
+  /* A pooled connection's poll may still read (for a FIN), but it never
+   * keeps the loop alive. */
+  cr_assert_eq(loop_polls().referenced, 0);
   fy_curl_stats(cu, &st);
   cr_assert_eq(st.polling, 0, "an idle adapter watches %zu sockets",
                st.polling);
@@ -1846,6 +1869,7 @@ Test(curl, server_closing_a_pooled_connection) {
   run_for(100);
   uv_close((uv_handle_t *)&turns_check, NULL);
   cr_assert_lt(turns, 100, "%u loop turns in 100 ms", turns);
+  cr_assert_eq(loop_polls().active, 0, "the FIN stopped the pooled poll");
   assert_pooled_idle(1);
   /* The next request finds the connection dead, closes it (with its poll)
    * and opens a new one. */

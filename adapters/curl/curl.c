@@ -99,9 +99,11 @@ struct sock_s {
   sock_t *next;
   sock_t *prev;
   curl_socket_t fd;
-  int events;  /* the mask curl asked for */
-  int closing; /* uv_close() called */
-  int conn;    /* a connection socket: listed in fy_curl_t.conn */
+  int events;   /* the mask curl asked for */
+  int watching; /* the mask the poll was started with, 0 when stopped */
+  int closing;  /* uv_close() called */
+  int conn;     /* a connection socket: listed in fy_curl_t.conn */
+  int idle;     /* a pooled connection's poll, left reading, unreferenced */
 };
 
 /* ---- status mapping ---------------------------------------------------- */
@@ -794,10 +796,25 @@ static void sock_close(fy_curl_t *c, sock_t *sk) {
   uv_close((uv_handle_t *)&sk->poll, on_sock_closed);
 }
 
+static void sock_stop(sock_t *sk) {
+  if (sk->idle) {
+    sk->idle = 0;
+    uv_ref((uv_handle_t *)&sk->poll);
+  }
+  sk->watching = 0;
+  uv_poll_stop(&sk->poll);
+}
+
 static void on_poll(uv_poll_t *h, int status, int events) {
   sock_t *sk = fy_container_of(h, sock_t, poll);
   fy_curl_t *c = sk->curl;
   int flags = 0;
+  if (sk->idle) {
+    /* A pooled connection's peer closed it or sent something: curl finds
+     * out when it next wants the connection; until then, quiet. */
+    sock_stop(sk);
+    return;
+  }
   if (status < 0) {
     /* libuv reports POLLERR as an error status and stops the handle. */
     flags = CURL_CSELECT_ERR;
@@ -811,8 +828,10 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   /* |sk| is freed only from its close callback, so it is still here.  If
    * curl kept the socket without asking for a new mask, watch it again. */
   if (status < 0 && !sk->closing && !c->tearing && sk->events != 0 &&
-      !uv_is_active((uv_handle_t *)&sk->poll))
+      !uv_is_active((uv_handle_t *)&sk->poll)) {
+    sk->watching = sk->events;
     uv_poll_start(&sk->poll, sk->events, on_poll);
+  }
 }
 
 /* A socket curl wants watched and we cannot watch (out of memory).
@@ -867,6 +886,25 @@ static sock_t *conn_sock(const fy_curl_t *c, curl_socket_t s) {
   return s >= 0 && (size_t)s < c->conn_cap ? c->conn[s] : NULL;
 }
 
+/* A connection goes back to curl's pool.  Its poll stays as it is if it
+ * only reads (a response was its last wait), unreferenced so that it
+ * keeps no loop alive: the next transfer on the connection, which curl
+ * starts by waiting to read, then costs no system call, and a peer that
+ * closes the idle connection wakes us once (on_poll stops the poll).  A
+ * poll that waits to write is stopped: an idle socket is always
+ * writable. */
+static void park(sock_t *sk) {
+  if (sk->watching == UV_READABLE &&
+      uv_is_active((uv_handle_t *)&sk->poll)) {
+    if (!sk->idle) {
+      sk->idle = 1;
+      uv_unref((uv_handle_t *)&sk->poll);
+    }
+    return;
+  }
+  sock_stop(sk);
+}
+
 static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp,
                      void *socketp) {
   fy_curl_t *c = userp;
@@ -875,12 +913,12 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp,
   int rc;
 
   if (what == CURL_POLL_REMOVE) {
-    /* A connection back in the pool keeps its poll, stopped, for the next
-     * transfer (its close callback closes it); any other socket's poll
-     * goes now, before curl closes the fd: a poll must never outlive it. */
+    /* A connection back in the pool keeps its poll for the next transfer
+     * (its close callback closes it); any other socket's poll goes now,
+     * before curl closes the fd: a poll must never outlive it. */
     if (sk != NULL && sk->conn) {
       sk->events = 0;
-      uv_poll_stop(&sk->poll);
+      park(sk);
     } else if (sk != NULL) {
       sock_close(c, sk);
     }
@@ -898,11 +936,20 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp,
       return sock_failed(c, easy, rc);
     curl_multi_assign(c->multi, s, sk);
   }
+  if (sk->idle) {
+    sk->idle = 0;
+    uv_ref((uv_handle_t *)&sk->poll);
+  }
   sk->events = events;
   if (c->tearing || events == 0) {
-    uv_poll_stop(&sk->poll);
+    sock_stop(sk);
     return 0;
   }
+  /* Each uv_poll_start() and uv_poll_stop() costs epoll_ctl calls
+   * (libuv 1.44 deregisters the fd in both): none when nothing changes. */
+  if (sk->watching == events && uv_is_active((uv_handle_t *)&sk->poll))
+    return 0;
+  sk->watching = events;
   return uv_poll_start(&sk->poll, events, on_poll) == 0 ? 0 : -1;
 }
 
@@ -1186,7 +1233,7 @@ void fy_curl_stats(const fy_curl_t *c, fy_curl_stats_t *out) {
   out->polling = 0;
   for (sk = c->socks; sk != NULL; sk = sk->next) {
     out->sockets++;
-    if (uv_is_active((const uv_handle_t *)&sk->poll))
+    if (uv_is_active((const uv_handle_t *)&sk->poll) && !sk->idle)
       out->polling++;
   }
 }
