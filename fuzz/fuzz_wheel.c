@@ -7,11 +7,14 @@
  *   they wait in a ready list;
  * - deadlines on a manual-clock context (fy_deadline_*): random starts,
  *   stops, ref/unref and advances, with callbacks that stop or restart
- *   themselves and their siblings.
+ *   themselves and their siblings; some starts go through one of three
+ *   lanes (fy__lane_start, each with its own fixed delay), which may keep
+ *   them in the lane or pass them to the wheel.
  *
  * After every step: the entry that fires is pending in the model, fires at
  * its expiry (clamped to the time it was started) and never twice, and no
- * pending entry precedes it in (expiry, start order); the wheel's counts,
+ * pending entry precedes it in (expiry, start order) (among equal instants,
+ * lane members keep start order within their lane only); the counts,
  * lower bound of the next expiry and the context's reference count agree
  * with the model. */
 #include <string.h>
@@ -28,6 +31,7 @@ typedef struct model_s {
   uint64_t expiry;
   uint64_t seq; /* start order */
   int unref;
+  int lane; /* the lane holding it, or -1 */
 } model_t;
 
 static fy_deadline_t dl[NDL];
@@ -50,6 +54,11 @@ static void check_first(int i, uint64_t now) {
            (unsigned long long)now, (unsigned long long)last_fire_at);
   for (j = 0; j < NDL; j++) {
     if (j == i || !m[j].pending)
+      continue;
+    /* A tie between a lane member and anything outside its lane may go
+     * either way. */
+    if (m[j].expiry == m[i].expiry && m[i].lane != m[j].lane &&
+        (m[i].lane >= 0 || m[j].lane >= 0))
       continue;
     FZ_CHECK(m[j].expiry > m[i].expiry ||
                  (m[j].expiry == m[i].expiry && m[j].seq > m[i].seq),
@@ -204,6 +213,24 @@ static void run_pure(fz_t *z) {
 
 static fy_ctx_t *ctx;
 
+#define NLANES 3
+static fy__lane_t lanes[NLANES];
+static uint64_t lane_delay[NLANES];
+
+/* A start through lane |k|: its fixed delay from now. */
+static void lane_start(int i, int k) {
+  uint64_t when = sat(fy_ctx_now(ctx), lane_delay[k]);
+  int rc = fy__lane_start(&lanes[k], &dl[i], when);
+  FZ_CHECK(rc == 0, "lane start: %d", rc);
+  m[i].pending = 1;
+  m[i].expiry = when < ctx->wheel.wtime ? ctx->wheel.wtime : when;
+  m[i].seq = ++seq;
+  m[i].lane = dl[i].slot == FY__DL_LANE ? k : -1;
+  FZ_CHECK(m[i].lane < 0 || dl[i].expiry == when,
+           "lane member's expiry moved");
+  FZ_CHECK(fy_deadline_is_active(&dl[i]), "started deadline inactive");
+}
+
 static void ctx_start(int i, uint64_t ms, int absolute) {
   uint64_t now = fy_ctx_now(ctx), when;
   int rc;
@@ -222,6 +249,7 @@ static void ctx_start(int i, uint64_t ms, int absolute) {
   m[i].pending = 1;
   m[i].expiry = when < ctx->wheel.wtime ? ctx->wheel.wtime : when;
   m[i].seq = ++seq;
+  m[i].lane = -1;
   FZ_CHECK(fy_deadline_is_active(&dl[i]), "started deadline inactive");
 }
 
@@ -246,6 +274,9 @@ static void on_deadline(fy_deadline_t *d) {
     break;
   case 3:
     ctx_start(i, fz_time(Z), 0); /* a periodic timer */
+    break;
+  case 5:
+    lane_start((int)fz_below(Z, NDL), (int)fz_below(Z, NLANES));
     break;
   case 4:
     /* Not from here: fy_ctx_advance() refuses to nest. */
@@ -291,10 +322,18 @@ static void run_ctx(fz_t *z) {
   FZ_CHECK(fy_ctx_new(&loop, &opts, &ctx) == 0, "fy_ctx_new");
   for (i = 0; i < NDL; i++)
     fy_deadline_init(ctx, &dl[i], on_deadline);
+  for (i = 0; i < NLANES; i++) {
+    fy__lane_init(ctx, &lanes[i]);
+    lane_delay[i] = fz_time(z);
+  }
   last_fire_at = start;
   while (!fz_done(z)) {
     i = (int)fz_below(z, NDL);
-    switch (fz_u8(z) % 8) {
+    switch (fz_u8(z) % 10) {
+    case 8:
+    case 9:
+      lane_start(i, (int)fz_below(z, NLANES));
+      break;
     case 0:
     case 1:
       ctx_start(i, fz_time(z), 0);
@@ -326,6 +365,17 @@ static void run_ctx(fz_t *z) {
   if (fz_u8(z) & 1) {
     for (i = 0; i < NDL; i++)
       ctx_stop(i);
+    check_ctx();
+  }
+  /* A lane closed with members pending drops them (a timeout policy has
+   * none left when it goes); the others go with the context. */
+  for (i = 0; i < NLANES; i++) {
+    if (fz_u8(z) & 1)
+      continue;
+    fy__lane_close(&lanes[i]);
+    for (int j = 0; j < NDL; j++)
+      if (m[j].lane == i)
+        m[j].pending = 0;
     check_ctx();
   }
   FZ_CHECK(fy_ctx_close(ctx, on_closed, &closed) == 0, "close");

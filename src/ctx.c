@@ -96,6 +96,7 @@ int fy_ctx_new(uv_loop_t *loop, const fy_ctx_opts_t *opts, fy_ctx_t **out) {
   fy__queue_init(&ctx->policies);
   fy__queue_init(&ctx->listeners);
   fy__queue_init(&ctx->attachments);
+  fy__queue_init(&ctx->lanes);
   ctx->close_task.run = run_close_task;
   /* These inits cannot fail on a valid loop; they allocate nothing. */
   uv_timer_init(loop, &ctx->timer);
@@ -158,12 +159,18 @@ void fy_ctx_unref(fy_ctx_t *ctx) {
   update_timer_ref(ctx);
 }
 
+/* Pending deadlines as the user sees them: lanes' members count, lanes'
+ * own timers do not. */
+static size_t pending_count(const fy_ctx_t *ctx) {
+  return ctx->wheel.count - ctx->lane_timers + ctx->laned;
+}
+
 size_t fy_ctx_pending_deadlines(const fy_ctx_t *ctx) {
-  return ctx->wheel.count;
+  return pending_count(ctx);
 }
 
 void fy_ctx_stats(const fy_ctx_t *ctx, fy_ctx_stats_t *out) {
-  out->deadlines = ctx->wheel.count;
+  out->deadlines = pending_count(ctx);
   out->calls = ctx->ncalls;
   out->frames = ctx->nframes;
   out->queued = ctx->ntasks;
@@ -265,6 +272,33 @@ void fy_deadline_init(fy_ctx_t *ctx, fy_deadline_t *d, fy_deadline_cb cb) {
   fy__deadline_init(ctx, d, cb);
 }
 
+/* Out of the wheel or lane holding |d|, which stays counted as pending. */
+static void unlink_deadline(fy_ctx_t *ctx, fy_deadline_t *d) {
+  if (d->slot == FY__DL_LANE) {
+    fy__queue_remove(&d->node);
+    d->slot = FY__DL_IDLE;
+    d->lane = NULL;
+    ctx->laned--;
+    return;
+  }
+  fy__wheel_remove(&ctx->wheel, d);
+}
+
+/* |d| is about to be placed (again): counted once, linked nowhere. */
+static void claim_deadline(fy_ctx_t *ctx, fy_deadline_t *d) {
+  if (d->slot == FY__DL_IDLE)
+    count_pending(ctx, d, 1);
+  else
+    unlink_deadline(ctx, d);
+}
+
+/* |d| is no longer pending, fired or not. */
+static void drop_deadline(fy_ctx_t *ctx, fy_deadline_t *d) {
+  unlink_deadline(ctx, d);
+  d->expiry = FY_TIME_NEVER;
+  count_pending(ctx, d, -1);
+}
+
 int fy_deadline_start_at(fy_deadline_t *d, uint64_t when) {
   fy_ctx_t *ctx;
   if (d == NULL || d->ctx == NULL || d->cb == NULL || when == FY_TIME_NEVER)
@@ -272,10 +306,7 @@ int fy_deadline_start_at(fy_deadline_t *d, uint64_t when) {
   ctx = d->ctx;
   if (ctx->flags & FY__CTX_FINAL)
     return FY_ECLOSED;
-  if (d->slot == FY__DL_IDLE)
-    count_pending(ctx, d, 1);
-  else
-    fy__wheel_remove(&ctx->wheel, d);
+  claim_deadline(ctx, d);
   d->expiry = when;
   fy__wheel_insert(&ctx->wheel, d);
   /* Inside a run the timer is re-armed once at the end. */
@@ -302,9 +333,7 @@ void fy_deadline_stop(fy_deadline_t *d) {
   if (d == NULL || d->ctx == NULL || d->slot == FY__DL_IDLE)
     return;
   ctx = d->ctx;
-  fy__wheel_remove(&ctx->wheel, d);
-  d->expiry = FY_TIME_NEVER;
-  count_pending(ctx, d, -1);
+  drop_deadline(ctx, d);
   /* The uv timer is left armed, even when this was the last deadline: it
    * is unreferenced then (count_pending), so an idle context keeps nothing
    * alive, and when it fires with nothing due, rearm() stops it.  Stopping
@@ -312,6 +341,79 @@ void fy_deadline_stop(fy_deadline_t *d) {
    * context with one call at a time (bench/patterns.c); a stale expiry
    * that is still ahead also spares the re-arm of the next deadline, which
    * lies later (time only moves forward). */
+}
+
+/* ---- lanes (internal.h) ------------------------------------------------ */
+
+static void lane_arm(fy__lane_t *lane, uint64_t when) {
+  fy_ctx_t *ctx = lane->timer.ctx;
+  int idle = lane->timer.slot == FY__DL_IDLE;
+  if (fy_deadline_start_at(&lane->timer, when) == 0 && idle)
+    ctx->lane_timers++;
+}
+
+/* The lane's timer: fire the members that are due, in order, and go on to
+ * the next one's expiry.  The head is read again after every callback,
+ * which may stop or start members. */
+static void on_lane_timer(fy_deadline_t *t) {
+  fy__lane_t *lane = fy_container_of(t, fy__lane_t, timer);
+  fy_ctx_t *ctx = t->ctx;
+  uint64_t now = fy_ctx_now(ctx);
+  fy_deadline_t *d;
+  ctx->lane_timers--;
+  while (!fy__queue_empty(&lane->fifo)) {
+    d = fy__queue_data(fy__queue_head(&lane->fifo), fy_deadline_t, node);
+    if (d->expiry > now) {
+      lane_arm(lane, d->expiry);
+      return;
+    }
+    drop_deadline(ctx, d);
+    d->cb(d);
+  }
+}
+
+void fy__lane_init(fy_ctx_t *ctx, fy__lane_t *lane) {
+  fy__queue_init(&lane->fifo);
+  fy__deadline_init(ctx, &lane->timer, on_lane_timer);
+  lane->timer.flags |= FY__DL_F_UNREF;
+  lane->tail = 0;
+  fy__queue_insert_tail(&ctx->lanes, &lane->node);
+}
+
+int fy__lane_start(fy__lane_t *lane, fy_deadline_t *d, uint64_t when) {
+  fy_ctx_t *ctx = d->ctx;
+  if (when < lane->tail || ctx != lane->timer.ctx || d->cb == NULL ||
+      when == FY_TIME_NEVER)
+    return fy_deadline_start_at(d, when);
+  if (ctx->flags & FY__CTX_FINAL)
+    return FY_ECLOSED;
+  claim_deadline(ctx, d);
+  d->expiry = when;
+  d->slot = FY__DL_LANE;
+  d->lane = lane;
+  fy__queue_insert_tail(&lane->fifo, &d->node);
+  ctx->laned++;
+  lane->tail = when;
+  /* The timer is at the head's expiry or earlier, unless idle. */
+  if (lane->timer.slot == FY__DL_IDLE)
+    lane_arm(lane, when);
+  return 0;
+}
+
+void fy__lane_close(fy__lane_t *lane) {
+  fy_ctx_t *ctx = lane->timer.ctx;
+  /* Members still pending are dropped without firing, as at the end of
+   * the context (a timeout policy has none left by then). */
+  while (!fy__queue_empty(&lane->fifo)) {
+    fy_deadline_t *d =
+        fy__queue_data(fy__queue_head(&lane->fifo), fy_deadline_t, node);
+    drop_deadline(ctx, d);
+  }
+  if (lane->timer.slot != FY__DL_IDLE) {
+    fy_deadline_stop(&lane->timer);
+    ctx->lane_timers--;
+  }
+  fy__queue_remove(&lane->node);
 }
 
 void fy_deadline_ref(fy_deadline_t *d) {
@@ -425,6 +527,15 @@ static void free_listeners(fy_ctx_t *ctx);
  * none of them, and a later fy_deadline_stop() touches nothing. */
 static void drop_deadlines(fy_ctx_t *ctx) {
   unsigned l, s;
+  fy__queue_t *lq;
+  for (lq = ctx->lanes.next; lq != &ctx->lanes; lq = lq->next) {
+    fy__lane_t *lane = fy__queue_data(lq, fy__lane_t, node);
+    while (!fy__queue_empty(&lane->fifo)) {
+      fy_deadline_t *d =
+          fy__queue_data(fy__queue_head(&lane->fifo), fy_deadline_t, node);
+      drop_deadline(ctx, d);
+    }
+  }
   for (l = 0; l < FY__WHEEL_LEVELS; l++) {
     for (s = 0; s < FY__WHEEL_SLOTS; s++) {
       fy__queue_t *q = &ctx->wheel.slots[l][s];
@@ -433,6 +544,8 @@ static void drop_deadlines(fy_ctx_t *ctx) {
             fy__queue_data(fy__queue_head(q), fy_deadline_t, node);
         fy__wheel_remove(&ctx->wheel, d);
         d->expiry = FY_TIME_NEVER;
+        if (d->cb == on_lane_timer)
+          ctx->lane_timers--;
         count_pending(ctx, d, -1);
       }
     }

@@ -527,6 +527,12 @@ int fy_frame_arm(fy_frame_t *f, uint64_t when_ms) {
   return fy_deadline_start_at(&f->timer, when_ms);
 }
 
+int fy__frame_arm_lane(fy_frame_t *f, uint64_t when_ms, fy__lane_t *lane) {
+  if (f->flags & FY__F_DONE)
+    return FY_ECLOSED;
+  return fy__lane_start(lane, &f->timer, when_ms);
+}
+
 void fy_frame_disarm(fy_frame_t *f) {
   if (f != NULL)
     fy_deadline_stop(&f->timer);

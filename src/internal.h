@@ -104,9 +104,39 @@ static inline void fy__deadline_init(fy_ctx_t *ctx, fy_deadline_t *d,
   d->expiry = FY_TIME_NEVER;
   d->slot = FY__DL_IDLE;
   d->flags = 0;
+  d->lane = NULL;
   d->node.next = &d->node;
   d->node.prev = &d->node;
 }
+
+/* A lane: deadlines that are always started with the same delay (a
+ * timeout policy's) expire in the order they start, so a lane keeps them
+ * in a FIFO and only its own timer sits on the wheel, at the head's expiry
+ * (or earlier, when the head stopped meanwhile: it then fires for nothing
+ * and moves on).  Starting and stopping a member are then a list append
+ * and unlink, against a wheel insert and remove.  A member behaves as any
+ * deadline: fy_deadline_stop(), fy_deadline_start_at() (which moves it to
+ * the wheel), refs and pending counts are the same; it fires at its own
+ * expiry, in start order among equal instants. */
+typedef struct fy__lane_s {
+  fy__queue_t node; /* in ctx->lanes */
+  fy__queue_t fifo;
+  fy_deadline_t timer; /* unreferenced: the members count instead */
+  uint64_t tail;       /* the latest expiry started in the lane */
+} fy__lane_t;
+
+void fy__lane_init(fy_ctx_t *ctx, fy__lane_t *lane);
+/* Start |d| to fire at |when| in |lane|, or on the wheel when |when| is
+ * earlier than the lane's tail (a different delay).  As
+ * fy_deadline_start_at(). */
+int fy__lane_start(fy__lane_t *lane, fy_deadline_t *d, uint64_t when);
+/* Stop the lane's own timer; members still pending are dropped without
+ * firing. */
+void fy__lane_close(fy__lane_t *lane);
+
+/* fy_frame_arm() in |lane|: for a policy whose frames always arm the same
+ * delay after their start. */
+int fy__frame_arm_lane(fy_frame_t *f, uint64_t when_ms, fy__lane_t *lane);
 
 /* ---- deferred tasks ---------------------------------------------------- */
 typedef struct fy__task_s fy__task_t;
@@ -147,6 +177,9 @@ struct fy_ctx_s {
   uint64_t armed_at; /* when the uv timer fires, FY_TIME_NEVER if stopped */
   size_t strong;     /* pending deadlines that keep the loop alive */
   int timer_refd;    /* the uv timer is referenced */
+  fy__queue_t lanes; /* fy__lane_t, to drop their members at the end */
+  size_t laned;      /* deadlines pending in lanes */
+  size_t lane_timers; /* lanes' own timers on the wheel */
   uv_timer_t timer;
 
   /* Deferred tasks, delivered from a check handle; the idle handle keeps

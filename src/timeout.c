@@ -24,6 +24,7 @@ struct fy_timeout_s {
   fy_timeout_cb on_timeout;
   void *user_data;
   fy__queue_t watches; /* active standalone watches */
+  fy__lane_t lane;     /* frames armed timeout_ms after their start */
 };
 
 typedef struct timeout_frame_s {
@@ -269,7 +270,12 @@ static int timeout_start(fy_policy_t *p, fy_frame_t *f) {
    * so an outer timeout always fires before an inner one armed later. */
   tf->armed_at = fy__timeout_sm_next(&tf->sm);
   if (tf->armed_at != FY_TIME_NEVER) {
-    rc = fy_frame_arm(f, tf->armed_at);
+    /* The usual case, the policy's own total limit and nothing sooner,
+     * expires in start order: the lane's list instead of the wheel. */
+    if (tf->armed_at == tf->sm.total_at && total == t->timeout_ms)
+      rc = fy__frame_arm_lane(f, tf->armed_at, &t->lane);
+    else
+      rc = fy_frame_arm(f, tf->armed_at);
     if (rc < 0)
       return rc;
   }
@@ -342,13 +348,18 @@ static void timeout_close(fy_policy_t *p) {
   }
 }
 
+static void timeout_destroy(fy_policy_t *p) {
+  fy_timeout_t *t = fy_policy_impl(p);
+  fy__lane_close(&t->lane); /* no frame is left to use it */
+}
+
 /* The default cancel (cancel the child) is what we want: the timer stays
  * armed, so even an operation that ignores cancellation completes by the
  * deadline (see timeout_deadline). */
 static const fy_policy_vtable_t timeout_vtable = {
     "timeout",          sizeof(timeout_frame_t), timeout_start,
     timeout_child_done, NULL,                    timeout_progress,
-    timeout_deadline,   timeout_close,           NULL};
+    timeout_deadline,   timeout_close,           timeout_destroy};
 
 /* Without a first-byte or idle limit a mark changes nothing: leaving the
  * progress hook out spares every fy_attempt_mark() (one per body chunk in
@@ -356,7 +367,7 @@ static const fy_policy_vtable_t timeout_vtable = {
 static const fy_policy_vtable_t timeout_vtable_no_progress = {
     "timeout",          sizeof(timeout_frame_t), timeout_start,
     timeout_child_done, NULL,                    NULL,
-    timeout_deadline,   timeout_close,           NULL};
+    timeout_deadline,   timeout_close,           timeout_destroy};
 
 void fy_timeout_opts_init(fy_timeout_opts_t *opts) {
   if (opts == NULL)
@@ -401,6 +412,7 @@ int fy_timeout_new(fy_ctx_t *ctx, const fy_timeout_opts_t *opts,
   t->on_timeout = opts->on_timeout;
   t->user_data = opts->user_data;
   fy__queue_init(&t->watches);
+  fy__lane_init(ctx, &t->lane);
   *out = t;
   return 0;
 }

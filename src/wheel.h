@@ -29,6 +29,7 @@
 /* fy_deadline_t.slot markers. */
 #define FY__DL_IDLE 0xffffffffu  /* not pending */
 #define FY__DL_READY 0xfffffffeu /* due, waiting in a ready list */
+#define FY__DL_LANE 0xfffffffdu  /* pending in a lane (fy__lane_t) */
 
 /* fy_deadline_t.flags */
 #define FY__DL_F_UNREF 1u /* does not keep the loop alive */

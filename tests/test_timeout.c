@@ -1990,3 +1990,122 @@ Test(timeout, watch_is_cancelled_when_the_context_closes) {
   cr_assert_eq(wr.calls, 1);
   cr_assert_eq(wr.status, UV_ECANCELED);
 }
+
+/* ---- the lane: one list for the frames of a fixed delay ---------------- */
+
+/* Calls through one timeout with its own delay expire in start order from
+ * the policy's lane (a list with one timer on the wheel): each still fires
+ * at its own instant, a stopped head makes the next one wait for its own
+ * expiry, and pending counts see the calls, not the lane's timer. */
+Test(timeout, same_delay_calls_expire_in_order_each_on_time) {
+  fx_t fx;
+  svc_t svc;
+  rec_t r[3];
+  fy_pipeline_t *pl;
+  int i;
+
+  fx_init(&fx);
+  svc_init(&svc, &fx, FY_TIME_NEVER, 0);
+  pl = mk_pipeline1(&fx, mk_timeout(&fx, 100, 0, 0, FY_TIMEOUT_TOTAL, NULL,
+                                    NULL));
+  for (i = 0; i < 3; i++) {
+    if (i > 0)
+      advance(&fx, 10);
+    cr_assert_eq(start_call(&r[i], &fx, pl, &svc_op, &svc, 0), 0);
+  }
+  cr_assert_eq(fy_ctx_pending_deadlines(fx.ctx), 3);
+  /* The head leaves early: cancelled at T0 + 30. */
+  advance(&fx, 10);
+  cr_assert_eq(fy_call_cancel(&r[0].call), 0);
+  advance(&fx, 0);
+  cr_assert_eq(r[0].done, 1);
+  cr_assert_eq(r[0].status, UV_ECANCELED);
+  cr_assert_eq(fy_ctx_pending_deadlines(fx.ctx), 2);
+  /* T0 + 100, the old head's instant: nothing is due. */
+  advance(&fx, 70);
+  cr_assert_eq(r[1].done, 0);
+  advance(&fx, 9);
+  cr_assert_eq(r[1].done, 0, "fired early at %lu",
+               (unsigned long)(r[1].at - T0));
+  advance(&fx, 1);
+  cr_assert_eq(r[1].done, 1);
+  cr_assert_eq(r[1].status, UV_ETIMEDOUT);
+  cr_assert_eq(r[1].at, T0 + 110);
+  cr_assert_eq(r[2].done, 0);
+  advance(&fx, 10);
+  cr_assert_eq(r[2].done, 1);
+  cr_assert_eq(r[2].status, UV_ETIMEDOUT);
+  cr_assert_eq(r[2].at, T0 + 120);
+  cr_assert_eq(fy_ctx_pending_deadlines(fx.ctx), 0);
+  cr_assert_eq(live_frames(&fx), 0);
+  fx_fini(&fx);
+}
+
+/* Per-call overrides, shorter or longer, run beside the lane's members:
+ * every call fires at its own instant. */
+Test(timeout, overrides_and_the_lane_interleave) {
+  fx_t fx;
+  svc_t svc;
+  rec_t r[4];
+  fy_pipeline_t *pl;
+
+  fx_init(&fx);
+  svc_init(&svc, &fx, FY_TIME_NEVER, 0);
+  pl = mk_pipeline1(&fx, mk_timeout(&fx, 100, 0, 0, FY_TIMEOUT_TOTAL, NULL,
+                                    NULL));
+  cr_assert_eq(start_call(&r[0], &fx, pl, &svc_op, &svc, 0), 0);   /* 100 */
+  advance(&fx, 10);
+  cr_assert_eq(start_call(&r[1], &fx, pl, &svc_op, &svc, 50), 0);  /* 60 */
+  cr_assert_eq(start_call(&r[2], &fx, pl, &svc_op, &svc, 200), 0); /* 210 */
+  advance(&fx, 10);
+  cr_assert_eq(start_call(&r[3], &fx, pl, &svc_op, &svc, 0), 0);   /* 120 */
+  cr_assert_eq(fy_ctx_pending_deadlines(fx.ctx), 4);
+  advance(&fx, 300);
+  cr_assert_eq(r[0].at, T0 + 100);
+  cr_assert_eq(r[1].at, T0 + 60);
+  cr_assert_eq(r[2].at, T0 + 210);
+  cr_assert_eq(r[3].at, T0 + 120);
+  cr_assert_eq(r[0].status, UV_ETIMEDOUT);
+  cr_assert_eq(r[2].status, UV_ETIMEDOUT);
+  cr_assert_eq(fy_ctx_pending_deadlines(fx.ctx), 0);
+  fx_fini(&fx);
+}
+
+/* On a real loop, a call waiting on the lane keeps the loop alive until it
+ * times out, and nothing is left afterwards. */
+Test(timeout, lane_keeps_a_real_loop_alive_until_it_fires) {
+  uv_loop_t loop;
+  fy_ctx_t *ctx = NULL;
+  fy_timeout_opts_t o;
+  fy_timeout_t *t = NULL;
+  fy_policy_t *p;
+  fy_pipeline_t *pl = NULL;
+  svc_t svc;
+  rec_t r;
+  uint64_t t0;
+  int closed = 0;
+  fx_t fx;
+
+  cr_assert_eq(uv_loop_init(&loop), 0);
+  cr_assert_eq(fy_ctx_new(&loop, NULL, &ctx), 0);
+  fy_timeout_opts_init(&o);
+  o.timeout_ms = 20;
+  cr_assert_eq(fy_timeout_new(ctx, &o, &t), 0);
+  p = fy_timeout_policy(t);
+  cr_assert_eq(fy_pipeline_new(ctx, &p, 1, &pl), 0);
+  memset(&fx, 0, sizeof(fx));
+  fx.ctx = ctx;
+  svc_init(&svc, &fx, FY_TIME_NEVER, 0);
+  t0 = uv_hrtime();
+  cr_assert_eq(start_call(&r, &fx, pl, &svc_op, &svc, 0), 0);
+  cr_assert_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  cr_assert_eq(r.done, 1);
+  cr_assert_eq(r.status, UV_ETIMEDOUT);
+  cr_assert_geq((uv_hrtime() - t0) / 1000000u, 19);
+  cr_assert_eq(fy_ctx_pending_deadlines(ctx), 0);
+  cr_assert_eq(fy_ctx_close(ctx, on_ctx_closed, &fx), 0);
+  cr_assert_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  closed = fx.closed;
+  cr_assert_eq(closed, 1);
+  cr_assert_eq(uv_loop_close(&loop), 0);
+}

@@ -133,6 +133,7 @@ struct fy_deadline_s {
   fy_ctx_t *ctx;
   uint32_t slot;  /* wheel level * 64 + slot, or a FY__DL_* marker */
   uint32_t flags; /* FY__DL_F_* */
+  void *lane;     /* the lane holding it, when slot says so */
 };
 
 FY_EXTERN void fy_deadline_init(fy_ctx_t *ctx, fy_deadline_t *deadline,
