@@ -614,6 +614,11 @@ static void notify(fy_breaker_t *b) {
 }
 
 static void settle(fy_breaker_t *b) {
+  /* Every call comes here twice; a breaker that is not open, has no timer
+   * armed and no change queued has nothing to settle. */
+  if (b->core.ev_len == 0 && b->armed == FY_TIME_NEVER &&
+      b->core.state != FY_BREAKER_OPEN)
+    return;
   sync_timer(b);
   notify(b);
 }
