@@ -35,6 +35,22 @@ static void run_deliver_task(fy__task_t *task) {
 
 static void on_frame_timer(fy_deadline_t *d);
 
+/* Deliver |f| from a fresh stack.  The task's fields other than |queued|
+ * are set here rather than at every frame start: few frames ever wait. */
+static void defer_delivery(fy_frame_t *f) {
+  if (!f->task.queued)
+    f->task.run = run_deliver_task;
+  fy__ctx_enqueue(f->ctx, &f->task);
+}
+
+/* The frame timer is set up on first use, for the same reason: only
+ * timeouts and retries arm one.  Until then only its slot is meaningful. */
+static fy_deadline_t *frame_timer(fy_frame_t *f) {
+  if (f->timer.slot == FY__DL_IDLE)
+    fy__deadline_init(f->ctx, &f->timer, on_frame_timer);
+  return &f->timer;
+}
+
 /* ---- lifetime ---------------------------------------------------------- */
 
 static void frame_free(fy_frame_t *f) {
@@ -170,19 +186,16 @@ int fy__frame_start(fy_call_t *call, fy_frame_t *parent, unsigned layer,
   /* Every field is set here rather than zeroing the block first: a memset
    * of the header compiles to "rep stos", which cost more than all these
    * stores (docs/PERFORMANCE.md).  A new field of fy_frame_s goes here. */
-  f->task.run = run_deliver_task;
-  f->task.queued = 0;
-  fy__queue_init(&f->task.node);
+  f->task.queued = 0; /* the rest: defer_delivery() */
   fy__queue_init(&f->children);
-  fy__queue_init(&f->sibling);
-  fy__queue_init(&f->pnode);
+  /* sibling and pnode are linked below, when the frame has a parent and a
+   * policy; otherwise nothing ever reads them. */
   f->parent = NULL;
   f->call = call;
   f->pipeline = pl;
   f->policy = p;
   f->ctx = ctx;
-  f->timer.data = NULL;
-  fy__deadline_init(ctx, &f->timer, on_frame_timer);
+  f->timer.slot = FY__DL_IDLE; /* the rest: frame_timer() */
   f->result = NULL;
   f->dtor = NULL;
   f->deadline = deadline;
@@ -239,7 +252,7 @@ int fy__frame_start(fy_call_t *call, fy_frame_t *parent, unsigned layer,
        * the call was cancelled from inside the operation's start): discard
        * it from a fresh stack, so that the child fy_frame_spawn() hands
        * back stays valid until the spawn has returned. */
-      fy__ctx_enqueue(ctx, &f->task);
+      defer_delivery(f);
     else
       deliver(f);
   }
@@ -309,7 +322,7 @@ static void deliver(fy_frame_t *f) {
     if (parent == NULL)
       break;
     if (parent->hooks > 0) {
-      fy__ctx_enqueue(f->ctx, &f->task);
+      defer_delivery(f);
       return;
     }
     unlink_child(f);
@@ -330,7 +343,7 @@ static void deliver(fy_frame_t *f) {
     return;
   }
   if (f->ctx->api_depth > 0) {
-    fy__ctx_enqueue(f->ctx, &f->task);
+    defer_delivery(f);
     return;
   }
   complete_call(f);
@@ -524,13 +537,13 @@ int fy_frame_arm(fy_frame_t *f, uint64_t when_ms) {
     return UV_EINVAL;
   if (f->flags & FY__F_DONE)
     return FY_ECLOSED;
-  return fy_deadline_start_at(&f->timer, when_ms);
+  return fy_deadline_start_at(frame_timer(f), when_ms);
 }
 
 int fy__frame_arm_lane(fy_frame_t *f, uint64_t when_ms, fy__lane_t *lane) {
   if (f->flags & FY__F_DONE)
     return FY_ECLOSED;
-  return fy__lane_start(lane, &f->timer, when_ms);
+  return fy__lane_start(lane, frame_timer(f), when_ms);
 }
 
 void fy_frame_disarm(fy_frame_t *f) {
