@@ -11,9 +11,9 @@
  *   default per-try timeout, 10 s): curl's own timeout bookkeeping, which
  *   a raw client that sets a timeout pays as well.  Information only.
  * curl.raw_keep.rps: the raw driver keeping each kept-alive connection's
- *   poll while it idles in curl's pool (opened and closed through the
- *   socket callbacks), as the adapter does: the pipeline's cost over a raw
- *   driver as good as the adapter's own.  Information only.
+ *   poll while it idles in curl's pool, as the adapter does: the
+ *   pipeline's cost over a raw driver as good as the adapter's own.
+ *   Information only.
  * curl.pipeline.rps: the same load through the adapter (its own CURLM on
  *   the same loop) and fortify's default HTTP pipeline
  *   (fy_curl_pipeline_new: retry -> per-host breaker -> per-try timeout),
@@ -138,8 +138,10 @@ static void window_close(sample_t *out) {
 /* ---- raw: a minimal multi-socket driver --------------------------------- */
 
 /* With |keep|, the adapter's socket handling (docs/curl.md, "Kept-alive
- * connections keep their poll"): connection sockets are opened and closed
- * through the easy handles' socket callbacks, a pooled connection's
+ * connections keep their poll"), the same system calls by a simpler rule
+ * that suits this bench, whose connects all succeed: a socket opened
+ * through the open callback is kept until the close callback, a pooled
+ * connection's
  * reading poll stays started, unreferenced, and a mask that does not
  * change is not applied again.  curl.raw_keep.rps: what the adapter's
  * pipeline costs over a raw driver as good as its own.  Without |keep|, a

@@ -1884,34 +1884,78 @@ Test(curl, server_closing_a_pooled_connection) {
   treq_cleanup(&t);
 }
 
-static int user_socket_calls;
+static int user_opens, user_closes;
 
 static curl_socket_t user_open(void *ud, curlsocktype purpose,
                                struct curl_sockaddr *addr) {
   (void)ud;
   (void)purpose;
-  user_socket_calls++;
+  user_opens++;
   return socket(addr->family, addr->socktype, addr->protocol);
 }
 
 static int user_close(void *ud, curl_socket_t s) {
   (void)ud;
-  user_socket_calls++;
+  user_closes++;
   return close(s);
 }
 
-Test(curl, adapter_owns_the_socket_callbacks) {
+Test(curl, adapter_owns_the_close_socket_callback) {
   treq_t t;
   treq_initf(&t, "%s/x%s", base, "?action=close_after");
-  /* Set after the request was bound: the adapter sets its own again on
-   * every attempt, so a connection it polls always closes through it. */
+  /* Set after the request was bound.  Opening sockets stays the caller's
+   * business; closing is the adapter's, set again on every attempt, so a
+   * connection whose poll it keeps always closes through it. */
   curl_easy_setopt(t.req.easy, CURLOPT_OPENSOCKETFUNCTION, user_open);
   curl_easy_setopt(t.req.easy, CURLOPT_CLOSESOCKETFUNCTION, user_close);
   treq_run(&t, bare_pipeline());
   cr_assert_eq(t.status, 0);
-  cr_assert_eq(user_socket_calls, 0);
+  cr_assert_eq(user_opens, 1);
+  assert_pooled_idle(1);
+  /* The server closed it: the next request closes it and opens another. */
+  run_for(20);
+  t.done = 0;
+  treq_run(&t, bare_pipeline());
+  cr_assert_eq(t.status, 0);
+  cr_assert_eq(user_opens, 2);
+  cr_assert_eq(user_closes, 0);
   assert_pooled_idle(1);
   treq_cleanup(&t);
+}
+
+/* A connection in a CURLSH's cache outlives the adapter that opened it:
+ * its close, at curl_share_cleanup(), still comes through the adapter's
+ * close callback, whose data must then not be the adapter (ASan and
+ * valgrind check that nothing freed is touched and nothing leaks). */
+Test(curl, shared_connection_outlives_the_adapter) {
+  CURLSH *sh = curl_share_init();
+  treq_t t;
+  fy_up_stats_t us;
+  int i;
+  cr_assert_not_null(sh);
+  cr_assert_eq(curl_share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT),
+               CURLSHE_OK);
+  treq_initf(&t, "%s/x%s", base, "");
+  cr_assert_eq(curl_easy_setopt(t.req.easy, CURLOPT_SHARE, sh), CURLE_OK);
+  for (i = 0; i < 2; i++) {
+    t.done = 0;
+    treq_run(&t, bare_pipeline());
+    cr_assert_eq(t.status, 0);
+    cr_assert_eq(t.req.connects, i == 0 ? 1 : 0);
+  }
+  close_adapter();
+  run_for(20);
+  cr_assert_eq(curl_closed, 1);
+  fy_up_stats(up, &us);
+  cr_assert_eq(us.open, 1, "the share keeps the connection");
+  treq_cleanup(&t);
+  cr_assert_eq(curl_share_cleanup(sh), CURLSHE_OK);
+  /* The share closed it: the server sees the FIN. */
+  for (i = 0; i < 100 && us.open != 0; i++) {
+    run_for(5);
+    fy_up_stats(up, &us);
+  }
+  cr_assert_eq(us.open, 0);
 }
 
 /* ---- re-entrancy ------------------------------------------------------- */

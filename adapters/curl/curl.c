@@ -7,9 +7,9 @@
  * How curl is driven (c-style-anchors.md §2.5):
  * - one uv_poll_t per socket, registered with curl_multi_assign() and
  *   started and stopped from the socket callback.  A connection socket
- *   (opened through our CURLOPT_OPENSOCKETFUNCTION) keeps its poll for its
- *   whole life: CURL_POLL_REMOVE, which curl sends each time a kept-alive
- *   connection goes back to the pool, only stops it, and our
+ *   that our transfers connected keeps its poll for its whole life
+ *   ("kept"): CURL_POLL_REMOVE, which curl sends each time a kept-alive
+ *   connection goes back to the pool, leaves it be, and our
  *   CURLOPT_CLOSESOCKETFUNCTION closes it just before the fd is closed.
  *   Any other socket's poll is closed on CURL_POLL_REMOVE, before curl
  *   closes the fd.  Polls are freed in their close callback;
@@ -29,7 +29,6 @@
  * write and header callbacks abort the transfer at once. */
 #include <limits.h>
 #include <stdio.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "curl_int.h"
@@ -58,7 +57,7 @@ typedef struct sock_s sock_t;
 
 /* Connection sockets with a number at or past this get no lasting poll
  * (they are handled like other sockets); it bounds the fd table. */
-#define CONN_FD_LIMIT (1 << 20)
+#define CONN_FD_LIMIT 65536
 
 struct fy_curl_s {
   fy_ctx_t *ctx;
@@ -73,10 +72,6 @@ struct fy_curl_s {
   size_t nsocks;            /* poll handles not yet freed */
   sock_t *spare;            /* closed ones kept for reuse (SPARE_MAX) */
   unsigned nspare;
-  sock_t **conn;            /* by fd: the lasting poll of each connection
-                               socket curl opened through us */
-  size_t conn_cap;          /* entries in |conn| */
-  size_t nconn;             /* connection sockets tracked */
   size_t transfers;         /* easy handles in the multi */
   unsigned in_curl;         /* curl calls on the stack */
   int settling;
@@ -102,7 +97,8 @@ struct sock_s {
   int events;   /* the mask curl asked for */
   int watching; /* the mask the poll was started with, 0 when stopped */
   int closing;  /* uv_close() called */
-  int conn;     /* a connection socket: listed in fy_curl_t.conn */
+  int conn;     /* kept: listed in kept_socks[] */
+  int saw_out;  /* curl waited for it to be writable (a connect) */
   int idle;     /* a pooled connection's poll, left reading, unreferenced */
 };
 
@@ -642,7 +638,7 @@ static int op_start(fy_attempt_t *a, void *arg) {
   }
   reset_response(req);
   set_timeout(req, a);
-  set_socket_hooks(req); /* in case the caller changed one of them */
+  set_socket_hooks(req); /* in case the caller changed it */
   req->attempt_ = a;
   req->attempts++;
   link_transfer(c, req);
@@ -764,6 +760,14 @@ static size_t on_header(char *ptr, size_t size, size_t nitems, void *ud) {
 
 static void maybe_free(fy_curl_t *c);
 
+/* The kept polls, by fd, for every adapter in the process: the close
+ * callback finds the poll of the socket curl closes here.  Its data is
+ * not the adapter, because a connection in a CURLSH's cache may be closed
+ * after the adapter is gone (an adapter's entries go with its teardown).
+ * An fd has one owner at a time, so adapters on other threads use other
+ * entries; the table never moves. */
+static sock_t *kept_socks[CONN_FD_LIMIT];
+
 static void on_sock_closed(uv_handle_t *h) {
   sock_t *sk = fy_container_of((uv_poll_t *)h, sock_t, poll);
   fy_curl_t *c = sk->curl;
@@ -782,10 +786,8 @@ static void sock_close(fy_curl_t *c, sock_t *sk) {
   if (sk->closing)
     return;
   sk->closing = 1;
-  if (sk->conn) {
-    c->conn[sk->fd] = NULL;
-    c->nconn--;
-  }
+  if (sk->conn)
+    kept_socks[sk->fd] = NULL;
   if (sk->prev != NULL)
     sk->prev->next = sk->next;
   else
@@ -881,13 +883,14 @@ static sock_t *sock_new(fy_curl_t *c, curl_socket_t s, int *rc) {
   return sk;
 }
 
-/* The lasting poll of connection socket |s|, or NULL. */
-static sock_t *conn_sock(const fy_curl_t *c, curl_socket_t s) {
-  return s >= 0 && (size_t)s < c->conn_cap ? c->conn[s] : NULL;
+/* The kept poll of socket |s| if it is this adapter's, or NULL. */
+static sock_t *kept_sock(const fy_curl_t *c, curl_socket_t s) {
+  sock_t *sk = s >= 0 && s < CONN_FD_LIMIT ? kept_socks[s] : NULL;
+  return sk != NULL && sk->curl == c ? sk : NULL;
 }
 
-/* A connection goes back to curl's pool.  Its poll stays as it is if it
- * only reads (a response was its last wait), unreferenced so that it
+/* A kept connection goes back to curl's pool.  Its poll stays as it is if
+ * it only reads (a response was its last wait), unreferenced so that it
  * keeps no loop alive: the next transfer on the connection, which curl
  * starts by waiting to read, then costs no system call, and a peer that
  * closes the idle connection wakes us once (on_poll stops the poll).  A
@@ -905,6 +908,26 @@ static void park(sock_t *sk) {
   sock_stop(sk);
 }
 
+/* A socket curl first waited on to become writable (a connect) and now
+ * waits on to be readable is the active socket of a connection that one
+ * of our transfers opened: curl 7.88 makes a socket the connection's own
+ * as soon as it connects, before anything waits to read it, and then
+ * closes it through the close callback of the handle that opened the
+ * connection (set on every attempt: set_socket_hooks()).  Only such a
+ * socket is kept.  A connect attempt that loses or fails may be closed
+ * without that callback, or any notice; it has never waited to read.  A
+ * pooled connection's socket met by a fresh poll starts by reading, and
+ * the resolver's wake-up socket only ever reads. */
+static void maybe_keep(sock_t *sk, int events) {
+  if (events & UV_WRITABLE)
+    sk->saw_out = 1;
+  if (sk->conn || !sk->saw_out || !(events & UV_READABLE) ||
+      sk->fd >= CONN_FD_LIMIT || kept_socks[sk->fd] != NULL)
+    return;
+  sk->conn = 1;
+  kept_socks[sk->fd] = sk;
+}
+
 static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp,
                      void *socketp) {
   fy_curl_t *c = userp;
@@ -913,9 +936,9 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp,
   int rc;
 
   if (what == CURL_POLL_REMOVE) {
-    /* A connection back in the pool keeps its poll for the next transfer
-     * (its close callback closes it); any other socket's poll goes now,
-     * before curl closes the fd: a poll must never outlive it. */
+    /* A kept connection back in the pool keeps its poll for the next
+     * transfer (its close callback closes it); any other socket's poll
+     * goes now, before curl closes the fd: a poll must never outlive it. */
     if (sk != NULL && sk->conn) {
       sk->events = 0;
       park(sk);
@@ -931,11 +954,12 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp,
   if (sk == NULL) {
     if (c->tearing || events == 0)
       return 0; /* no new polling once shutting down */
-    sk = conn_sock(c, s);
+    sk = kept_sock(c, s);
     if (sk == NULL && (sk = sock_new(c, s, &rc)) == NULL)
       return sock_failed(c, easy, rc);
     curl_multi_assign(c->multi, s, sk);
   }
+  maybe_keep(sk, events);
   if (sk->idle) {
     sk->idle = 0;
     uv_ref((uv_handle_t *)&sk->poll);
@@ -953,66 +977,13 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp,
   return uv_poll_start(&sk->poll, events, on_poll) == 0 ? 0 : -1;
 }
 
-/* Room in c->conn for fd |s|.  Returns 0 or UV_ENOMEM. */
-static int conn_reserve(fy_curl_t *c, curl_socket_t s) {
-  size_t cap = c->conn_cap, need = (size_t)s + 1;
-  sock_t **t;
-  if (need <= cap)
-    return 0;
-  if (cap < 64)
-    cap = 64;
-  while (cap < need)
-    cap *= 2;
-  t = fyc_realloc(c->conn, cap * sizeof(*t));
-  if (t == NULL)
-    return UV_ENOMEM;
-  memset(t + c->conn_cap, 0, (cap - c->conn_cap) * sizeof(*t));
-  c->conn = t;
-  c->conn_cap = cap;
-  return 0;
-}
-
-/* CURLOPT_OPENSOCKETFUNCTION: curl's own default (a plain socket()), and
- * the socket gets a poll handle for as long as it lives.  curl sends
- * CURL_POLL_REMOVE each time a kept-alive connection goes back to the pool
- * and asks again when the next transfer takes it: with a fresh poll each
- * time, every request would pay libuv's fd check (two epoll_ctl calls), an
- * ioctl and a deregistration.  Only sockets opened here are kept, because
- * only these are sure to be closed through on_close_socket(): curl gives a
- * connection the close callback of the handle that opened it.  Without
- * memory for the poll, the transfer fails with UV_ENOMEM, as in
- * sock_failed(). */
-static curl_socket_t on_open_socket(void *ud, curlsocktype purpose,
-                                    struct curl_sockaddr *addr) {
-  fy_curl_req_t *req = ud;
-  fy_curl_t *c = req->owner_;
-  curl_socket_t s = socket(addr->family, addr->socktype, addr->protocol);
-  sock_t *sk;
-  int rc = 0;
-  if (s == CURL_SOCKET_BAD || purpose != CURLSOCKTYPE_IPCXN || c->tearing ||
-      s >= CONN_FD_LIMIT)
-    return s; /* handled like any other socket */
-  if (c->conn_cap > (size_t)s && c->conn[s] != NULL)
-    sock_close(c, c->conn[s]); /* cannot happen: it was closed through us */
-  if ((rc = conn_reserve(c, s)) != 0 || (sk = sock_new(c, s, &rc)) == NULL) {
-    if (req->local_error_ == 0)
-      req->local_error_ = rc;
-    close(s);
-    return CURL_SOCKET_BAD;
-  }
-  sk->conn = 1;
-  c->conn[s] = sk;
-  c->nconn++;
-  return s;
-}
-
-/* CURLOPT_CLOSESOCKETFUNCTION: the poll goes first (uv_close() takes the
- * fd out of the loop's epoll set at once), then the fd. */
+/* CURLOPT_CLOSESOCKETFUNCTION: a kept poll goes first (uv_close() takes
+ * the fd out of the loop's epoll set at once), then the fd. */
 static int on_close_socket(void *ud, curl_socket_t s) {
-  fy_curl_t *c = ud;
-  sock_t *sk = conn_sock(c, s);
+  sock_t *sk = s >= 0 && s < CONN_FD_LIMIT ? kept_socks[s] : NULL;
+  (void)ud;
   if (sk != NULL)
-    sock_close(c, sk);
+    sock_close(sk->curl, sk);
   return close(s) == 0 ? 0 : 1;
 }
 
@@ -1045,7 +1016,6 @@ static void maybe_free(fy_curl_t *c) {
     c->spare = sk->next;
     fyc_free(sk);
   }
-  fyc_free(c->conn);
   cb = c->close_cb;
   if (cb != NULL)
     cb(c, c->close_ud);
@@ -1240,16 +1210,14 @@ void fy_curl_stats(const fy_curl_t *c, fy_curl_stats_t *out) {
 
 /* ---- requests ---------------------------------------------------------- */
 
-/* Both or neither: a connection opened through on_open_socket() must close
- * through on_close_socket().  The close callback's data is the adapter: a
- * pooled connection keeps it and may outlive the request, never the multi
- * handle, which the adapter outlives. */
+/* Every connection one of our attempts opens closes through our close
+ * callback (a connection keeps the callback of the handle that opened it),
+ * which the kept polls rely on: set on every attempt, in case the caller
+ * changed it. */
 static int set_socket_hooks(fy_curl_req_t *req) {
   CURL *e = req->easy;
-  return curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket) ||
-         curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, req) ||
-         curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket) ||
-         curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, req->owner_);
+  return curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket) ||
+         curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, NULL);
 }
 
 static int setup_easy(fy_curl_req_t *req) {
