@@ -51,8 +51,9 @@ enum {
 
 typedef struct sock_s sock_t;
 
-/* Closed poll handles kept for reuse: a socket curl did not open through
- * us (its resolver's, say) has a poll for one transfer only. */
+/* Closed poll handles kept for reuse: a socket that is not kept (a
+ * connect attempt, the resolver's, a pooled connection another multi
+ * opened) has a poll for one transfer only. */
 #define SPARE_MAX 64
 
 /* Connection sockets with a number at or past this get no lasting poll
