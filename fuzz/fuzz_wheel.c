@@ -265,6 +265,11 @@ static void on_deadline(fy_deadline_t *d) {
   int i = idx_of(d);
   check_first(i, fy_ctx_now(ctx));
   FZ_CHECK(!fy_deadline_is_active(d), "deadline active in its callback");
+  /* Also in the middle of a batch (siblings due now, a lane's timer due
+   * too): the count is what the model says is pending. */
+  FZ_CHECK(fy_ctx_pending_deadlines(ctx) == model_count(0),
+           "%zu pending in a callback, model says %zu",
+           fy_ctx_pending_deadlines(ctx), model_count(0));
   switch (fz_u8(Z) % 6) {
   case 1:
     ctx_stop((int)fz_below(Z, NDL));

@@ -149,6 +149,18 @@ static void count_pending(fy_ctx_t *ctx, const fy_deadline_t *d, int delta) {
   }
 }
 
+/* |d| starts (+1) or stops (-1) being pending: it fired, stopped or was
+ * dropped.  (fy_deadline_ref/unref change only count_pending's side.) */
+static void note_pending(fy_ctx_t *ctx, const fy_deadline_t *d, int delta) {
+  if (!(d->flags & FY__DL_F_INTERNAL)) {
+    if (delta > 0)
+      ctx->npending++;
+    else
+      ctx->npending--;
+  }
+  count_pending(ctx, d, delta);
+}
+
 void fy_ctx_ref(fy_ctx_t *ctx) {
   ctx->flags &= ~(unsigned)FY__CTX_UNREF;
   update_timer_ref(ctx);
@@ -159,18 +171,12 @@ void fy_ctx_unref(fy_ctx_t *ctx) {
   update_timer_ref(ctx);
 }
 
-/* Pending deadlines as the user sees them: lanes' members count, lanes'
- * own timers do not. */
-static size_t pending_count(const fy_ctx_t *ctx) {
-  return ctx->wheel.count - ctx->lane_timers + ctx->laned;
-}
-
 size_t fy_ctx_pending_deadlines(const fy_ctx_t *ctx) {
-  return pending_count(ctx);
+  return ctx->npending;
 }
 
 void fy_ctx_stats(const fy_ctx_t *ctx, fy_ctx_stats_t *out) {
-  out->deadlines = pending_count(ctx);
+  out->deadlines = ctx->npending;
   out->calls = ctx->ncalls;
   out->frames = ctx->nframes;
   out->queued = ctx->ntasks;
@@ -220,7 +226,7 @@ static void run_deadlines(fy_ctx_t *ctx, uint64_t target) {
       d = fy__queue_data(fy__queue_head(&ready), fy_deadline_t, node);
       fy__queue_remove(&d->node);
       d->slot = FY__DL_IDLE;
-      count_pending(ctx, d, -1);
+      note_pending(ctx, d, -1);
       d->cb(d);
     }
     if (manual)
@@ -278,7 +284,6 @@ static void unlink_deadline(fy_ctx_t *ctx, fy_deadline_t *d) {
     fy__queue_remove(&d->node);
     d->slot = FY__DL_IDLE;
     d->lane = NULL;
-    ctx->laned--;
     return;
   }
   fy__wheel_remove(&ctx->wheel, d);
@@ -287,7 +292,7 @@ static void unlink_deadline(fy_ctx_t *ctx, fy_deadline_t *d) {
 /* |d| is about to be placed (again): counted once, linked nowhere. */
 static void claim_deadline(fy_ctx_t *ctx, fy_deadline_t *d) {
   if (d->slot == FY__DL_IDLE)
-    count_pending(ctx, d, 1);
+    note_pending(ctx, d, 1);
   else
     unlink_deadline(ctx, d);
 }
@@ -296,7 +301,7 @@ static void claim_deadline(fy_ctx_t *ctx, fy_deadline_t *d) {
 static void drop_deadline(fy_ctx_t *ctx, fy_deadline_t *d) {
   unlink_deadline(ctx, d);
   d->expiry = FY_TIME_NEVER;
-  count_pending(ctx, d, -1);
+  note_pending(ctx, d, -1);
 }
 
 int fy_deadline_start_at(fy_deadline_t *d, uint64_t when) {
@@ -346,10 +351,8 @@ void fy_deadline_stop(fy_deadline_t *d) {
 /* ---- lanes (internal.h) ------------------------------------------------ */
 
 static void lane_arm(fy__lane_t *lane, uint64_t when) {
-  fy_ctx_t *ctx = lane->timer.ctx;
-  int idle = lane->timer.slot == FY__DL_IDLE;
-  if (fy_deadline_start_at(&lane->timer, when) == 0 && idle)
-    ctx->lane_timers++;
+  /* Fails only once the context is final, when nothing fires any more. */
+  (void)fy_deadline_start_at(&lane->timer, when);
 }
 
 /* The lane's timer: fire the members that are due, in order, and go on to
@@ -360,7 +363,6 @@ static void on_lane_timer(fy_deadline_t *t) {
   fy_ctx_t *ctx = t->ctx;
   uint64_t now = fy_ctx_now(ctx);
   fy_deadline_t *d;
-  ctx->lane_timers--;
   while (!fy__queue_empty(&lane->fifo)) {
     d = fy__queue_data(fy__queue_head(&lane->fifo), fy_deadline_t, node);
     if (d->expiry > now) {
@@ -375,7 +377,7 @@ static void on_lane_timer(fy_deadline_t *t) {
 void fy__lane_init(fy_ctx_t *ctx, fy__lane_t *lane) {
   fy__queue_init(&lane->fifo);
   fy__deadline_init(ctx, &lane->timer, on_lane_timer);
-  lane->timer.flags |= FY__DL_F_UNREF;
+  lane->timer.flags |= FY__DL_F_UNREF | FY__DL_F_INTERNAL;
   lane->tail = 0;
   fy__queue_insert_tail(&ctx->lanes, &lane->node);
 }
@@ -392,7 +394,6 @@ int fy__lane_start(fy__lane_t *lane, fy_deadline_t *d, uint64_t when) {
   d->slot = FY__DL_LANE;
   d->lane = lane;
   fy__queue_insert_tail(&lane->fifo, &d->node);
-  ctx->laned++;
   lane->tail = when;
   /* The timer is at the head's expiry or earlier, unless idle. */
   if (lane->timer.slot == FY__DL_IDLE)
@@ -409,10 +410,7 @@ void fy__lane_close(fy__lane_t *lane) {
         fy__queue_data(fy__queue_head(&lane->fifo), fy_deadline_t, node);
     drop_deadline(ctx, d);
   }
-  if (lane->timer.slot != FY__DL_IDLE) {
-    fy_deadline_stop(&lane->timer);
-    ctx->lane_timers--;
-  }
+  fy_deadline_stop(&lane->timer);
   fy__queue_remove(&lane->node);
 }
 
@@ -544,9 +542,7 @@ static void drop_deadlines(fy_ctx_t *ctx) {
             fy__queue_data(fy__queue_head(q), fy_deadline_t, node);
         fy__wheel_remove(&ctx->wheel, d);
         d->expiry = FY_TIME_NEVER;
-        if (d->cb == on_lane_timer)
-          ctx->lane_timers--;
-        count_pending(ctx, d, -1);
+        note_pending(ctx, d, -1);
       }
     }
   }

@@ -178,8 +178,8 @@ struct fy_ctx_s {
   size_t strong;     /* pending deadlines that keep the loop alive */
   int timer_refd;    /* the uv timer is referenced */
   fy__queue_t lanes; /* fy__lane_t, to drop their members at the end */
-  size_t laned;      /* deadlines pending in lanes */
-  size_t lane_timers; /* lanes' own timers on the wheel */
+  size_t npending;   /* pending deadlines, as fy_ctx_pending_deadlines()
+                        reports them (lanes' own timers left out) */
   uv_timer_t timer;
 
   /* Deferred tasks, delivered from a check handle; the idle handle keeps

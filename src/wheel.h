@@ -32,7 +32,8 @@
 #define FY__DL_LANE 0xfffffffdu  /* pending in a lane (fy__lane_t) */
 
 /* fy_deadline_t.flags */
-#define FY__DL_F_UNREF 1u /* does not keep the loop alive */
+#define FY__DL_F_UNREF 1u    /* does not keep the loop alive */
+#define FY__DL_F_INTERNAL 2u /* a lane's own timer: not counted as pending */
 
 typedef struct fy__wheel_s {
   uint64_t wtime;
