@@ -20,14 +20,14 @@
 #include <string.h>
 #include <uv.h>
 
-#include "breaker.h"
+#include "breaker_sm.h"
 #include "fuzz.h"
 #include "internal.h"
 
 #define NPERMITS 24
 
 static fz_t *Z;
-static fy__brk_t B;
+static fy__breaker_sm_t B;
 static fy_breaker_permit_t P[NPERMITS];
 static fy_breaker_opts_t O;
 static uint64_t now;
@@ -67,15 +67,15 @@ static int machine_runs(void) {
 /* Drain the queued changes: each starts where the previous ended. */
 static void drain_events(void) {
   fy_breaker_state_t from, to;
-  while (fy__brk_next_event(&B, &from, &to)) {
+  while (fy__breaker_sm_next_event(&B, &from, &to)) {
     FZ_CHECK(from == seen, "change %d->%d, but the last one ended at %d", from,
              to, seen);
     FZ_CHECK(from != to, "a change from %d to itself", from);
     FZ_CHECK((unsigned)to <= FY_BREAKER_HALF_OPEN, "state %d", to);
     seen = to;
   }
-  FZ_CHECK(seen == fy__brk_state(&B), "chain ends at %d, visible %d", seen,
-           fy__brk_state(&B));
+  FZ_CHECK(seen == fy__breaker_sm_state(&B), "chain ends at %d, visible %d", seen,
+           fy__breaker_sm_state(&B));
 }
 
 static void check_machine(void) {
@@ -87,7 +87,7 @@ static void check_machine(void) {
            (unsigned long long)B.generation, (unsigned long long)last_gen);
   last_gen = B.generation;
   for (k = 0; k < NPERMITS; k++)
-    live += P[k].kind != FY__BRK_P_INERT && P[k].generation == B.generation;
+    live += P[k].kind != FY__BREAKER_SM_P_INERT && P[k].generation == B.generation;
   FZ_CHECK(c->inflight == live, "%llu permits in flight, %llu live",
            (unsigned long long)c->inflight, (unsigned long long)live);
   if (B.state == FY_BREAKER_HALF_OPEN)
@@ -113,11 +113,11 @@ static void check_machine(void) {
              "open duration %llu outside [%llu, %llu]",
              (unsigned long long)B.open_cur, (unsigned long long)B.open_ms,
              (unsigned long long)B.open_max_ms);
-    FZ_CHECK(fy__brk_wakeup(&B) ==
+    FZ_CHECK(fy__breaker_sm_wakeup(&B) ==
                  (machine_runs() ? B.open_until : FY_TIME_NEVER),
              "wakeup");
   } else {
-    FZ_CHECK(fy__brk_wakeup(&B) == FY_TIME_NEVER, "wakeup while not open");
+    FZ_CHECK(fy__breaker_sm_wakeup(&B) == FY_TIME_NEVER, "wakeup while not open");
   }
   /* A closed machine never sits past the default predicate. */
   if (B.state == FY_BREAKER_CLOSED && machine_runs() &&
@@ -140,10 +140,10 @@ static int predicate(const fy_breaker_counts_t *c, void *ud) {
   if (predicate_depth++ == 0) {
     switch (what % 8) {
     case 5:
-      fy__brk_reset(&B, now);
+      fy__breaker_sm_reset(&B, now);
       break;
     case 6:
-      fy__brk_set_mode(&B, (fy_breaker_mode_t)fz_below(Z, 5), now);
+      fy__breaker_sm_set_mode(&B, (fy_breaker_mode_t)fz_below(Z, 5), now);
       break;
     case 7:
       op_acquire((int)fz_below(Z, NPERMITS), 1);
@@ -157,22 +157,22 @@ static int predicate(const fy_breaker_counts_t *c, void *ud) {
 }
 
 static void op_acquire(int k, int reentrant) {
-  fy__brk_verdict_t v;
+  fy__breaker_sm_verdict_t v;
   fy_breaker_state_t before;
   uint64_t open_until;
   int rc;
 
-  if ((P[k].kind != FY__BRK_P_INERT && P[k].generation == B.generation) ||
+  if ((P[k].kind != FY__BREAKER_SM_P_INERT && P[k].generation == B.generation) ||
       k == recording)
     return; /* the slot holds a live permit */
-  fy__brk_advance(&B, now);
+  fy__breaker_sm_advance(&B, now);
   before = B.state;
   open_until = B.open_until;
-  rc = fy__brk_acquire(&B, &P[k], now, &v);
+  rc = fy__breaker_sm_acquire(&B, &P[k], now, &v);
   FZ_CHECK(rc == 0 || rc == FY_ECIRCUITOPEN, "acquire: %d", rc);
   FZ_CHECK(rc == v.refused, "verdict %d, rc %d", v.refused, rc);
   if (rc != 0) {
-    FZ_CHECK(P[k].kind == FY__BRK_P_INERT, "a refusal holds a permit");
+    FZ_CHECK(P[k].kind == FY__BREAKER_SM_P_INERT, "a refusal holds a permit");
     FZ_CHECK(B.mode == FY_BREAKER_FORCED_OPEN || B.state != FY_BREAKER_CLOSED,
              "a closed breaker refused");
     if (B.mode != FY_BREAKER_FORCED_OPEN && before == FY_BREAKER_OPEN) {
@@ -197,17 +197,17 @@ static void op_record(int k) {
   uint8_t o = fz_u8(Z);
   fy_outcome_t outcome = (fy_outcome_t)(o % 3);
   uint64_t latency = o & 8 ? fz_time(Z) * 1000000u : fz_u32(Z);
-  int stale = p.kind == FY__BRK_P_INERT || p.generation != B.generation;
+  int stale = p.kind == FY__BREAKER_SM_P_INERT || p.generation != B.generation;
 
   if (stale && !(o & 16))
-    fy__brk_advance(&B, now); /* so that only the record can change */
+    fy__breaker_sm_advance(&B, now); /* so that only the record can change */
   before = B.counts;
   gen = B.generation;
   state = B.state;
   recording = k;
-  fy__brk_record(&B, &P[k], outcome, latency, now);
+  fy__breaker_sm_record(&B, &P[k], outcome, latency, now);
   recording = -1;
-  FZ_CHECK(P[k].kind == FY__BRK_P_INERT, "a recorded permit stays live");
+  FZ_CHECK(P[k].kind == FY__BREAKER_SM_P_INERT, "a recorded permit stays live");
   if (stale && !(o & 16)) {
     /* The generation guard: an old permit changes nothing. */
     FZ_CHECK(B.generation == gen && B.state == state &&
@@ -234,17 +234,17 @@ static void run_pure(fz_t *z) {
   gen_opts(z, &O);
   if (fz_u8(z) & 1)
     O.ready_to_trip = predicate;
-  if (fy__brk_validate(&O) != 0)
+  if (fy__breaker_sm_validate(&O) != 0)
     return;
-  wbytes = fy__brk_window_bytes(&O);
+  wbytes = fy__breaker_sm_window_bytes(&O);
   if (wbytes > sizeof(window_mem))
     return;
   memset(window_mem, 0, wbytes);
   memset(P, 0, sizeof(P));
   now = fz_u8(z) & 1 ? fz_u64_edge(z) >> 2 : fz_u32(z);
-  fy__brk_init(&B, &O, wbytes ? window_mem : NULL, now);
+  fy__breaker_sm_init(&B, &O, wbytes ? window_mem : NULL, now);
   last_gen = B.generation;
-  seen = fy__brk_state(&B);
+  seen = fy__breaker_sm_state(&B);
   check_machine();
 
   while (!fz_done(z)) {
@@ -262,8 +262,8 @@ static void run_pure(fz_t *z) {
       op_record(k);
       break;
     case 6:
-      fy__brk_release(&B, &P[k]);
-      FZ_CHECK(P[k].kind == FY__BRK_P_INERT, "released permit stays live");
+      fy__breaker_sm_release(&B, &P[k]);
+      FZ_CHECK(P[k].kind == FY__BREAKER_SM_P_INERT, "released permit stays live");
       check_machine();
       break;
     case 7:
@@ -274,8 +274,8 @@ static void run_pure(fz_t *z) {
         now = before;
       if (fz_u8(z) & 1) {
         /* Eagerly, as the driver's deadline does. */
-        uint64_t wake = fy__brk_wakeup(&B);
-        fy__brk_advance(&B, now);
+        uint64_t wake = fy__breaker_sm_wakeup(&B);
+        fy__breaker_sm_advance(&B, now);
         if (wake != FY_TIME_NEVER && now >= wake)
           FZ_CHECK(B.state == FY_BREAKER_HALF_OPEN, "still %d after open_until",
                    B.state);
@@ -284,7 +284,7 @@ static void run_pure(fz_t *z) {
       break;
     case 9: {
       int mode = (int)fz_below(z, 7) - 1;
-      int rc = fy__brk_set_mode(&B, (fy_breaker_mode_t)mode, now);
+      int rc = fy__breaker_sm_set_mode(&B, (fy_breaker_mode_t)mode, now);
       FZ_CHECK(rc == ((unsigned)mode < FY_BREAKER_MODE__COUNT ? 0 : UV_EINVAL),
                "set_mode(%d): %d", mode, rc);
       check_machine();
@@ -292,7 +292,7 @@ static void run_pure(fz_t *z) {
     }
     case 10: {
       uint64_t gen = B.generation;
-      fy__brk_reset(&B, now);
+      fy__breaker_sm_reset(&B, now);
       FZ_CHECK(B.generation > gen, "reset kept the generation");
       FZ_CHECK(B.state == FY_BREAKER_CLOSED, "reset left state %d", B.state);
       check_machine();
@@ -300,7 +300,7 @@ static void run_pure(fz_t *z) {
     }
     default: {
       fy_breaker_counts_t c;
-      fy__brk_counts(&B, now, &c);
+      fy__breaker_sm_counts(&B, now, &c);
       FZ_CHECK(c.window_calls == B.total.calls, "window calls");
       drain_events();
       break;
@@ -309,10 +309,10 @@ static void run_pure(fz_t *z) {
   }
   drain_events();
   for (k = 0; k < NPERMITS; k++)
-    fy__brk_release(&B, &P[k]);
+    fy__breaker_sm_release(&B, &P[k]);
   FZ_CHECK(B.counts.inflight == 0, "%llu permits leaked",
            (unsigned long long)B.counts.inflight);
-  fy__brk_free(&B);
+  fy__breaker_sm_free(&B);
 }
 
 /* ---- the public API on a context ----------------------------------------- */
@@ -393,7 +393,7 @@ static void run_api(fz_t *z) {
   }
   gen_opts(z, &O);
   O.on_state_change = on_change;
-  if (fy__brk_validate(&O) != 0 || fy__brk_window_bytes(&O) > 65536)
+  if (fy__breaker_sm_validate(&O) != 0 || fy__breaker_sm_window_bytes(&O) > 65536)
     return;
   fz_alloc_install();
   memset(&copts, 0, sizeof(copts));

@@ -16,15 +16,15 @@
 
 #include <fortify.h>
 
-#include "bulkhead.h"
+#include "bulkhead_sm.h"
 #include "fuzz.h"
 
 #define NW 32
 
 enum { IDLE = 0, QUEUED, RUNNING };
 
-static fy__bh_core_t C;
-static fy__bh_waiter_t W[NW];
+static fy__bulkhead_sm_t C;
+static fy__bulkhead_sm_waiter_t W[NW];
 static int state[NW];
 static uint64_t joined[NW];
 static int queue[NW]; /* the model's queue, head first */
@@ -32,7 +32,7 @@ static int qlen;
 static uint32_t active; /* running waiters plus permits */
 static uint32_t permits;
 
-static int idx(const fy__bh_waiter_t *w) {
+static int idx(const fy__bulkhead_sm_waiter_t *w) {
   return (int)(w - W);
 }
 
@@ -57,17 +57,17 @@ static void check(void) {
            C.max_concurrent);
   FZ_CHECK(C.queued <= C.max_queue, "%u queued of %u", C.queued, C.max_queue);
   for (q = C.queue.next; q != &C.queue; q = q->next, k++) {
-    fy__bh_waiter_t *w = fy__queue_data(q, fy__bh_waiter_t, node);
+    fy__bulkhead_sm_waiter_t *w = fy__queue_data(q, fy__bulkhead_sm_waiter_t, node);
     FZ_CHECK(k < qlen && idx(w) == queue[k], "queue order differs at %d", k);
   }
   FZ_CHECK(k == qlen, "queue has %d, model %d", k, qlen);
-  FZ_CHECK(fy__bh_head(&C) == (qlen ? &W[queue[0]] : NULL), "head");
+  FZ_CHECK(fy__bulkhead_sm_head(&C) == (qlen ? &W[queue[0]] : NULL), "head");
 }
 
 /* The driver hands freed slots to the head of the queue at once. */
 static void dispatch(void) {
-  fy__bh_waiter_t *w;
-  while ((w = fy__bh_next(&C)) != NULL) {
+  fy__bulkhead_sm_waiter_t *w;
+  while ((w = fy__bulkhead_sm_next(&C)) != NULL) {
     int i = idx(w);
     FZ_CHECK(qlen > 0 && i == queue[0], "a slot went to %d, not the head", i);
     q_remove(i);
@@ -88,14 +88,14 @@ static void admit(int i, uint64_t now) {
     expect = FY__BH_QUEUED;
   else
     expect = FY_EBULKHEADFULL;
-  rc = fy__bh_admit(&C, &W[i], now);
+  rc = fy__bulkhead_sm_admit(&C, &W[i], now);
   FZ_CHECK(rc == expect, "admit: %d, expected %d (active %u, queued %d)", rc,
            expect, active, qlen);
   if (rc == FY__BH_RUN) {
     state[i] = RUNNING;
     active++;
   } else if (rc == FY__BH_QUEUED) {
-    uint64_t want = fy__bh_queue_deadline(&C, now);
+    uint64_t want = fy__bulkhead_sm_queue_deadline(&C, now);
     FZ_CHECK(W[i].deadline == want, "wait deadline");
     if (C.queue_timeout_ms == 0)
       FZ_CHECK(want == FY_TIME_NEVER, "a wait without limit has an end");
@@ -129,7 +129,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (max_c < 1 || max_c > FY_BULKHEAD_LIMIT_MAX ||
       max_q > FY_BULKHEAD_LIMIT_MAX)
     return 0; /* fy_bulkhead_new() refuses these (fuzz_options) */
-  fy__bh_init(&C, max_c, max_q, fz_u8(&z) & 1 ? fz_time(&z) : fz_u64_edge(&z),
+  fy__bulkhead_sm_init(&C, max_c, max_q, fz_u8(&z) & 1 ? fz_time(&z) : fz_u64_edge(&z),
               fz_u8(&z) & 1);
   if (C.queue_timeout_ms > FY_BULKHEAD_TIMEOUT_MAX)
     return 0;
@@ -153,7 +153,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       admit(i, now);
       break;
     case 3:
-      rc = fy__bh_try_acquire(&C);
+      rc = fy__bulkhead_sm_try_acquire(&C);
       FZ_CHECK(
           rc == (active < C.max_concurrent && qlen == 0 ? 0 : FY_EBULKHEADFULL),
           "try_acquire: %d (active %u, queued %d)", rc, active, qlen);
@@ -171,10 +171,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         permits--;
       } else {
         if (active == 0)
-          fy__bh_release(&C); /* nothing in use: a no-op */
+          fy__bulkhead_sm_release(&C); /* nothing in use: a no-op */
         break;
       }
-      fy__bh_release(&C);
+      fy__bulkhead_sm_release(&C);
       active--;
       if (fz_u8(&z) % 4 != 0)
         dispatch();
@@ -182,7 +182,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     case 6:
       /* A waiter's caller gives up. */
       if (state[i] == QUEUED) {
-        fy__bh_leave(&C, &W[i]);
+        fy__bulkhead_sm_leave(&C, &W[i]);
         q_remove(i);
         state[i] = IDLE;
         FZ_CHECK(fy__queue_empty(&W[i].node), "left waiter still linked");
@@ -197,7 +197,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         int over;
         if (state[k] != QUEUED)
           continue;
-        over = fy__bh_expired(&W[k], now);
+        over = fy__bulkhead_sm_expired(&W[k], now);
         FZ_CHECK(over ==
                      (W[k].deadline != FY_TIME_NEVER && now >= W[k].deadline),
                  "expired at %llu, deadline %llu", (unsigned long long)now,
@@ -210,7 +210,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                  "a wait ended after %llu of %llu ms",
                  (unsigned long long)(now - joined[k]),
                  (unsigned long long)C.queue_timeout_ms);
-        fy__bh_leave(&C, &W[k]);
+        fy__bulkhead_sm_leave(&C, &W[k]);
         q_remove(k);
         state[k] = IDLE;
       }
@@ -225,16 +225,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   /* Everybody leaves: nothing may stay in use. */
   for (i = 0; i < NW; i++) {
     if (state[i] == QUEUED) {
-      fy__bh_leave(&C, &W[i]);
+      fy__bulkhead_sm_leave(&C, &W[i]);
       q_remove(i);
     } else if (state[i] == RUNNING) {
-      fy__bh_release(&C);
+      fy__bulkhead_sm_release(&C);
       active--;
     }
     state[i] = IDLE;
   }
   while (permits-- > 0) {
-    fy__bh_release(&C);
+    fy__bulkhead_sm_release(&C);
     active--;
   }
   check();

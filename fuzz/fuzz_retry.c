@@ -18,7 +18,7 @@
 #include <fortify.h>
 
 #include "fuzz.h"
-#include "retry.h"
+#include "retry_sm.h"
 
 static fz_t *Z;
 static unsigned classify_key;
@@ -66,21 +66,21 @@ static uint64_t cap_of(const fy_retry_opts_t *o) {
 /* The un-jittered delay, the way the documentation states it. */
 static uint64_t plain(const fy_retry_opts_t *o, unsigned attempt) {
   fy_retry_opts_t p = *o;
-  fy__retry_seq_t seq;
+  fy__retry_sm_seq_t seq;
   uint64_t rng = 1;
   memset(&seq, 0, sizeof(seq));
   p.jitter = FY_RETRY_JITTER_NONE;
-  return fy__retry_backoff(&p, attempt, &seq, &rng);
+  return fy__retry_sm_backoff(&p, attempt, &seq, &rng);
 }
 
 static void check_backoff(const fy_retry_opts_t *o, unsigned attempt,
-                          fy__retry_seq_t *seq, uint64_t *rng) {
-  fy__retry_seq_t seq2 = *seq;
+                          fy__retry_sm_seq_t *seq, uint64_t *rng) {
+  fy__retry_sm_seq_t seq2 = *seq;
   uint64_t rng2 = *rng, prev = seq->count ? seq->prev_ms : o->initial_delay_ms;
   uint64_t cap = cap_of(o), base = plain(o, attempt), d, d2, lo, hi;
 
-  d = fy__retry_backoff(o, attempt, seq, rng);
-  d2 = fy__retry_backoff(o, attempt, &seq2, &rng2);
+  d = fy__retry_sm_backoff(o, attempt, seq, rng);
+  d2 = fy__retry_sm_backoff(o, attempt, &seq2, &rng2);
   FZ_CHECK(d == d2 && rng2 == *rng && seq2.prev_ms == seq->prev_ms,
            "backoff not deterministic: %llu then %llu", (unsigned long long)d,
            (unsigned long long)d2);
@@ -130,7 +130,7 @@ static void check_backoff(const fy_retry_opts_t *o, unsigned attempt,
   }
 }
 
-static void check_decide(const fy_retry_opts_t *o, fy__retry_seq_t *seq,
+static void check_decide(const fy_retry_opts_t *o, fy__retry_sm_seq_t *seq,
                          uint64_t *rng, fz_t *z) {
   unsigned tries = fz_u8(z) & 1 ? 1 + (unsigned)fz_below(z, o->max_attempts + 1)
                                 : (unsigned)fz_u32(z);
@@ -139,14 +139,14 @@ static void check_decide(const fy_retry_opts_t *o, fy__retry_seq_t *seq,
   unsigned flags = (unsigned)fz_below(z, 4);
   uint64_t now = fz_u8(z) & 1 ? fz_u32(z) : fz_u64_edge(z);
   uint64_t deadline = fz_u8(z) & 1 ? FY_TIME_NEVER : now + fz_time(z);
-  fy__retry_plan_t plan;
+  fy__retry_sm_plan_t plan;
   int retryable;
 
   if (deadline < now)
     deadline = FY_TIME_NEVER;
-  fy__retry_decide(o, seq, rng, tries, status, hint, flags, now, deadline,
+  fy__retry_sm_decide(o, seq, rng, tries, status, hint, flags, now, deadline,
                    &plan);
-  retryable = status != 0 && fy__retry_is_retryable(o, status);
+  retryable = status != 0 && fy__retry_sm_is_retryable(o, status);
   FZ_CHECK((unsigned)plan.stop <= FY_RETRY_STOP_CLOSED, "stop %d", plan.stop);
   if (status == 0) {
     FZ_CHECK(!plan.retry && plan.stop == FY_RETRY_STOP_SUCCESS,
@@ -209,7 +209,7 @@ static void check_decide(const fy_retry_opts_t *o, fy__retry_seq_t *seq,
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   fy_retry_opts_t o;
-  fy__retry_seq_t seq;
+  fy__retry_sm_seq_t seq;
   uint64_t rng, s;
   unsigned attempt = 0;
   fz_t z;
@@ -221,8 +221,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (fy__retry_opts_check(&o) != 0)
     return 0;
   s = o.seed;
-  FZ_CHECK(fy__retry_rng_seed(s, 7) == s, "an explicit seed was changed");
-  rng = fy__retry_rng_seed(o.seed, 0);
+  FZ_CHECK(fy__retry_sm_rng_seed(s, 7) == s, "an explicit seed was changed");
+  rng = fy__retry_sm_rng_seed(o.seed, 0);
   memset(&seq, 0, sizeof(seq));
   while (!fz_done(&z)) {
     double u;
@@ -239,7 +239,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       check_decide(&o, &seq, &rng, &z);
       break;
     default:
-      u = fy__retry_rng_unit(&rng);
+      u = fy__retry_sm_rng_unit(&rng);
       FZ_CHECK(u >= 0.0 && u < 1.0, "unit draw %g", u);
       memset(&seq, 0, sizeof(seq)); /* a new call */
       attempt = 0;

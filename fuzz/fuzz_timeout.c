@@ -17,7 +17,7 @@
 #include <fortify.h>
 
 #include "fuzz.h"
-#include "timeout.h"
+#include "timeout_sm.h"
 
 static fz_t *Z;
 
@@ -69,19 +69,19 @@ static void run_pure(fz_t *z) {
     now--;
   fy__timeout_sm_start(&sm, now, total, fb, idle, parent);
   total_at = sm.total_at;
-  FZ_CHECK(sm.total_at == (total ? fy__timeout_add(now, total) : FY_TIME_NEVER),
+  FZ_CHECK(sm.total_at == (total ? fy_time_add(now, total) : FY_TIME_NEVER),
            "total_at");
-  FZ_CHECK(sm.idle_at == (idle ? fy__timeout_add(now, idle) : FY_TIME_NEVER),
+  FZ_CHECK(sm.idle_at == (idle ? fy_time_add(now, idle) : FY_TIME_NEVER),
            "idle armed at start (W29)");
   while (!fz_done(z)) {
     uint64_t step = fz_time(z), a = fz_u64_edge(z), b = fz_u64_edge(z);
-    uint64_t sum = fy__timeout_add(a, b);
+    uint64_t sum = fy_time_add(a, b);
     FZ_CHECK(sum != FY_TIME_NEVER && (sum >= a || a == FY_TIME_NEVER),
              "add(%llu, %llu) = %llu", (unsigned long long)a,
              (unsigned long long)b, (unsigned long long)sum);
     if (fz_u8(z) & 1) {
       fy_timeout_stage_t before = fy__timeout_sm_due(&sm, now);
-      now = fy__timeout_add(now, step);
+      now = fy_time_add(now, step);
       /* Without a mark, what was due stays due. */
       if (before != FY_TIMEOUT_STAGE_NONE)
         FZ_CHECK(fy__timeout_sm_due(&sm, now) != FY_TIMEOUT_STAGE_NONE,
@@ -92,7 +92,7 @@ static void run_pure(fz_t *z) {
       FZ_CHECK(sm.marks == marks + 1, "marks");
       FZ_CHECK(sm.first_byte_at == FY_TIME_NEVER, "first byte armed");
       FZ_CHECK(sm.idle_at ==
-                   (idle ? fy__timeout_add(now, idle) : FY_TIME_NEVER),
+                   (idle ? fy_time_add(now, idle) : FY_TIME_NEVER),
                "idle not restarted by a mark");
       FZ_CHECK(sm.total_at == total_at, "a mark moved the total limit");
     }

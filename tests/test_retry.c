@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "fortify.h"
-#include "retry.h"
+#include "retry_sm.h"
 
 #define HOUR_MS ((uint64_t)60 * 60 * 1000)
 #define DAY_MS (24 * HOUR_MS)
@@ -642,13 +642,13 @@ Test(retry, stop_names) {
  * ====================================================================== */
 
 static uint64_t bo(const fy_retry_opts_t *o, unsigned attempt,
-                   fy__retry_seq_t *seq, uint64_t *rng) {
-  return fy__retry_backoff(o, attempt, seq, rng);
+                   fy__retry_sm_seq_t *seq, uint64_t *rng) {
+  return fy__retry_sm_backoff(o, attempt, seq, rng);
 }
 
 Test(retry, backoff_formulas_without_jitter) {
   fy_retry_opts_t o;
-  fy__retry_seq_t seq;
+  fy__retry_sm_seq_t seq;
   uint64_t rng = 1, before;
   unsigned k;
 
@@ -679,7 +679,7 @@ Test(retry, backoff_formulas_without_jitter) {
 
 Test(retry, backoff_exponential_monotonic_to_cap) {
   fy_retry_opts_t o;
-  fy__retry_seq_t seq;
+  fy__retry_sm_seq_t seq;
   uint64_t rng = 1, prev = 0, d;
   unsigned k;
   double m[] = {1.0, 1.1, 1.5, 2.0, 3.7, 100.0};
@@ -704,7 +704,7 @@ Test(retry, backoff_exponential_monotonic_to_cap) {
 /* Every jitter kind, many draws. */
 Test(retry, backoff_full_jitter_bounds) {
   fy_retry_opts_t o;
-  fy__retry_seq_t seq;
+  fy__retry_sm_seq_t seq;
   uint64_t rng = 7, d, lo = UINT64_MAX, hi = 0;
   unsigned i, k;
   fy_retry_opts_init(&o);
@@ -728,7 +728,7 @@ Test(retry, backoff_full_jitter_bounds) {
 
 Test(retry, backoff_equal_jitter_bounds) {
   fy_retry_opts_t o;
-  fy__retry_seq_t seq;
+  fy__retry_sm_seq_t seq;
   uint64_t rng = 9, d, lo = UINT64_MAX, hi = 0;
   unsigned i;
   fy_retry_opts_init(&o);
@@ -747,7 +747,7 @@ Test(retry, backoff_equal_jitter_bounds) {
 
 Test(retry, backoff_ratio_jitter_bounds) {
   fy_retry_opts_t o;
-  fy__retry_seq_t seq;
+  fy__retry_sm_seq_t seq;
   uint64_t rng = 11, d, lo = UINT64_MAX, hi = 0;
   unsigned i;
   fy_retry_opts_init(&o);
@@ -771,7 +771,7 @@ Test(retry, backoff_ratio_jitter_bounds) {
 
 Test(retry, backoff_decorrelated_bounds) {
   fy_retry_opts_t o;
-  fy__retry_seq_t seq;
+  fy__retry_sm_seq_t seq;
   uint64_t rng = 13, d, prev;
   unsigned i, k;
   fy_retry_opts_init(&o);
@@ -804,7 +804,7 @@ static double v2_curve(double t) { return pow(2.0, t) * tanh(sqrt(4.0 * t)); }
 
 Test(retry, backoff_decorrelated_v2_bounds) {
   fy_retry_opts_t o;
-  fy__retry_seq_t seq;
+  fy__retry_sm_seq_t seq;
   uint64_t rng = 17, d, sum;
   unsigned i, k;
   fy_retry_opts_init(&o);
@@ -851,7 +851,7 @@ Test(retry, w10_cap_applies_after_jitter) {
       FY_RETRY_JITTER_EQUAL,        FY_RETRY_JITTER_DECORRELATED,
       FY_RETRY_JITTER_DECORRELATED_V2, FY_RETRY_JITTER_RATIO};
   fy_retry_opts_t o;
-  fy__retry_seq_t seq;
+  fy__retry_sm_seq_t seq;
   uint64_t rng = 21, d, top;
   size_t j;
   unsigned i, k;
@@ -907,7 +907,7 @@ Test(retry, backoff_overflow_safe) {
                                               FY_RETRY_BACKOFF_CONSTANT};
   static const unsigned attempts[] = {999, 1000, 1100, 70000, UINT32_MAX};
   fy_retry_opts_t o;
-  fy__retry_seq_t seq;
+  fy__retry_sm_seq_t seq;
   uint64_t rng = 23, d;
   size_t j, c, a;
 
@@ -948,7 +948,7 @@ Test(retry, backoff_zero_initial_delay) {
       FY_RETRY_JITTER_EQUAL,        FY_RETRY_JITTER_DECORRELATED,
       FY_RETRY_JITTER_DECORRELATED_V2, FY_RETRY_JITTER_RATIO};
   fy_retry_opts_t o;
-  fy__retry_seq_t seq;
+  fy__retry_sm_seq_t seq;
   uint64_t rng = 1;
   size_t j;
   unsigned k;
@@ -964,24 +964,24 @@ Test(retry, backoff_zero_initial_delay) {
 }
 
 Test(retry, rng_seeded_is_reproducible) {
-  uint64_t a = fy__retry_rng_seed(42, 1), b = fy__retry_rng_seed(42, 2);
-  uint64_t c = fy__retry_rng_seed(43, 1);
+  uint64_t a = fy__retry_sm_rng_seed(42, 1), b = fy__retry_sm_rng_seed(42, 2);
+  uint64_t c = fy__retry_sm_rng_seed(43, 1);
   uint64_t x, y;
   unsigned i, same = 0;
   double u;
   for (i = 0; i < 100; i++) {
-    x = fy__retry_rng_next(&a);
-    y = fy__retry_rng_next(&b);
+    x = fy__retry_sm_rng_next(&a);
+    y = fy__retry_sm_rng_next(&b);
     cr_assert_eq(x, y);
-    if (fy__retry_rng_next(&c) == x)
+    if (fy__retry_sm_rng_next(&c) == x)
       same++;
-    u = fy__retry_rng_unit(&a);
-    fy__retry_rng_unit(&b);
+    u = fy__retry_sm_rng_unit(&a);
+    fy__retry_sm_rng_unit(&b);
     cr_assert(u >= 0.0 && u < 1.0);
   }
   cr_assert_lt(same, 2);
   /* Seed 0: from the clock, and different for different salts. */
-  cr_assert_neq(fy__retry_rng_seed(0, 1), fy__retry_rng_seed(0, 2));
+  cr_assert_neq(fy__retry_sm_rng_seed(0, 1), fy__retry_sm_rng_seed(0, 2));
 }
 
 /* ====================================================================== *
@@ -1003,22 +1003,22 @@ Test(retry, w12_default_classification) {
   fy_retry_opts_t o;
   fy_retry_opts_init(&o);
   /* Failures are retried... */
-  cr_assert_eq(fy__retry_is_retryable(&o, UV_ECONNRESET), 1);
-  cr_assert_eq(fy__retry_is_retryable(&o, UV_ETIMEDOUT), 1);
-  cr_assert_eq(fy__retry_is_retryable(&o, FY_EHTTP), 1);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, UV_ECONNRESET), 1);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, UV_ETIMEDOUT), 1);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, FY_EHTTP), 1);
   /* ...but not success, the library's refusals, cancellation, or the
    * enclosing deadline. */
-  cr_assert_eq(fy__retry_is_retryable(&o, 0), 0);
-  cr_assert_eq(fy__retry_is_retryable(&o, FY_ECIRCUITOPEN), 0);
-  cr_assert_eq(fy__retry_is_retryable(&o, FY_ERATELIMITED), 0);
-  cr_assert_eq(fy__retry_is_retryable(&o, FY_EBULKHEADFULL), 0);
-  cr_assert_eq(fy__retry_is_retryable(&o, FY_EQUEUETIMEOUT), 0);
-  cr_assert_eq(fy__retry_is_retryable(&o, FY_ECLOSED), 0);
-  cr_assert_eq(fy__retry_is_retryable(&o, FY_EBUDGET), 0);
-  cr_assert_eq(fy__retry_is_retryable(&o, FY_ELIMIT), 0);
-  cr_assert_eq(fy__retry_is_retryable(&o, FY_ESHED), 0);
-  cr_assert_eq(fy__retry_is_retryable(&o, UV_ECANCELED), 0);
-  cr_assert_eq(fy__retry_is_retryable(&o, FY_EDEADLINE), 0);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, 0), 0);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, FY_ECIRCUITOPEN), 0);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, FY_ERATELIMITED), 0);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, FY_EBULKHEADFULL), 0);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, FY_EQUEUETIMEOUT), 0);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, FY_ECLOSED), 0);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, FY_EBUDGET), 0);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, FY_ELIMIT), 0);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, FY_ESHED), 0);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, UV_ECANCELED), 0);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, FY_EDEADLINE), 0);
 }
 
 Test(retry, classification_precedence) {
@@ -1031,91 +1031,91 @@ Test(retry, classification_precedence) {
   o.retryable[1] = UV_ETIMEDOUT;
   o.retryable_count = 2;
   /* Lists: non-retryable wins over retryable, retryable over default. */
-  cr_assert_eq(fy__retry_is_retryable(&o, UV_ETIMEDOUT), 0);
-  cr_assert_eq(fy__retry_is_retryable(&o, FY_ERATELIMITED), 1);
-  cr_assert_eq(fy__retry_is_retryable(&o, UV_ECONNRESET), 1);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, UV_ETIMEDOUT), 0);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, FY_ERATELIMITED), 1);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, UV_ECONNRESET), 1);
   /* The predicate wins over both lists, and may defer to them. */
   o.is_retryable = pred_answer;
   o.user_data = &pred_calls;
-  cr_assert_eq(fy__retry_is_retryable(&o, UV_EPIPE), 1);
-  cr_assert_eq(fy__retry_is_retryable(&o, UV_ECONNRESET), 0);
-  cr_assert_eq(fy__retry_is_retryable(&o, UV_ETIMEDOUT), 0);
-  cr_assert_eq(fy__retry_is_retryable(&o, FY_ERATELIMITED), 1);
-  cr_assert_eq(fy__retry_is_retryable(&o, FY_ECIRCUITOPEN), 0);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, UV_EPIPE), 1);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, UV_ECONNRESET), 0);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, UV_ETIMEDOUT), 0);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, FY_ERATELIMITED), 1);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, FY_ECIRCUITOPEN), 0);
   cr_assert_eq(pred_calls, 5);
   /* Never asked about a success. */
-  cr_assert_eq(fy__retry_is_retryable(&o, 0), 0);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, 0), 0);
   cr_assert_eq(pred_calls, 5);
 }
 
 Test(retry, decide_order_and_hints) {
   fy_retry_opts_t o;
-  fy__retry_seq_t seq;
-  fy__retry_plan_t pl;
+  fy__retry_sm_seq_t seq;
+  fy__retry_sm_plan_t pl;
   uint64_t rng = 5;
 
   fy_retry_opts_init(&o);
   memset(&seq, 0, sizeof(seq));
-  fy__retry_decide(&o, &seq, &rng, 1, 0, 0, 0, 1000, FY_TIME_NEVER, &pl);
+  fy__retry_sm_decide(&o, &seq, &rng, 1, 0, 0, 0, 1000, FY_TIME_NEVER, &pl);
   cr_assert_eq(pl.retry, 0);
   cr_assert_eq(pl.stop, FY_RETRY_STOP_SUCCESS);
-  fy__retry_decide(&o, &seq, &rng, 1, FY_ECIRCUITOPEN, 0, 0, 1000,
+  fy__retry_sm_decide(&o, &seq, &rng, 1, FY_ECIRCUITOPEN, 0, 0, 1000,
                    FY_TIME_NEVER, &pl);
   cr_assert_eq(pl.stop, FY_RETRY_STOP_NOT_RETRYABLE);
-  fy__retry_decide(&o, &seq, &rng, 3, UV_EPIPE, 0, 0, 1000, FY_TIME_NEVER,
+  fy__retry_sm_decide(&o, &seq, &rng, 3, UV_EPIPE, 0, 0, 1000, FY_TIME_NEVER,
                    &pl);
   cr_assert_eq(pl.stop, FY_RETRY_STOP_EXHAUSTED);
   cr_assert_eq(seq.count, 0); /* no delay computed for nothing */
-  fy__retry_decide(&o, &seq, &rng, 1, UV_EPIPE, 0, 0, 1000, FY_TIME_NEVER,
+  fy__retry_sm_decide(&o, &seq, &rng, 1, UV_EPIPE, 0, 0, 1000, FY_TIME_NEVER,
                    &pl);
   cr_assert_eq(pl.retry, 1);
   cr_assert_eq(pl.delay_ms, 100);
   cr_assert_eq(pl.when, 1100);
   /* Hint: max(backoff, hint). */
-  fy__retry_decide(&o, &seq, &rng, 2, UV_EPIPE, 50, 0, 1000, FY_TIME_NEVER,
+  fy__retry_sm_decide(&o, &seq, &rng, 2, UV_EPIPE, 50, 0, 1000, FY_TIME_NEVER,
                    &pl);
   cr_assert_eq(pl.delay_ms, 200);
-  fy__retry_decide(&o, &seq, &rng, 2, UV_EPIPE, 7000, 0, 1000,
+  fy__retry_sm_decide(&o, &seq, &rng, 2, UV_EPIPE, 7000, 0, 1000,
                    FY_TIME_NEVER, &pl);
   cr_assert_eq(pl.delay_ms, 7000);
   /* The hint may exceed max_delay_ms (up to max_retry_after_ms). */
   o.max_delay_ms = 150;
-  fy__retry_decide(&o, &seq, &rng, 2, UV_EPIPE, 30000, 0, 1000,
+  fy__retry_sm_decide(&o, &seq, &rng, 2, UV_EPIPE, 30000, 0, 1000,
                    FY_TIME_NEVER, &pl);
   cr_assert_eq(pl.retry, 1);
   cr_assert_eq(pl.delay_ms, 30000);
-  fy__retry_decide(&o, &seq, &rng, 2, UV_EPIPE, 30001, 0, 1000,
+  fy__retry_sm_decide(&o, &seq, &rng, 2, UV_EPIPE, 30001, 0, 1000,
                    FY_TIME_NEVER, &pl);
   cr_assert_eq(pl.retry, 0);
   cr_assert_eq(pl.stop, FY_RETRY_STOP_RETRY_AFTER);
   o.max_retry_after_ms = 0; /* hints ignored */
-  fy__retry_decide(&o, &seq, &rng, 2, UV_EPIPE, 90000, 0, 1000,
+  fy__retry_sm_decide(&o, &seq, &rng, 2, UV_EPIPE, 90000, 0, 1000,
                    FY_TIME_NEVER, &pl);
   cr_assert_eq(pl.retry, 1);
   cr_assert_eq(pl.delay_ms, 150);
   /* Deadline: a wait ending at or after it is not scheduled. */
-  fy__retry_decide(&o, &seq, &rng, 2, UV_EPIPE, 0, 0, 1000, 1150, &pl);
+  fy__retry_sm_decide(&o, &seq, &rng, 2, UV_EPIPE, 0, 0, 1000, 1150, &pl);
   cr_assert_eq(pl.retry, 0);
   cr_assert_eq(pl.stop, FY_RETRY_STOP_DEADLINE);
   cr_assert_eq(pl.delay_ms, 150);
-  fy__retry_decide(&o, &seq, &rng, 2, UV_EPIPE, 0, 0, 1000, 1151, &pl);
+  fy__retry_sm_decide(&o, &seq, &rng, 2, UV_EPIPE, 0, 0, 1000, 1151, &pl);
   cr_assert_eq(pl.retry, 1);
-  fy__retry_decide(&o, &seq, &rng, 2, UV_EPIPE, 0, 0, 1000, 900, &pl);
+  fy__retry_sm_decide(&o, &seq, &rng, 2, UV_EPIPE, 0, 0, 1000, 900, &pl);
   cr_assert_eq(pl.stop, FY_RETRY_STOP_DEADLINE);
   /* Idempotency, after attempts. */
   o.require_idempotent = 1;
-  fy__retry_decide(&o, &seq, &rng, 1, UV_EPIPE, 0, 0, 1000, FY_TIME_NEVER,
+  fy__retry_sm_decide(&o, &seq, &rng, 1, UV_EPIPE, 0, 0, 1000, FY_TIME_NEVER,
                    &pl);
   cr_assert_eq(pl.stop, FY_RETRY_STOP_NOT_IDEMPOTENT);
-  fy__retry_decide(&o, &seq, &rng, 1, UV_EPIPE, 0, FY_CALL_IDEMPOTENT, 1000,
+  fy__retry_sm_decide(&o, &seq, &rng, 1, UV_EPIPE, 0, FY_CALL_IDEMPOTENT, 1000,
                    FY_TIME_NEVER, &pl);
   cr_assert_eq(pl.retry, 1);
-  fy__retry_decide(&o, &seq, &rng, 3, UV_EPIPE, 0, 0, 1000, FY_TIME_NEVER,
+  fy__retry_sm_decide(&o, &seq, &rng, 3, UV_EPIPE, 0, 0, 1000, FY_TIME_NEVER,
                    &pl);
   cr_assert_eq(pl.stop, FY_RETRY_STOP_EXHAUSTED);
   /* Saturation near the end of time. */
   o.require_idempotent = 0;
-  fy__retry_decide(&o, &seq, &rng, 1, UV_EPIPE, 0, 0, UINT64_MAX - 10,
+  fy__retry_sm_decide(&o, &seq, &rng, 1, UV_EPIPE, 0, 0, UINT64_MAX - 10,
                    FY_TIME_NEVER, &pl);
   cr_assert_eq(pl.retry, 1);
   cr_assert_eq(pl.when, FY_TIME_NEVER - 1);

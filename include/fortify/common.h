@@ -43,6 +43,15 @@ typedef struct fy_deadline_s fy_deadline_t;
 /* A deadline or an instant on the context clock, in milliseconds. */
 #define FY_TIME_NEVER UINT64_MAX
 
+/* |now| + |ms| on the context clock, saturating: a sum that would reach or
+ * pass FY_TIME_NEVER gives FY_TIME_NEVER - 1, the latest instant that is
+ * still a time.  Every deadline computed by the library goes through it. */
+static inline uint64_t fy_time_add(uint64_t now, uint64_t ms) {
+  return now >= FY_TIME_NEVER - 1 || ms >= FY_TIME_NEVER - 1 - now
+             ? FY_TIME_NEVER - 1
+             : now + ms;
+}
+
 /* Destructor of an attempt's result (see fy_attempt_set_result). */
 typedef void (*fy_result_dtor)(void *result);
 

@@ -3,97 +3,20 @@
  * Bulkhead: a concurrency limit with a queue of pending calls.
  *
  * The pure state machine (slot counts, the waiter queue, admission and
- * hand-over) comes first and knows nothing of frames; the driver below binds
- * it to the policy API.  A queued call is a frame whose start hook returned
+ * hand-over) is src/sm/bulkhead_sm.c and knows nothing of frames; this
+ * driver binds it to the policy API.  A queued call is a frame whose start hook returned
  * 0 without spawning: its state is linked in the queue and its own timer
  * bounds the wait.  When a slot frees, the head of the queue gets it and its
  * child is spawned right there, before anything else can run, so a call that
  * arrives at that moment finds the slot taken (no barging). */
 #include "internal.h"
-#include "bulkhead.h"
-
-/* ---- pure state machine ------------------------------------------------ */
-
-void fy__bh_init(fy__bh_core_t *c, uint32_t max_concurrent,
-                 uint32_t max_queue, uint64_t queue_timeout_ms, int lifo) {
-  memset(c, 0, sizeof(*c));
-  c->max_concurrent = max_concurrent;
-  c->max_queue = max_queue;
-  c->queue_timeout_ms = queue_timeout_ms;
-  c->lifo = lifo != 0;
-  fy__queue_init(&c->queue);
-}
-
-uint64_t fy__bh_queue_deadline(const fy__bh_core_t *c, uint64_t now) {
-  if (c->queue_timeout_ms == 0)
-    return FY_TIME_NEVER;
-  if (now >= FY_TIME_NEVER - c->queue_timeout_ms)
-    return FY_TIME_NEVER - 1;
-  return now + c->queue_timeout_ms;
-}
-
-int fy__bh_expired(const fy__bh_waiter_t *w, uint64_t now) {
-  return w->deadline != FY_TIME_NEVER && now >= w->deadline;
-}
-
-int fy__bh_admit(fy__bh_core_t *c, fy__bh_waiter_t *w, uint64_t now) {
-  /* A free slot is only free for a newcomer when nobody waits for it. */
-  if (c->active < c->max_concurrent && c->queued == 0) {
-    c->active++;
-    return FY__BH_RUN;
-  }
-  if (c->queued >= c->max_queue)
-    return FY_EBULKHEADFULL;
-  w->deadline = fy__bh_queue_deadline(c, now);
-  /* The head runs next: LIFO puts the newcomer there. */
-  if (c->lifo)
-    fy__queue_insert_head(&c->queue, &w->node);
-  else
-    fy__queue_insert_tail(&c->queue, &w->node);
-  c->queued++;
-  return FY__BH_QUEUED;
-}
-
-int fy__bh_try_acquire(fy__bh_core_t *c) {
-  if (c->active >= c->max_concurrent || c->queued > 0)
-    return FY_EBULKHEADFULL;
-  c->active++;
-  return 0;
-}
-
-void fy__bh_release(fy__bh_core_t *c) {
-  if (c->active > 0)
-    c->active--;
-}
-
-fy__bh_waiter_t *fy__bh_head(const fy__bh_core_t *c) {
-  if (c->queued == 0)
-    return NULL;
-  return fy__queue_data(fy__queue_head(&c->queue), fy__bh_waiter_t, node);
-}
-
-fy__bh_waiter_t *fy__bh_next(fy__bh_core_t *c) {
-  fy__bh_waiter_t *w;
-  if (c->active >= c->max_concurrent || c->queued == 0)
-    return NULL;
-  w = fy__bh_head(c);
-  fy__queue_remove(&w->node);
-  c->queued--;
-  c->active++;
-  return w;
-}
-
-void fy__bh_leave(fy__bh_core_t *c, fy__bh_waiter_t *w) {
-  assert(c->queued > 0 && !fy__queue_empty(&w->node));
-  fy__queue_remove(&w->node);
-  c->queued--;
-}
+#include "bulkhead_sm.h"
 
 /* ---- driver ------------------------------------------------------------ */
 
 struct fy_bulkhead_s {
   fy_policy_t *policy;
-  fy__bh_core_t core;
+  fy__bulkhead_sm_t core;
   fy_bulkhead_rejected_cb on_rejected;
   void *user_data;
 };
@@ -106,7 +29,7 @@ enum {
 };
 
 typedef struct bh_frame_s {
-  fy__bh_waiter_t waiter;
+  fy__bulkhead_sm_waiter_t waiter;
   fy_frame_t *frame;
   fy_frame_t *child;
   int phase;
@@ -170,7 +93,7 @@ static void notify_rejected(fy_bulkhead_t *bh, int reason) {
 
 /* Take |st| out of the queue for good. */
 static void leave_queue(fy_bulkhead_t *bh, bh_frame_t *st) {
-  fy__bh_leave(&bh->core, &st->waiter);
+  fy__bulkhead_sm_leave(&bh->core, &st->waiter);
   st->phase = BH_ENDED;
   fy_frame_disarm(st->frame);
   emit_queue(bh, st->frame, 0);
@@ -194,7 +117,7 @@ static int run(fy_bulkhead_t *bh, bh_frame_t *st) {
   }
   st->phase = BH_ENDED;
   st->child = NULL;
-  fy__bh_release(&bh->core);
+  fy__bulkhead_sm_release(&bh->core);
   return rc;
 }
 
@@ -203,14 +126,14 @@ static int run(fy_bulkhead_t *bh, bh_frame_t *st) {
  * next.  Completing a waiter may run user code synchronously, so the state
  * is read afresh on every round. */
 static void dispatch(fy_bulkhead_t *bh) {
-  fy__bh_waiter_t *w;
+  fy__bulkhead_sm_waiter_t *w;
   bh_frame_t *st;
   fy_frame_t *f;
   int rc;
 
   /* While closing, waiters are left for the close hook to cancel. */
   while (!fy_policy_is_closing(bh->policy) &&
-         (w = fy__bh_next(&bh->core)) != NULL) {
+         (w = fy__bulkhead_sm_next(&bh->core)) != NULL) {
     st = fy_container_of(w, bh_frame_t, waiter);
     f = st->frame;
     st->phase = BH_RUNNING;
@@ -220,7 +143,7 @@ static void dispatch(fy_bulkhead_t *bh) {
       /* W33: the caller left (seen by a listener, or above a layer that
        * keeps cancellation to itself): the work is never started. */
       st->phase = BH_ENDED;
-      fy__bh_release(&bh->core);
+      fy__bulkhead_sm_release(&bh->core);
       write_verdict(bh, f, UV_ECANCELED);
       rc = UV_ECANCELED;
     } else {
@@ -242,7 +165,7 @@ static int bh_start(fy_policy_t *p, fy_frame_t *f) {
     write_verdict(bh, f, UV_ECANCELED);
     return UV_ECANCELED;
   }
-  rc = fy__bh_admit(&bh->core, &st->waiter, fy_ctx_now(fy_frame_ctx(f)));
+  rc = fy__bulkhead_sm_admit(&bh->core, &st->waiter, fy_ctx_now(fy_frame_ctx(f)));
   if (rc == FY__BH_RUN) {
     rc = run(bh, st);
     if (rc < 0)
@@ -253,7 +176,7 @@ static int bh_start(fy_policy_t *p, fy_frame_t *f) {
     st->phase = BH_QUEUED;
     if (st->waiter.deadline != FY_TIME_NEVER &&
         (rc = fy_frame_arm(f, st->waiter.deadline)) < 0) {
-      fy__bh_leave(&bh->core, &st->waiter);
+      fy__bulkhead_sm_leave(&bh->core, &st->waiter);
       st->phase = BH_ENDED;
       return rc;
     }
@@ -277,7 +200,7 @@ static void bh_child_done(fy_policy_t *p, fy_frame_t *f, fy_frame_t *child,
   st->phase = BH_ENDED;
   fy_frame_adopt_result(f, child);
   fy_frame_done(f, status); /* takes effect when this hook returns */
-  fy__bh_release(&bh->core);
+  fy__bulkhead_sm_release(&bh->core);
   dispatch(bh);
 }
 
@@ -319,11 +242,11 @@ static void bh_deadline(fy_policy_t *p, fy_frame_t *f) {
  * afterwards. */
 static void bh_close(fy_policy_t *p) {
   fy_bulkhead_t *bh = fy_policy_impl(p);
-  fy__bh_waiter_t *w;
+  fy__bulkhead_sm_waiter_t *w;
   bh_frame_t *st;
   fy_frame_t *f;
 
-  while ((w = fy__bh_head(&bh->core)) != NULL) {
+  while ((w = fy__bulkhead_sm_head(&bh->core)) != NULL) {
     st = fy_container_of(w, bh_frame_t, waiter);
     f = st->frame;
     leave_queue(bh, st);
@@ -387,7 +310,7 @@ int fy_bulkhead_new(fy_ctx_t *ctx, const fy_bulkhead_opts_t *opts,
     return rc;
   bh = fy_policy_impl(p);
   bh->policy = p;
-  fy__bh_init(&bh->core, opts->max_concurrent, opts->max_queue,
+  fy__bulkhead_sm_init(&bh->core, opts->max_concurrent, opts->max_queue,
               opts->queue_timeout_ms, opts->order == FY_BULKHEAD_LIFO);
   bh->on_rejected = opts->on_rejected;
   bh->user_data = opts->user_data;
@@ -422,7 +345,7 @@ int fy_bulkhead_try_acquire(fy_bulkhead_t *bh) {
   if (fy_policy_is_closing(bh->policy))
     rc = FY_ECLOSED;
   else
-    rc = fy__bh_try_acquire(&bh->core);
+    rc = fy__bulkhead_sm_try_acquire(&bh->core);
   if (rc < 0) {
     emit_reject(bh, NULL, rc);
     notify_rejected(bh, rc);
@@ -433,6 +356,6 @@ int fy_bulkhead_try_acquire(fy_bulkhead_t *bh) {
 void fy_bulkhead_release(fy_bulkhead_t *bh) {
   if (bh == NULL)
     return;
-  fy__bh_release(&bh->core);
+  fy__bulkhead_sm_release(&bh->core);
   dispatch(bh);
 }

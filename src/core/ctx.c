@@ -260,10 +260,7 @@ int fy_ctx_advance(fy_ctx_t *ctx, uint64_t ms) {
       ctx->emitting > 0)
     return UV_EBUSY;
   /* The clock stops short of FY_TIME_NEVER, which no deadline accepts. */
-  target = ctx->manual_now + ms < ctx->manual_now ||
-                   ctx->manual_now + ms == FY_TIME_NEVER
-               ? FY_TIME_NEVER - 1
-               : ctx->manual_now + ms;
+  target = fy_time_add(ctx->manual_now, ms);
   ctx->flags |= FY__CTX_RUNNING;
   drain_tasks(ctx, 1);
   run_deadlines(ctx, target);
@@ -325,11 +322,8 @@ int fy_deadline_start(fy_deadline_t *d, uint64_t timeout_ms) {
   if (d == NULL || d->ctx == NULL)
     return UV_EINVAL;
   now = fy_ctx_now(d->ctx);
-  /* Saturate below FY_TIME_NEVER, which start_at refuses: a sum that lands
-   * exactly on it is as much an overflow as one that wraps. */
-  when = now + timeout_ms < now || now + timeout_ms == FY_TIME_NEVER
-             ? FY_TIME_NEVER - 1
-             : now + timeout_ms;
+  /* Saturates below FY_TIME_NEVER, which start_at refuses. */
+  when = fy_time_add(now, timeout_ms);
   return fy_deadline_start_at(d, when);
 }
 

@@ -4,10 +4,10 @@
  * context milliseconds) as an argument, owns no timer and calls no user code
  * except the trip predicate, so tests drive it without a loop.  The driver
  * in breaker.c binds it to a context: it arms a deadline for
- * fy__brk_wakeup(), classifies outcomes, measures latency and delivers the
+ * fy__breaker_sm_wakeup(), classifies outcomes, measures latency and delivers the
  * state changes queued here.  Nothing here is API. */
-#ifndef FY_BREAKER_CORE_H
-#define FY_BREAKER_CORE_H
+#ifndef FY_BREAKER_SM_H
+#define FY_BREAKER_SM_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -16,41 +16,41 @@
 
 /* fy_breaker_permit_t.kind */
 enum {
-  FY__BRK_P_INERT = 0, /* nothing to give back: refused, shadow, used up */
-  FY__BRK_P_CLOSED,    /* admitted while closed: its outcome counts */
-  FY__BRK_P_TRIAL      /* a half-open trial: holds one of max_requests */
+  FY__BREAKER_SM_P_INERT = 0, /* nothing to give back: refused, shadow, used up */
+  FY__BREAKER_SM_P_CLOSED,    /* admitted while closed: its outcome counts */
+  FY__BREAKER_SM_P_TRIAL      /* a half-open trial: holds one of max_requests */
 };
 
 /* One slot of a count window: bits of one outcome. */
-enum { FY__BRK_S_USED = 1, FY__BRK_S_FAIL = 2, FY__BRK_S_SLOW = 4 };
+enum { FY__BREAKER_SM_S_USED = 1, FY__BREAKER_SM_S_FAIL = 2, FY__BREAKER_SM_S_SLOW = 4 };
 
-typedef struct fy__brk_agg_s {
+typedef struct fy__breaker_sm_agg_s {
   uint64_t calls;
   uint64_t failures;
   uint64_t slow;
-} fy__brk_agg_t;
+} fy__breaker_sm_agg_t;
 
 /* A queued state change (visible states). */
-typedef struct fy__brk_ev_s {
+typedef struct fy__breaker_sm_ev_s {
   uint8_t from;
   uint8_t to;
-} fy__brk_ev_t;
+} fy__breaker_sm_ev_t;
 
-#define FY__BRK_EV_INLINE 32
+#define FY__BREAKER_SM_EV_INLINE 32
 
 /* What acquire decided.  |refused| is FY_ECIRCUITOPEN or 0; |dry| is set
  * when metrics-only mode admitted a call it would have refused.  n[] holds
  * the counts that tripped the breaker: calls, failures, consecutive
  * failures, slow calls. */
-typedef struct fy__brk_verdict_s {
+typedef struct fy__breaker_sm_verdict_s {
   int refused;
   int dry;
   fy_breaker_state_t state;
   uint64_t retry_after_ms;
   uint64_t n[4];
-} fy__brk_verdict_t;
+} fy__breaker_sm_verdict_t;
 
-typedef struct fy__brk_s {
+typedef struct fy__breaker_sm_s {
   /* Configuration, normalised. */
   uint64_t interval_ms;
   uint64_t open_ms;
@@ -81,55 +81,55 @@ typedef struct fy__brk_s {
 
   /* Sliding window: a ring of slots (count) or of buckets (time), with a
    * running total kept by subtract-on-evict. */
-  fy__brk_agg_t total;
+  fy__breaker_sm_agg_t total;
   uint8_t *slots;
-  fy__brk_agg_t *buckets;
+  fy__breaker_sm_agg_t *buckets;
   uint32_t head;
   uint64_t head_epoch;      /* time window: bucket number of |head| */
 
   /* State changes waiting for delivery, oldest first.  A ring that grows
    * when full; if growing fails the newest change is merged into the last
    * one (counted in |ev_merged|) rather than lost. */
-  fy__brk_ev_t ev_inline[FY__BRK_EV_INLINE];
-  fy__brk_ev_t *ev;
+  fy__breaker_sm_ev_t ev_inline[FY__BREAKER_SM_EV_INLINE];
+  fy__breaker_sm_ev_t *ev;
   size_t ev_cap;
   size_t ev_head;
   size_t ev_len;
   uint64_t ev_merged;
-} fy__brk_t;
+} fy__breaker_sm_t;
 
 /* 0, or UV_EINVAL when an option is out of range. */
-int fy__brk_validate(const fy_breaker_opts_t *opts);
+int fy__breaker_sm_validate(const fy_breaker_opts_t *opts);
 /* Bytes of window memory a validated |opts| needs (may be 0). */
-size_t fy__brk_window_bytes(const fy_breaker_opts_t *opts);
-/* |window| is zeroed memory of fy__brk_window_bytes() bytes, 8-aligned,
+size_t fy__breaker_sm_window_bytes(const fy_breaker_opts_t *opts);
+/* |window| is zeroed memory of fy__breaker_sm_window_bytes() bytes, 8-aligned,
  * living as long as |b|. */
-void fy__brk_init(fy__brk_t *b, const fy_breaker_opts_t *opts, void *window,
+void fy__breaker_sm_init(fy__breaker_sm_t *b, const fy_breaker_opts_t *opts, void *window,
                   uint64_t now);
-void fy__brk_free(fy__brk_t *b);
+void fy__breaker_sm_free(fy__breaker_sm_t *b);
 
 /* 0 (admitted; |permit| filled) or FY_ECIRCUITOPEN (|permit| inert). */
-int fy__brk_acquire(fy__brk_t *b, fy_breaker_permit_t *permit, uint64_t now,
-                    fy__brk_verdict_t *v);
+int fy__breaker_sm_acquire(fy__breaker_sm_t *b, fy_breaker_permit_t *permit, uint64_t now,
+                    fy__breaker_sm_verdict_t *v);
 /* Count the outcome of |permit| and make it inert. */
-void fy__brk_record(fy__brk_t *b, fy_breaker_permit_t *permit,
+void fy__breaker_sm_record(fy__breaker_sm_t *b, fy_breaker_permit_t *permit,
                     fy_outcome_t outcome, uint64_t latency_ns, uint64_t now);
 /* Give |permit| back without an outcome and make it inert. */
-void fy__brk_release(fy__brk_t *b, fy_breaker_permit_t *permit);
+void fy__breaker_sm_release(fy__breaker_sm_t *b, fy_breaker_permit_t *permit);
 
 /* Apply what time alone changes: open -> half-open when due, the closed
  * interval's restart of the counts. */
-void fy__brk_advance(fy__brk_t *b, uint64_t now);
-/* When fy__brk_advance() next has work, or FY_TIME_NEVER. */
-uint64_t fy__brk_wakeup(const fy__brk_t *b);
+void fy__breaker_sm_advance(fy__breaker_sm_t *b, uint64_t now);
+/* When fy__breaker_sm_advance() next has work, or FY_TIME_NEVER. */
+uint64_t fy__breaker_sm_wakeup(const fy__breaker_sm_t *b);
 
-fy_breaker_state_t fy__brk_state(const fy__brk_t *b); /* visible state */
-void fy__brk_counts(fy__brk_t *b, uint64_t now, fy_breaker_counts_t *out);
-int fy__brk_set_mode(fy__brk_t *b, fy_breaker_mode_t mode, uint64_t now);
-void fy__brk_reset(fy__brk_t *b, uint64_t now);
+fy_breaker_state_t fy__breaker_sm_state(const fy__breaker_sm_t *b); /* visible state */
+void fy__breaker_sm_counts(fy__breaker_sm_t *b, uint64_t now, fy_breaker_counts_t *out);
+int fy__breaker_sm_set_mode(fy__breaker_sm_t *b, fy_breaker_mode_t mode, uint64_t now);
+void fy__breaker_sm_reset(fy__breaker_sm_t *b, uint64_t now);
 
 /* Pop the oldest queued state change: 1, or 0 when none. */
-int fy__brk_next_event(fy__brk_t *b, fy_breaker_state_t *from,
+int fy__breaker_sm_next_event(fy__breaker_sm_t *b, fy_breaker_state_t *from,
                        fy_breaker_state_t *to);
 
-#endif /* FY_BREAKER_CORE_H */
+#endif /* FY_BREAKER_SM_H */

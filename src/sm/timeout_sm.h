@@ -3,8 +3,8 @@
  * The timeout pattern's pure state machine: no loop, no clock, time comes
  * in as |now| (ms).  The driver in timeout.c binds it to frames and
  * standalone watches; the tests drive it directly. */
-#ifndef FY_TIMEOUT_INTERNAL_H
-#define FY_TIMEOUT_INTERNAL_H
+#ifndef FY_TIMEOUT_SM_H
+#define FY_TIMEOUT_SM_H
 
 #include "fortify/timeout.h"
 
@@ -39,7 +39,5 @@ uint64_t fy__timeout_sm_limit(const fy__timeout_sm_t *sm,
 /* Ms since start (0 if |now| is earlier). */
 uint64_t fy__timeout_sm_elapsed(const fy__timeout_sm_t *sm, uint64_t now);
 
-/* Saturating |now| + |ms|, never FY_TIME_NEVER. */
-uint64_t fy__timeout_add(uint64_t now, uint64_t ms);
 
-#endif /* FY_TIMEOUT_INTERNAL_H */
+#endif /* FY_TIMEOUT_SM_H */

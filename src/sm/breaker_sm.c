@@ -1,19 +1,20 @@
 /* Copyright (c) 2026 the fortify authors. MIT licensed.
  *
- * The circuit breaker: a pure state machine taking |now| (declared in
- * breaker.h, tested without a loop), then the thin driver that binds it to
- * a context: an embedded deadline for the eager open -> half-open move,
- * classification and latency of outcomes, in-order delivery of state
- * changes, and the pipeline vtable. */
-#include "internal.h"
+ * The circuit breaker's pure state machine: options, the sliding window,
+ * the closed / open / half-open machine, its generation guard and the
+ * ordered ring of state changes.  It takes |now| and knows nothing of a
+ * context, a loop or a frame (declared in breaker_sm.h, tested without a
+ * loop).
+ */
+#include <assert.h>
+#include <string.h>
 
-#include "breaker.h"
+#include "fortify.h"
+
+#include "breaker_sm.h"
 
 #define DEFAULT_OPEN_MS 60000u
 
-static uint64_t add_sat(uint64_t a, uint64_t b) {
-  return a + b < a ? FY_TIME_NEVER - 1 : a + b;
-}
 
 /* A percentage in (0, 100].  NaN and infinities fail both comparisons. */
 static int valid_rate(double r) { return r > 0.0 && r <= 100.0; }
@@ -45,7 +46,7 @@ static uint64_t norm_open_ms(const fy_breaker_opts_t *o) {
   return o->open_ms == 0 ? DEFAULT_OPEN_MS : o->open_ms;
 }
 
-int fy__brk_validate(const fy_breaker_opts_t *o) {
+int fy__breaker_sm_validate(const fy_breaker_opts_t *o) {
   uint64_t open_ms = norm_open_ms(o);
   if ((unsigned)o->mode >= FY_BREAKER_MODE__COUNT ||
       (unsigned)o->window >= FY_BREAKER_WINDOW__COUNT)
@@ -73,12 +74,12 @@ int fy__brk_validate(const fy_breaker_opts_t *o) {
   return 0;
 }
 
-size_t fy__brk_window_bytes(const fy_breaker_opts_t *o) {
+size_t fy__breaker_sm_window_bytes(const fy_breaker_opts_t *o) {
   switch (o->window) {
   case FY_BREAKER_WINDOW_COUNT:
-    return FY__ROUND_UP((size_t)o->window_calls, 8);
+    return (((size_t)o->window_calls + 7) & ~(size_t)7);
   case FY_BREAKER_WINDOW_TIME:
-    return (size_t)o->window_buckets * sizeof(fy__brk_agg_t);
+    return (size_t)o->window_buckets * sizeof(fy__breaker_sm_agg_t);
   default:
     return 0;
   }
@@ -86,13 +87,13 @@ size_t fy__brk_window_bytes(const fy_breaker_opts_t *o) {
 
 /* ---- the sliding window ------------------------------------------------ */
 
-static void agg_sub(fy__brk_agg_t *total, const fy__brk_agg_t *k) {
+static void agg_sub(fy__breaker_sm_agg_t *total, const fy__breaker_sm_agg_t *k) {
   total->calls -= k->calls;
   total->failures -= k->failures;
   total->slow -= k->slow;
 }
 
-static void window_clear(fy__brk_t *b, uint64_t now) {
+static void window_clear(fy__breaker_sm_t *b, uint64_t now) {
   memset(&b->total, 0, sizeof(b->total));
   b->head = 0;
   if (b->window == FY_BREAKER_WINDOW_COUNT) {
@@ -106,9 +107,9 @@ static void window_clear(fy__brk_t *b, uint64_t now) {
 /* Time window: move the head to the bucket of |now|, evicting (subtracting)
  * each bucket it passes.  Amortised O(1): one step per bucket width, and a
  * gap longer than the window clears it at once. */
-static void window_slide(fy__brk_t *b, uint64_t now) {
+static void window_slide(fy__breaker_sm_t *b, uint64_t now) {
   uint64_t epoch, steps;
-  fy__brk_agg_t *k;
+  fy__breaker_sm_agg_t *k;
   if (b->window != FY_BREAKER_WINDOW_TIME)
     return;
   epoch = now / b->width_ms;
@@ -128,22 +129,22 @@ static void window_slide(fy__brk_t *b, uint64_t now) {
   }
 }
 
-static void window_add(fy__brk_t *b, int failure, int slow, uint64_t now) {
-  fy__brk_agg_t *k;
+static void window_add(fy__breaker_sm_t *b, int failure, int slow, uint64_t now) {
+  fy__breaker_sm_agg_t *k;
   uint8_t s;
   switch (b->window) {
   case FY_BREAKER_WINDOW_COUNT:
     /* The oldest outcome leaves as the newest enters (subtract-on-evict). */
     b->head = b->head + 1 == b->window_size ? 0 : b->head + 1;
     s = b->slots[b->head];
-    if (s & FY__BRK_S_USED) {
+    if (s & FY__BREAKER_SM_S_USED) {
       b->total.calls--;
-      b->total.failures -= (s & FY__BRK_S_FAIL) != 0;
-      b->total.slow -= (s & FY__BRK_S_SLOW) != 0;
+      b->total.failures -= (s & FY__BREAKER_SM_S_FAIL) != 0;
+      b->total.slow -= (s & FY__BREAKER_SM_S_SLOW) != 0;
     }
-    b->slots[b->head] = (uint8_t)(FY__BRK_S_USED |
-                                  (failure ? FY__BRK_S_FAIL : 0) |
-                                  (slow ? FY__BRK_S_SLOW : 0));
+    b->slots[b->head] = (uint8_t)(FY__BREAKER_SM_S_USED |
+                                  (failure ? FY__BREAKER_SM_S_FAIL : 0) |
+                                  (slow ? FY__BREAKER_SM_S_SLOW : 0));
     break;
   case FY_BREAKER_WINDOW_TIME:
     window_slide(b, now);
@@ -166,7 +167,7 @@ static int machine_runs(fy_breaker_mode_t mode) {
   return mode == FY_BREAKER_NORMAL || mode == FY_BREAKER_METRICS_ONLY;
 }
 
-fy_breaker_state_t fy__brk_state(const fy__brk_t *b) {
+fy_breaker_state_t fy__breaker_sm_state(const fy__breaker_sm_t *b) {
   switch (b->mode) {
   case FY_BREAKER_FORCED_OPEN:
     return FY_BREAKER_OPEN;
@@ -178,20 +179,20 @@ fy_breaker_state_t fy__brk_state(const fy__brk_t *b) {
   }
 }
 
-static void ev_push(fy__brk_t *b, fy_breaker_state_t from,
+static void ev_push(fy__breaker_sm_t *b, fy_breaker_state_t from,
                     fy_breaker_state_t to) {
-  fy__brk_ev_t *ev;
+  fy__breaker_sm_ev_t *ev;
   size_t i, cap;
   if (from == to)
     return;
   if (b->ev_len == b->ev_cap) {
     cap = b->ev_cap * 2;
-    ev = fy__malloc(cap * sizeof(*ev));
+    ev = fy_malloc(cap * sizeof(*ev));
     if (ev == NULL) {
       /* Pending changes form a chain (each starts where the previous one
        * ended), so merging a->b then b->c into a->c keeps every listener's
        * view consistent.  Only under memory exhaustion. */
-      fy__brk_ev_t *last = &b->ev[(b->ev_head + b->ev_len - 1) % b->ev_cap];
+      fy__breaker_sm_ev_t *last = &b->ev[(b->ev_head + b->ev_len - 1) % b->ev_cap];
       last->to = (uint8_t)to;
       if (last->from == last->to)
         b->ev_len--;
@@ -201,7 +202,7 @@ static void ev_push(fy__brk_t *b, fy_breaker_state_t from,
     for (i = 0; i < b->ev_len; i++)
       ev[i] = b->ev[(b->ev_head + i) % b->ev_cap];
     if (b->ev != b->ev_inline)
-      fy__free(b->ev);
+      fy_free(b->ev);
     b->ev = ev;
     b->ev_cap = cap;
     b->ev_head = 0;
@@ -212,9 +213,9 @@ static void ev_push(fy__brk_t *b, fy_breaker_state_t from,
   b->ev_len++;
 }
 
-int fy__brk_next_event(fy__brk_t *b, fy_breaker_state_t *from,
+int fy__breaker_sm_next_event(fy__breaker_sm_t *b, fy_breaker_state_t *from,
                        fy_breaker_state_t *to) {
-  fy__brk_ev_t *ev;
+  fy__breaker_sm_ev_t *ev;
   if (b->ev_len == 0)
     return 0;
   ev = &b->ev[b->ev_head];
@@ -225,7 +226,7 @@ int fy__brk_next_event(fy__brk_t *b, fy_breaker_state_t *from,
   return 1;
 }
 
-static void clear_period(fy__brk_t *b) {
+static void clear_period(fy__breaker_sm_t *b) {
   uint64_t inflight = b->counts.inflight;
   memset(&b->counts, 0, sizeof(b->counts));
   b->counts.inflight = inflight;
@@ -233,7 +234,7 @@ static void clear_period(fy__brk_t *b) {
 
 /* Each consecutive trip opens for longer: the previous duration times the
  * multiplier, capped. */
-static uint64_t next_open_ms(fy__brk_t *b) {
+static uint64_t next_open_ms(fy__breaker_sm_t *b) {
   double next;
   if (b->trips <= 1 || b->open_cur == 0)
     return b->open_ms;
@@ -244,7 +245,7 @@ static uint64_t next_open_ms(fy__brk_t *b) {
 }
 
 /* Put the machine in |to| with a new generation and fresh counts. */
-static void enter(fy__brk_t *b, fy_breaker_state_t to, uint64_t now) {
+static void enter(fy__breaker_sm_t *b, fy_breaker_state_t to, uint64_t now) {
   b->state = to;
   b->generation++;
   memset(&b->counts, 0, sizeof(b->counts));
@@ -257,12 +258,12 @@ static void enter(fy__brk_t *b, fy_breaker_state_t to, uint64_t now) {
     b->open_cur = 0;
     memset(b->trip_n, 0, sizeof(b->trip_n));
     if (b->interval_ms > 0)
-      b->interval_end = add_sat(now, b->interval_ms);
+      b->interval_end = fy_time_add(now, b->interval_ms);
     break;
   case FY_BREAKER_OPEN:
     b->trips++;
     b->open_cur = next_open_ms(b);
-    b->open_until = add_sat(now, b->open_cur);
+    b->open_until = fy_time_add(now, b->open_cur);
     break;
   case FY_BREAKER_HALF_OPEN:
   default:
@@ -270,13 +271,13 @@ static void enter(fy__brk_t *b, fy_breaker_state_t to, uint64_t now) {
   }
 }
 
-static void transition(fy__brk_t *b, fy_breaker_state_t to, uint64_t now) {
-  fy_breaker_state_t from = fy__brk_state(b);
+static void transition(fy__breaker_sm_t *b, fy_breaker_state_t to, uint64_t now) {
+  fy_breaker_state_t from = fy__breaker_sm_state(b);
   enter(b, to, now);
-  ev_push(b, from, fy__brk_state(b));
+  ev_push(b, from, fy__breaker_sm_state(b));
 }
 
-static void trip(fy__brk_t *b, uint64_t calls, uint64_t failures,
+static void trip(fy__breaker_sm_t *b, uint64_t calls, uint64_t failures,
                  uint64_t slow, uint64_t now) {
   b->trip_n[0] = calls;
   b->trip_n[1] = failures;
@@ -285,7 +286,7 @@ static void trip(fy__brk_t *b, uint64_t calls, uint64_t failures,
   transition(b, FY_BREAKER_OPEN, now);
 }
 
-void fy__brk_advance(fy__brk_t *b, uint64_t now) {
+void fy__breaker_sm_advance(fy__breaker_sm_t *b, uint64_t now) {
   if (b->mode == FY_BREAKER_DISABLED || b->mode == FY_BREAKER_FORCED_OPEN)
     return;
   if (b->state == FY_BREAKER_OPEN && now >= b->open_until &&
@@ -297,17 +298,17 @@ void fy__brk_advance(fy__brk_t *b, uint64_t now) {
    * generation) restart, anchored at the first access after it ended. */
   if (b->state == FY_BREAKER_CLOSED && now >= b->interval_end) {
     clear_period(b);
-    b->interval_end = add_sat(now, b->interval_ms);
+    b->interval_end = fy_time_add(now, b->interval_ms);
   }
 }
 
-uint64_t fy__brk_wakeup(const fy__brk_t *b) {
+uint64_t fy__breaker_sm_wakeup(const fy__breaker_sm_t *b) {
   if (machine_runs(b->mode) && b->state == FY_BREAKER_OPEN)
     return b->open_until;
   return FY_TIME_NEVER;
 }
 
-void fy__brk_init(fy__brk_t *b, const fy_breaker_opts_t *o, void *window,
+void fy__breaker_sm_init(fy__breaker_sm_t *b, const fy_breaker_opts_t *o, void *window,
                   uint64_t now) {
   memset(b, 0, sizeof(*b));
   b->interval_ms = o->interval_ms;
@@ -337,23 +338,23 @@ void fy__brk_init(fy__brk_t *b, const fy_breaker_opts_t *o, void *window,
   }
   b->mode = o->mode;
   b->ev = b->ev_inline;
-  b->ev_cap = FY__BRK_EV_INLINE;
+  b->ev_cap = FY__BREAKER_SM_EV_INLINE;
   enter(b, FY_BREAKER_CLOSED, now);
   b->generation = 0;
 }
 
-void fy__brk_free(fy__brk_t *b) {
+void fy__breaker_sm_free(fy__breaker_sm_t *b) {
   if (b->ev != b->ev_inline)
-    fy__free(b->ev);
+    fy_free(b->ev);
   b->ev = b->ev_inline;
-  b->ev_cap = FY__BRK_EV_INLINE;
+  b->ev_cap = FY__BREAKER_SM_EV_INLINE;
   b->ev_head = 0;
   b->ev_len = 0;
 }
 
-static void refuse(fy__brk_t *b, fy__brk_verdict_t *v, uint64_t now) {
+static void refuse(fy__breaker_sm_t *b, fy__breaker_sm_verdict_t *v, uint64_t now) {
   v->refused = FY_ECIRCUITOPEN;
-  v->state = fy__brk_state(b);
+  v->state = fy__breaker_sm_state(b);
   if (b->mode == FY_BREAKER_FORCED_OPEN)
     return; /* no trip behind it, no scheduled end */
   /* W7: the counts that opened it, kept until it closes. */
@@ -362,10 +363,10 @@ static void refuse(fy__brk_t *b, fy__brk_verdict_t *v, uint64_t now) {
     v->retry_after_ms = b->open_until - now;
 }
 
-int fy__brk_acquire(fy__brk_t *b, fy_breaker_permit_t *permit, uint64_t now,
-                    fy__brk_verdict_t *v) {
+int fy__breaker_sm_acquire(fy__breaker_sm_t *b, fy_breaker_permit_t *permit, uint64_t now,
+                    fy__breaker_sm_verdict_t *v) {
   memset(v, 0, sizeof(*v));
-  permit->kind = FY__BRK_P_INERT;
+  permit->kind = FY__BREAKER_SM_P_INERT;
   permit->generation = b->generation;
   switch (b->mode) {
   case FY_BREAKER_DISABLED:
@@ -376,14 +377,14 @@ int fy__brk_acquire(fy__brk_t *b, fy_breaker_permit_t *permit, uint64_t now,
   default:
     break;
   }
-  fy__brk_advance(b, now);
+  fy__breaker_sm_advance(b, now);
   permit->generation = b->generation;
   if (b->state == FY_BREAKER_CLOSED) {
-    permit->kind = FY__BRK_P_CLOSED;
+    permit->kind = FY__BREAKER_SM_P_CLOSED;
   } else if (b->state == FY_BREAKER_HALF_OPEN &&
              b->counts.inflight < b->max_requests) {
     /* W1: trials are permits taken at admission, not completed calls. */
-    permit->kind = FY__BRK_P_TRIAL;
+    permit->kind = FY__BREAKER_SM_P_TRIAL;
   } else {
     refuse(b, v, now);
     if (b->mode != FY_BREAKER_METRICS_ONLY)
@@ -400,21 +401,21 @@ int fy__brk_acquire(fy__brk_t *b, fy_breaker_permit_t *permit, uint64_t now,
 
 /* Take |permit| back: 1 when it belongs to the current generation and
  * still counts. */
-static int take_permit(fy__brk_t *b, fy_breaker_permit_t *permit) {
+static int take_permit(fy__breaker_sm_t *b, fy_breaker_permit_t *permit) {
   unsigned kind = permit->kind;
-  permit->kind = FY__BRK_P_INERT;
-  if (kind == FY__BRK_P_INERT || permit->generation != b->generation)
+  permit->kind = FY__BREAKER_SM_P_INERT;
+  if (kind == FY__BREAKER_SM_P_INERT || permit->generation != b->generation)
     return 0; /* generation guard: admitted before a state change */
   if (b->counts.inflight > 0)
     b->counts.inflight--;
   return 1;
 }
 
-void fy__brk_release(fy__brk_t *b, fy_breaker_permit_t *permit) {
+void fy__breaker_sm_release(fy__breaker_sm_t *b, fy_breaker_permit_t *permit) {
   take_permit(b, permit);
 }
 
-static void count(fy__brk_t *b, int failure, int slow) {
+static void count(fy__breaker_sm_t *b, int failure, int slow) {
   fy_breaker_counts_t *c = &b->counts;
   c->requests++;
   if (failure) {
@@ -435,7 +436,7 @@ static int rate_reached(uint64_t part, uint64_t calls, double rate) {
 
 /* The user's predicate runs on a copy; it may call back into the breaker,
  * and whatever it changed wins over its verdict. */
-static int predicate_trips(fy__brk_t *b) {
+static int predicate_trips(fy__breaker_sm_t *b) {
   fy_breaker_counts_t copy = b->counts;
   uint64_t gen = b->generation;
   int r;
@@ -450,8 +451,8 @@ static int predicate_trips(fy__brk_t *b) {
 }
 
 /* The window's rules: judged only from minimum_calls calls on. */
-static int window_trips(const fy__brk_t *b) {
-  const fy__brk_agg_t *t = &b->total;
+static int window_trips(const fy__breaker_sm_t *b) {
+  const fy__breaker_sm_agg_t *t = &b->total;
   if (b->window == FY_BREAKER_WINDOW_NONE || t->calls < b->minimum_calls)
     return 0;
   if (rate_reached(t->failures, t->calls, b->failure_rate))
@@ -459,7 +460,7 @@ static int window_trips(const fy__brk_t *b) {
   return b->slow_ns > 0 && rate_reached(t->slow, t->calls, b->slow_call_rate);
 }
 
-static void record_closed(fy__brk_t *b, int failure, int slow, uint64_t now) {
+static void record_closed(fy__breaker_sm_t *b, int failure, int slow, uint64_t now) {
   count(b, failure, slow);
   window_add(b, failure, slow, now);
   if (b->mode == FY_BREAKER_FORCED_CLOSED)
@@ -473,7 +474,7 @@ static void record_closed(fy__brk_t *b, int failure, int slow, uint64_t now) {
          b->counts.total_slow, now);
 }
 
-static void record_half_open(fy__brk_t *b, int failure, int slow,
+static void record_half_open(fy__breaker_sm_t *b, int failure, int slow,
                              uint64_t now) {
   count(b, failure, slow);
   /* With a window the slow-call rule is on, and a slow trial fails too. */
@@ -486,25 +487,25 @@ static void record_half_open(fy__brk_t *b, int failure, int slow,
     transition(b, FY_BREAKER_CLOSED, now);
 }
 
-void fy__brk_record(fy__brk_t *b, fy_breaker_permit_t *permit,
+void fy__breaker_sm_record(fy__breaker_sm_t *b, fy_breaker_permit_t *permit,
                     fy_outcome_t outcome, uint64_t latency_ns, uint64_t now) {
   int failure, slow;
   if (!take_permit(b, permit) || outcome == FY_OUTCOME_IGNORE)
     return;
   failure = outcome != FY_OUTCOME_SUCCESS;
   slow = b->slow_ns > 0 && latency_ns > b->slow_ns;
-  fy__brk_advance(b, now);
+  fy__breaker_sm_advance(b, now);
   if (b->state == FY_BREAKER_CLOSED)
     record_closed(b, failure, slow, now);
   else if (b->state == FY_BREAKER_HALF_OPEN)
     record_half_open(b, failure, slow, now);
 }
 
-void fy__brk_counts(fy__brk_t *b, uint64_t now, fy_breaker_counts_t *out) {
+void fy__breaker_sm_counts(fy__breaker_sm_t *b, uint64_t now, fy_breaker_counts_t *out) {
   if (machine_runs(b->mode) || b->mode == FY_BREAKER_FORCED_CLOSED) {
     if (b->state == FY_BREAKER_CLOSED && now >= b->interval_end) {
       clear_period(b);
-      b->interval_end = add_sat(now, b->interval_ms);
+      b->interval_end = fy_time_add(now, b->interval_ms);
     }
     window_slide(b, now);
   }
@@ -514,7 +515,7 @@ void fy__brk_counts(fy__brk_t *b, uint64_t now, fy_breaker_counts_t *out) {
   out->window_slow = b->total.slow;
 }
 
-int fy__brk_set_mode(fy__brk_t *b, fy_breaker_mode_t mode, uint64_t now) {
+int fy__breaker_sm_set_mode(fy__breaker_sm_t *b, fy_breaker_mode_t mode, uint64_t now) {
   fy_breaker_state_t from;
   if ((unsigned)mode >= FY_BREAKER_MODE__COUNT)
     return UV_EINVAL;
@@ -524,14 +525,14 @@ int fy__brk_set_mode(fy__brk_t *b, fy_breaker_mode_t mode, uint64_t now) {
     b->mode = mode; /* dry run on or off: the machine carries on */
     return 0;
   }
-  from = fy__brk_state(b);
+  from = fy__breaker_sm_state(b);
   b->mode = mode;
   enter(b, FY_BREAKER_CLOSED, now);
-  ev_push(b, from, fy__brk_state(b));
+  ev_push(b, from, fy__breaker_sm_state(b));
   return 0;
 }
 
-void fy__brk_reset(fy__brk_t *b, uint64_t now) {
+void fy__breaker_sm_reset(fy__breaker_sm_t *b, uint64_t now) {
   /* W6: a new generation always, a notification only if what callers see
    * changes. */
   transition(b, FY_BREAKER_CLOSED, now);
@@ -558,319 +559,4 @@ const char *fy_breaker_mode_name(fy_breaker_mode_t mode) {
   if ((unsigned)mode >= FY_BREAKER_MODE__COUNT)
     return "unknown";
   return names[mode];
-}
-
-/* ---- the driver -------------------------------------------------------- */
-
-struct fy_breaker_s {
-  fy_policy_t *policy;
-  fy_ctx_t *ctx;
-  fy_deadline_t timer;  /* open -> half-open, on time (W3) */
-  uint64_t armed;       /* expiry of |timer|, FY_TIME_NEVER when idle */
-  fy_classify_fn classify;
-  fy_breaker_state_fn on_state_change;
-  void *user_data;
-  int delivering;       /* inside notify(): nested changes queue up */
-  fy__brk_t core;
-  /* the window's memory follows */
-};
-
-#define BREAKER_HDR FY__ROUND_UP(sizeof(struct fy_breaker_s), FY__ALIGN)
-
-typedef struct brk_frame_s {
-  fy_breaker_permit_t permit;
-} brk_frame_t;
-
-static int closing(const fy_breaker_t *b) {
-  return fy_policy_is_closing(b->policy);
-}
-
-static void sync_timer(fy_breaker_t *b) {
-  uint64_t want = closing(b) ? FY_TIME_NEVER : fy__brk_wakeup(&b->core);
-  if (want == b->armed)
-    return;
-  if (want == FY_TIME_NEVER || fy_deadline_start_at(&b->timer, want) != 0) {
-    fy_deadline_stop(&b->timer);
-    want = FY_TIME_NEVER;
-  }
-  b->armed = want;
-}
-
-/* Deliver queued state changes, oldest first, to on_state_change and then
- * to the listeners.  A callback that changes the breaker again only queues
- * more: the outermost notify() delivers them, in order, once the one being
- * delivered has reached everybody.  Nothing is ever dropped (W5). */
-static void notify(fy_breaker_t *b) {
-  fy_breaker_state_t from, to;
-  if (b->delivering || b->core.ev_len == 0)
-    return; /* the second test: every call comes here, few change state */
-  b->delivering = 1;
-  while (fy__brk_next_event(&b->core, &from, &to)) {
-    if (b->on_state_change != NULL)
-      b->on_state_change(from, to, b->user_data);
-    fy_policy_emit(b->policy, FY_EV_STATE_CHANGE, NULL, 0, from, to);
-  }
-  b->delivering = 0;
-}
-
-static void settle(fy_breaker_t *b) {
-  /* Every call comes here twice; a breaker that is not open, has no timer
-   * armed and no change queued has nothing to settle. */
-  if (b->core.ev_len == 0 && b->armed == FY_TIME_NEVER &&
-      b->core.state != FY_BREAKER_OPEN)
-    return;
-  sync_timer(b);
-  notify(b);
-}
-
-static void on_timer(fy_deadline_t *d) {
-  fy_breaker_t *b = fy_container_of(d, fy_breaker_t, timer);
-  b->armed = FY_TIME_NEVER;
-  if (closing(b))
-    return;
-  fy__brk_advance(&b->core, fy_ctx_now(b->ctx));
-  settle(b);
-}
-
-/* A refusal, or in metrics-only mode a refusal that did not happen (value
- * 1). */
-static void emit_reject(fy_breaker_t *b, fy_call_t *call,
-                        const fy__brk_verdict_t *v) {
-  fy_event_t ev;
-  if (!fy_ctx_wants(b->ctx, FY_EV_REJECT))
-    return;
-  memset(&ev, 0, sizeof(ev));
-  ev.type = FY_EV_REJECT;
-  ev.policy = b->policy;
-  ev.policy_kind = fy_policy_kind(b->policy);
-  ev.policy_name = fy_policy_name(b->policy);
-  ev.call = call;
-  ev.status = FY_ECIRCUITOPEN;
-  ev.delay_ms = v->retry_after_ms;
-  ev.from = v->state;
-  ev.to = v->state;
-  ev.value = v->dry;
-  fy_ctx_emit(b->ctx, &ev);
-}
-
-static void fill_detail(fy_breaker_t *b, fy_detail_t *d,
-                        const fy__brk_verdict_t *v) {
-  d->cause = 0;
-  d->by_kind = fy_policy_kind(b->policy);
-  d->by_name = fy_policy_name(b->policy);
-  d->state = (int)v->state;
-  d->retry_after_ms = v->retry_after_ms;
-  memcpy(d->n, v->n, sizeof(d->n));
-}
-
-static int admit(fy_breaker_t *b, fy_breaker_permit_t *permit,
-                 fy_call_t *call, fy__brk_verdict_t *v) {
-  int rc = fy__brk_acquire(&b->core, permit, fy_ctx_now(b->ctx), v);
-  /* Latency only feeds the slow-call rule: without one, skip the clock
-   * reads (two per call, the costliest steps of a closed breaker). */
-  if (rc == 0 && b->core.slow_ns > 0)
-    permit->start_ns = fy_ctx_hrtime(b->ctx);
-  /* An overdue open -> half-open is announced before the verdict. */
-  settle(b);
-  if (v->refused || v->dry)
-    emit_reject(b, call, v);
-  return rc;
-}
-
-int fy_breaker_acquire(fy_breaker_t *b, fy_breaker_permit_t *permit,
-                       fy_detail_t *detail) {
-  fy__brk_verdict_t v;
-  int rc;
-  if (permit != NULL)
-    memset(permit, 0, sizeof(*permit));
-  if (b == NULL || permit == NULL)
-    return UV_EINVAL;
-  if (detail != NULL)
-    fy__detail_clear(detail);
-  if (closing(b)) {
-    if (detail != NULL) {
-      detail->by_kind = fy_policy_kind(b->policy);
-      detail->by_name = fy_policy_name(b->policy);
-    }
-    return FY_ECLOSED;
-  }
-  rc = admit(b, permit, NULL, &v);
-  if (rc < 0 && detail != NULL)
-    fill_detail(b, detail, &v);
-  return rc;
-}
-
-void fy_breaker_record(fy_breaker_t *b, fy_breaker_permit_t *permit,
-                       int status) {
-  fy_breaker_permit_t p;
-  fy_outcome_t outcome;
-  uint64_t latency;
-  if (b == NULL || permit == NULL || permit->kind == FY__BRK_P_INERT)
-    return;
-  /* Take it first: a classifier that records it again finds it inert. */
-  p = *permit;
-  permit->kind = FY__BRK_P_INERT;
-  if (closing(b)) {
-    fy__brk_release(&b->core, &p); /* no user code once closing */
-    return;
-  }
-  latency = b->core.slow_ns > 0 ? fy_ctx_hrtime(b->ctx) - p.start_ns : 0;
-  outcome = b->classify(status, b->user_data);
-  if (outcome != FY_OUTCOME_SUCCESS && outcome != FY_OUTCOME_IGNORE)
-    outcome = FY_OUTCOME_FAILURE;
-  if (closing(b)) {
-    fy__brk_release(&b->core, &p); /* the classifier closed it */
-    return;
-  }
-  fy__brk_record(&b->core, &p, outcome, latency, fy_ctx_now(b->ctx));
-  settle(b);
-}
-
-void fy_breaker_release(fy_breaker_t *b, fy_breaker_permit_t *permit) {
-  if (b == NULL || permit == NULL)
-    return;
-  fy__brk_release(&b->core, permit);
-}
-
-fy_breaker_state_t fy_breaker_state(fy_breaker_t *b) {
-  if (b == NULL)
-    return FY_BREAKER_CLOSED;
-  if (!closing(b)) {
-    fy__brk_advance(&b->core, fy_ctx_now(b->ctx));
-    settle(b);
-  }
-  return fy__brk_state(&b->core);
-}
-
-void fy_breaker_counts(fy_breaker_t *b, fy_breaker_counts_t *out) {
-  if (b == NULL || out == NULL)
-    return;
-  fy__brk_counts(&b->core, fy_ctx_now(b->ctx), out);
-}
-
-int fy_breaker_set_mode(fy_breaker_t *b, fy_breaker_mode_t mode) {
-  int rc;
-  if (b == NULL)
-    return UV_EINVAL;
-  if (closing(b))
-    return FY_ECLOSED;
-  rc = fy__brk_set_mode(&b->core, mode, fy_ctx_now(b->ctx));
-  settle(b);
-  return rc;
-}
-
-fy_breaker_mode_t fy_breaker_mode(const fy_breaker_t *b) {
-  return b != NULL ? b->core.mode : FY_BREAKER_NORMAL;
-}
-
-int fy_breaker_reset(fy_breaker_t *b) {
-  if (b == NULL)
-    return UV_EINVAL;
-  if (closing(b))
-    return FY_ECLOSED;
-  fy__brk_reset(&b->core, fy_ctx_now(b->ctx));
-  settle(b);
-  return 0;
-}
-
-/* ---- the pipeline stage ------------------------------------------------ */
-
-static int brk_start(fy_policy_t *p, fy_frame_t *f) {
-  fy_breaker_t *b = fy_policy_impl(p);
-  brk_frame_t *bf = fy_frame_state(f);
-  fy__brk_verdict_t v;
-  int rc = admit(b, &bf->permit, fy_frame_call(f), &v);
-  if (rc < 0) {
-    fill_detail(b, fy_frame_verdict(f, p), &v);
-    return rc; /* rule 2: the caller gets it synchronously */
-  }
-  rc = fy_frame_spawn(f, NULL);
-  if (rc < 0)
-    fy__brk_release(&b->core, &bf->permit); /* nothing ran below */
-  return rc;
-}
-
-static void brk_child_done(fy_policy_t *p, fy_frame_t *f, fy_frame_t *child,
-                           int status) {
-  fy_breaker_t *b = fy_policy_impl(p);
-  brk_frame_t *bf = fy_frame_state(f);
-  fy_breaker_record(b, &bf->permit, status);
-  fy_frame_adopt_result(f, child);
-  fy_frame_done(f, status);
-}
-
-static void brk_close(fy_policy_t *p) {
-  fy_breaker_t *b = fy_policy_impl(p);
-  fy_deadline_stop(&b->timer);
-  b->armed = FY_TIME_NEVER;
-}
-
-static void brk_destroy(fy_policy_t *p) {
-  fy_breaker_t *b = fy_policy_impl(p);
-  fy_deadline_stop(&b->timer);
-  fy__brk_free(&b->core);
-}
-
-static const fy_policy_vtable_t breaker_vtable = {
-    "breaker", sizeof(brk_frame_t), brk_start, brk_child_done,
-    NULL,      NULL,                NULL,      brk_close,
-    brk_destroy};
-
-int fy_breaker_new(fy_ctx_t *ctx, const fy_breaker_opts_t *opts,
-                   fy_breaker_t **out) {
-  fy_breaker_opts_t defaults;
-  fy_policy_t *p;
-  fy_breaker_t *b;
-  size_t wbytes;
-  int rc;
-
-  if (out == NULL)
-    return UV_EINVAL;
-  *out = NULL;
-  if (ctx == NULL)
-    return UV_EINVAL;
-  if (opts == NULL) {
-    fy_breaker_opts_init(&defaults);
-    opts = &defaults;
-  }
-  rc = fy__brk_validate(opts);
-  if (rc != 0)
-    return rc;
-  wbytes = fy__brk_window_bytes(opts);
-  rc = fy_policy_new(ctx, &breaker_vtable, BREAKER_HDR + wbytes, opts->name,
-                     &p);
-  if (rc != 0)
-    return rc;
-  b = fy_policy_impl(p);
-  b->policy = p;
-  b->ctx = ctx;
-  b->armed = FY_TIME_NEVER;
-  b->classify = opts->classify != NULL ? opts->classify : fy_classify_default;
-  b->on_state_change = opts->on_state_change;
-  b->user_data = opts->user_data;
-  fy_deadline_init(ctx, &b->timer, on_timer);
-  /* The half-open transition is bookkeeping: it must not hold a process
-   * open on its own.  While the loop runs for other reasons it fires on
-   * time; otherwise the lazy check in acquire/state catches up. */
-  fy_deadline_unref(&b->timer);
-  fy__brk_init(&b->core, opts, wbytes > 0 ? (char *)b + BREAKER_HDR : NULL,
-               fy_ctx_now(ctx));
-  *out = b;
-  return 0;
-}
-
-fy_policy_t *fy_breaker_policy(fy_breaker_t *b) {
-  return b != NULL ? b->policy : NULL;
-}
-
-int fy_breaker_close(fy_breaker_t *b, fy_close_cb cb, void *user_data) {
-  int rc;
-  if (b == NULL)
-    return 0;
-  if (closing(b))
-    return FY_ECLOSED;
-  rc = fy_policy_close_as(b->policy, b, cb, user_data);
-  if (rc == 0)
-    brk_close(b->policy);
-  return rc;
 }

@@ -1,0 +1,324 @@
+/* Copyright (c) 2026 the fortify authors. MIT licensed.
+ *
+ * The circuit breaker's driver, binding its pure state machine
+ * (src/sm/breaker_sm.c, which takes |now| and is tested without a loop) to
+ * a context: an embedded deadline for the eager open -> half-open move,
+ * classification and latency of outcomes, in-order delivery of state
+ * changes, and the pipeline vtable. */
+#include "internal.h"
+
+#include "breaker_sm.h"
+/* ---- the driver -------------------------------------------------------- */
+
+struct fy_breaker_s {
+  fy_policy_t *policy;
+  fy_ctx_t *ctx;
+  fy_deadline_t timer;  /* open -> half-open, on time (W3) */
+  uint64_t armed;       /* expiry of |timer|, FY_TIME_NEVER when idle */
+  fy_classify_fn classify;
+  fy_breaker_state_fn on_state_change;
+  void *user_data;
+  int delivering;       /* inside notify(): nested changes queue up */
+  fy__breaker_sm_t core;
+  /* the window's memory follows */
+};
+
+#define BREAKER_HDR FY__ROUND_UP(sizeof(struct fy_breaker_s), FY__ALIGN)
+
+typedef struct brk_frame_s {
+  fy_breaker_permit_t permit;
+} brk_frame_t;
+
+static int closing(const fy_breaker_t *b) {
+  return fy_policy_is_closing(b->policy);
+}
+
+static void sync_timer(fy_breaker_t *b) {
+  uint64_t want = closing(b) ? FY_TIME_NEVER : fy__breaker_sm_wakeup(&b->core);
+  if (want == b->armed)
+    return;
+  if (want == FY_TIME_NEVER || fy_deadline_start_at(&b->timer, want) != 0) {
+    fy_deadline_stop(&b->timer);
+    want = FY_TIME_NEVER;
+  }
+  b->armed = want;
+}
+
+/* Deliver queued state changes, oldest first, to on_state_change and then
+ * to the listeners.  A callback that changes the breaker again only queues
+ * more: the outermost notify() delivers them, in order, once the one being
+ * delivered has reached everybody.  Nothing is ever dropped (W5). */
+static void notify(fy_breaker_t *b) {
+  fy_breaker_state_t from, to;
+  if (b->delivering || b->core.ev_len == 0)
+    return; /* the second test: every call comes here, few change state */
+  b->delivering = 1;
+  while (fy__breaker_sm_next_event(&b->core, &from, &to)) {
+    if (b->on_state_change != NULL)
+      b->on_state_change(from, to, b->user_data);
+    fy_policy_emit(b->policy, FY_EV_STATE_CHANGE, NULL, 0, from, to);
+  }
+  b->delivering = 0;
+}
+
+static void settle(fy_breaker_t *b) {
+  /* Every call comes here twice; a breaker that is not open, has no timer
+   * armed and no change queued has nothing to settle. */
+  if (b->core.ev_len == 0 && b->armed == FY_TIME_NEVER &&
+      b->core.state != FY_BREAKER_OPEN)
+    return;
+  sync_timer(b);
+  notify(b);
+}
+
+static void on_timer(fy_deadline_t *d) {
+  fy_breaker_t *b = fy_container_of(d, fy_breaker_t, timer);
+  b->armed = FY_TIME_NEVER;
+  if (closing(b))
+    return;
+  fy__breaker_sm_advance(&b->core, fy_ctx_now(b->ctx));
+  settle(b);
+}
+
+/* A refusal, or in metrics-only mode a refusal that did not happen (value
+ * 1). */
+static void emit_reject(fy_breaker_t *b, fy_call_t *call,
+                        const fy__breaker_sm_verdict_t *v) {
+  fy_event_t ev;
+  if (!fy_ctx_wants(b->ctx, FY_EV_REJECT))
+    return;
+  memset(&ev, 0, sizeof(ev));
+  ev.type = FY_EV_REJECT;
+  ev.policy = b->policy;
+  ev.policy_kind = fy_policy_kind(b->policy);
+  ev.policy_name = fy_policy_name(b->policy);
+  ev.call = call;
+  ev.status = FY_ECIRCUITOPEN;
+  ev.delay_ms = v->retry_after_ms;
+  ev.from = v->state;
+  ev.to = v->state;
+  ev.value = v->dry;
+  fy_ctx_emit(b->ctx, &ev);
+}
+
+static void fill_detail(fy_breaker_t *b, fy_detail_t *d,
+                        const fy__breaker_sm_verdict_t *v) {
+  d->cause = 0;
+  d->by_kind = fy_policy_kind(b->policy);
+  d->by_name = fy_policy_name(b->policy);
+  d->state = (int)v->state;
+  d->retry_after_ms = v->retry_after_ms;
+  memcpy(d->n, v->n, sizeof(d->n));
+}
+
+static int admit(fy_breaker_t *b, fy_breaker_permit_t *permit,
+                 fy_call_t *call, fy__breaker_sm_verdict_t *v) {
+  int rc = fy__breaker_sm_acquire(&b->core, permit, fy_ctx_now(b->ctx), v);
+  /* Latency only feeds the slow-call rule: without one, skip the clock
+   * reads (two per call, the costliest steps of a closed breaker). */
+  if (rc == 0 && b->core.slow_ns > 0)
+    permit->start_ns = fy_ctx_hrtime(b->ctx);
+  /* An overdue open -> half-open is announced before the verdict. */
+  settle(b);
+  if (v->refused || v->dry)
+    emit_reject(b, call, v);
+  return rc;
+}
+
+int fy_breaker_acquire(fy_breaker_t *b, fy_breaker_permit_t *permit,
+                       fy_detail_t *detail) {
+  fy__breaker_sm_verdict_t v;
+  int rc;
+  if (permit != NULL)
+    memset(permit, 0, sizeof(*permit));
+  if (b == NULL || permit == NULL)
+    return UV_EINVAL;
+  if (detail != NULL)
+    fy__detail_clear(detail);
+  if (closing(b)) {
+    if (detail != NULL) {
+      detail->by_kind = fy_policy_kind(b->policy);
+      detail->by_name = fy_policy_name(b->policy);
+    }
+    return FY_ECLOSED;
+  }
+  rc = admit(b, permit, NULL, &v);
+  if (rc < 0 && detail != NULL)
+    fill_detail(b, detail, &v);
+  return rc;
+}
+
+void fy_breaker_record(fy_breaker_t *b, fy_breaker_permit_t *permit,
+                       int status) {
+  fy_breaker_permit_t p;
+  fy_outcome_t outcome;
+  uint64_t latency;
+  if (b == NULL || permit == NULL || permit->kind == FY__BREAKER_SM_P_INERT)
+    return;
+  /* Take it first: a classifier that records it again finds it inert. */
+  p = *permit;
+  permit->kind = FY__BREAKER_SM_P_INERT;
+  if (closing(b)) {
+    fy__breaker_sm_release(&b->core, &p); /* no user code once closing */
+    return;
+  }
+  latency = b->core.slow_ns > 0 ? fy_ctx_hrtime(b->ctx) - p.start_ns : 0;
+  outcome = b->classify(status, b->user_data);
+  if (outcome != FY_OUTCOME_SUCCESS && outcome != FY_OUTCOME_IGNORE)
+    outcome = FY_OUTCOME_FAILURE;
+  if (closing(b)) {
+    fy__breaker_sm_release(&b->core, &p); /* the classifier closed it */
+    return;
+  }
+  fy__breaker_sm_record(&b->core, &p, outcome, latency, fy_ctx_now(b->ctx));
+  settle(b);
+}
+
+void fy_breaker_release(fy_breaker_t *b, fy_breaker_permit_t *permit) {
+  if (b == NULL || permit == NULL)
+    return;
+  fy__breaker_sm_release(&b->core, permit);
+}
+
+fy_breaker_state_t fy_breaker_state(fy_breaker_t *b) {
+  if (b == NULL)
+    return FY_BREAKER_CLOSED;
+  if (!closing(b)) {
+    fy__breaker_sm_advance(&b->core, fy_ctx_now(b->ctx));
+    settle(b);
+  }
+  return fy__breaker_sm_state(&b->core);
+}
+
+void fy_breaker_counts(fy_breaker_t *b, fy_breaker_counts_t *out) {
+  if (b == NULL || out == NULL)
+    return;
+  fy__breaker_sm_counts(&b->core, fy_ctx_now(b->ctx), out);
+}
+
+int fy_breaker_set_mode(fy_breaker_t *b, fy_breaker_mode_t mode) {
+  int rc;
+  if (b == NULL)
+    return UV_EINVAL;
+  if (closing(b))
+    return FY_ECLOSED;
+  rc = fy__breaker_sm_set_mode(&b->core, mode, fy_ctx_now(b->ctx));
+  settle(b);
+  return rc;
+}
+
+fy_breaker_mode_t fy_breaker_mode(const fy_breaker_t *b) {
+  return b != NULL ? b->core.mode : FY_BREAKER_NORMAL;
+}
+
+int fy_breaker_reset(fy_breaker_t *b) {
+  if (b == NULL)
+    return UV_EINVAL;
+  if (closing(b))
+    return FY_ECLOSED;
+  fy__breaker_sm_reset(&b->core, fy_ctx_now(b->ctx));
+  settle(b);
+  return 0;
+}
+
+/* ---- the pipeline stage ------------------------------------------------ */
+
+static int brk_start(fy_policy_t *p, fy_frame_t *f) {
+  fy_breaker_t *b = fy_policy_impl(p);
+  brk_frame_t *bf = fy_frame_state(f);
+  fy__breaker_sm_verdict_t v;
+  int rc = admit(b, &bf->permit, fy_frame_call(f), &v);
+  if (rc < 0) {
+    fill_detail(b, fy_frame_verdict(f, p), &v);
+    return rc; /* rule 2: the caller gets it synchronously */
+  }
+  rc = fy_frame_spawn(f, NULL);
+  if (rc < 0)
+    fy__breaker_sm_release(&b->core, &bf->permit); /* nothing ran below */
+  return rc;
+}
+
+static void brk_child_done(fy_policy_t *p, fy_frame_t *f, fy_frame_t *child,
+                           int status) {
+  fy_breaker_t *b = fy_policy_impl(p);
+  brk_frame_t *bf = fy_frame_state(f);
+  fy_breaker_record(b, &bf->permit, status);
+  fy_frame_adopt_result(f, child);
+  fy_frame_done(f, status);
+}
+
+static void brk_close(fy_policy_t *p) {
+  fy_breaker_t *b = fy_policy_impl(p);
+  fy_deadline_stop(&b->timer);
+  b->armed = FY_TIME_NEVER;
+}
+
+static void brk_destroy(fy_policy_t *p) {
+  fy_breaker_t *b = fy_policy_impl(p);
+  fy_deadline_stop(&b->timer);
+  fy__breaker_sm_free(&b->core);
+}
+
+static const fy_policy_vtable_t breaker_vtable = {
+    "breaker", sizeof(brk_frame_t), brk_start, brk_child_done,
+    NULL,      NULL,                NULL,      brk_close,
+    brk_destroy};
+
+int fy_breaker_new(fy_ctx_t *ctx, const fy_breaker_opts_t *opts,
+                   fy_breaker_t **out) {
+  fy_breaker_opts_t defaults;
+  fy_policy_t *p;
+  fy_breaker_t *b;
+  size_t wbytes;
+  int rc;
+
+  if (out == NULL)
+    return UV_EINVAL;
+  *out = NULL;
+  if (ctx == NULL)
+    return UV_EINVAL;
+  if (opts == NULL) {
+    fy_breaker_opts_init(&defaults);
+    opts = &defaults;
+  }
+  rc = fy__breaker_sm_validate(opts);
+  if (rc != 0)
+    return rc;
+  wbytes = fy__breaker_sm_window_bytes(opts);
+  rc = fy_policy_new(ctx, &breaker_vtable, BREAKER_HDR + wbytes, opts->name,
+                     &p);
+  if (rc != 0)
+    return rc;
+  b = fy_policy_impl(p);
+  b->policy = p;
+  b->ctx = ctx;
+  b->armed = FY_TIME_NEVER;
+  b->classify = opts->classify != NULL ? opts->classify : fy_classify_default;
+  b->on_state_change = opts->on_state_change;
+  b->user_data = opts->user_data;
+  fy_deadline_init(ctx, &b->timer, on_timer);
+  /* The half-open transition is bookkeeping: it must not hold a process
+   * open on its own.  While the loop runs for other reasons it fires on
+   * time; otherwise the lazy check in acquire/state catches up. */
+  fy_deadline_unref(&b->timer);
+  fy__breaker_sm_init(&b->core, opts, wbytes > 0 ? (char *)b + BREAKER_HDR : NULL,
+               fy_ctx_now(ctx));
+  *out = b;
+  return 0;
+}
+
+fy_policy_t *fy_breaker_policy(fy_breaker_t *b) {
+  return b != NULL ? b->policy : NULL;
+}
+
+int fy_breaker_close(fy_breaker_t *b, fy_close_cb cb, void *user_data) {
+  int rc;
+  if (b == NULL)
+    return 0;
+  if (closing(b))
+    return FY_ECLOSED;
+  rc = fy_policy_close_as(b->policy, b, cb, user_data);
+  if (rc == 0)
+    brk_close(b->policy);
+  return rc;
+}
