@@ -43,10 +43,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int own;
 
     requests = fz_alloc_requests();
-    /* Copies: the plain forms may share one per-thread buffer. */
+    /* The plain forms have a buffer each: both stay valid together. */
     snprintf(name, sizeof(name), "%s", fy_err_name(code));
     snprintf(msg, sizeof(msg), "%s", fy_strerror(code));
     FZ_CHECK(name[0] != '\0' && msg[0] != '\0', "empty text for %d", code);
+    {
+      const char *pn = fy_err_name(code);
+      const char *pm = fy_strerror(code);
+      FZ_CHECK(strcmp(pn, name) == 0 && strcmp(pm, msg) == 0,
+               "the name and the message of %d overwrite each other", code);
+    }
     own = fy_is_fy_error(code);
     if (FY_IS_EHTTP(code)) {
       /* The HTTP block: named after the status, not one of our own. */

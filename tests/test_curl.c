@@ -359,7 +359,11 @@ Test(curl, status_mapping_table) {
   cr_assert_eq(fy_curl_http_code(FY_CURL_EHTTP(1000)), 0);
   cr_assert_eq(fy_is_fy_error(FY_CURL_EHTTP(404)), 0);
   cr_assert_str_eq(fy_curl_err_name_r(FY_CURL_EHTTP(404), buf, sizeof(buf)),
-                   "HTTP_404");
+                   "FY_EHTTP_404");
+  cr_assert_str_eq(fy_curl_err_name_r(FY_CURL_EHTTP(404), buf, sizeof(buf)),
+                   fy_err_name(FY_CURL_EHTTP(404)));
+  cr_assert_str_eq(fy_curl_strerror_r(FY_CURL_EHTTP(404), buf, sizeof(buf)),
+                   fy_strerror(FY_CURL_EHTTP(404)));
   cr_assert_str_eq(fy_curl_strerror_r(FY_CURL_EHTTP(503), buf, sizeof(buf)),
                    "HTTP status 503");
   cr_assert_str_eq(fy_curl_err_name_r(UV_ECONNRESET, buf, sizeof(buf)),

@@ -53,6 +53,34 @@ Test(errors, fy_codes_sit_below_libuv_and_are_distinct) {
   cr_expect_eq(FY_EBADRESULT, -5015);
 }
 
+/* fy_err_name() and fy_strerror() each have their own buffer: one printf()
+ * may take both, for every kind of code. */
+Test(errors, name_and_message_in_one_printf) {
+  static const int codes[] = {UV_ECONNRESET, FY_ECIRCUITOPEN,
+                              FY_EHTTP_STATUS(503), -123456};
+  char line[256], name[128], msg[128];
+  size_t i;
+  for (i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+    int code = codes[i];
+    fy_err_name_r(code, name, sizeof(name));
+    fy_strerror_r(code, msg, sizeof(msg));
+    snprintf(line, sizeof(line), "%s: %s", fy_err_name(code),
+             fy_strerror(code));
+    cr_expect_str_eq(line, strcat(strcat(name, ": "), msg), "code %d",
+                     code);
+  }
+  snprintf(line, sizeof(line), "%s: %s", fy_err_name(UV_ECONNRESET),
+           fy_strerror(UV_ECONNRESET));
+  snprintf(msg, sizeof(msg), "UV_ECONNRESET: %s", uv_strerror(UV_ECONNRESET));
+  cr_expect_str_eq(line, msg);
+  snprintf(line, sizeof(line), "%s: %s", fy_err_name(FY_ECIRCUITOPEN),
+           fy_strerror(FY_ECIRCUITOPEN));
+  cr_expect_str_eq(line, "FY_ECIRCUITOPEN: circuit breaker is open");
+  snprintf(line, sizeof(line), "%s: %s", fy_err_name(FY_EHTTP_STATUS(404)),
+           fy_strerror(FY_EHTTP_STATUS(404)));
+  cr_expect_str_eq(line, "FY_EHTTP_404: HTTP status 404");
+}
+
 Test(errors, libuv_codes_keep_libuv_names_and_messages) {
   char expect[96];
   cr_assert_str_eq(fy_err_name(UV_ECANCELED), "UV_ECANCELED");

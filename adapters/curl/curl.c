@@ -197,22 +197,14 @@ static int map_result(CURLcode code, long os_errno) {
   return status;
 }
 
+/* The core names HTTP statuses itself ("FY_EHTTP_503", "HTTP status 503"),
+ * so these only forward: one format everywhere. */
 char *fy_curl_err_name_r(int status, char *buf, size_t len) {
-  int code = fy_curl_http_code(status);
-  if (code == 0)
-    return fy_err_name_r(status, buf, len);
-  if (buf != NULL && len > 0)
-    snprintf(buf, len, "HTTP_%d", code);
-  return buf;
+  return fy_err_name_r(status, buf, len);
 }
 
 char *fy_curl_strerror_r(int status, char *buf, size_t len) {
-  int code = fy_curl_http_code(status);
-  if (code == 0)
-    return fy_strerror_r(status, buf, len);
-  if (buf != NULL && len > 0)
-    snprintf(buf, len, "HTTP status %d", code);
-  return buf;
+  return fy_strerror_r(status, buf, len);
 }
 
 /* ---- classification ---------------------------------------------------- */

@@ -22,8 +22,8 @@ extern "C" {
  * or a UV_E* code for a transport failure (docs/curl.md has the table).
  * HTTP errors live in their own block, [-6999, -6100], below the library's
  * reserved block, so that classifiers, which see only the status, can tell
- * a 503 from a 404.  fy_strerror() does not know them: use
- * fy_curl_strerror_r().
+ * a 503 from a 404.  It is the core's block (FY_EHTTP_STATUS() in
+ * fortify/errno.h): fy_err_name() and fy_strerror() name these statuses.
  * ------------------------------------------------------------------------- */
 #define FY_CURL_EHTTP_BASE FY__EHTTP_BASE
 #define FY_CURL_EHTTP(code) FY_EHTTP_STATUS(code)
@@ -34,7 +34,9 @@ FY_EXTERN int fy_curl_http_code(int status);
 /* The status for a finished transfer's CURLcode (CURLE_OK gives 0). */
 FY_EXTERN int fy_curl_status(CURLcode code);
 
-/* "HTTP_503" / "HTTP status 503", or fy_err_name_r() / fy_strerror_r(). */
+/* The same as fy_err_name_r() / fy_strerror_r(): "FY_EHTTP_503" /
+ * "HTTP status 503" for an HTTP status, the core's name and message for
+ * any other code. */
 FY_EXTERN char *fy_curl_err_name_r(int status, char *buf, size_t len);
 FY_EXTERN char *fy_curl_strerror_r(int status, char *buf, size_t len);
 

@@ -54,10 +54,13 @@ typedef enum {
 /* 1 when |code| is one of the library's own codes. */
 FY_EXTERN int fy_is_fy_error(int code);
 
-/* Name ("FY_ECIRCUITOPEN", "UV_ECANCELED") and message of |code|.  Library
- * codes come from FY_ERRNO_MAP; every other code is delegated to libuv.
- * Neither function allocates: the returned string is static or lives in a
- * per-thread buffer valid until the next call on the same thread. */
+/* Name ("FY_ECIRCUITOPEN", "FY_EHTTP_503", "UV_ECANCELED") and message of
+ * |code|.  Library codes come from FY_ERRNO_MAP, HTTP statuses are
+ * formatted here, every other code is delegated to libuv.  Neither
+ * function allocates: the returned string is static or lives in a
+ * per-thread buffer of that function, valid until the next call of the
+ * same function on the same thread.  The two functions have separate
+ * buffers, so both may be used in one printf(). */
 FY_EXTERN const char *fy_err_name(int code);
 FY_EXTERN const char *fy_strerror(int code);
 

@@ -14,7 +14,9 @@ FY_ERRNO_MAP(FY__CHECK_RANGE)
 _Static_assert(FY_EHTTP_STATUS(100) < (int)FY__ERRNO_LAST,
                "the HTTP block must sit below the library's own block");
 
-static _Thread_local char fy__err_buf[128];
+/* One buffer per function, so that both may appear in one printf(). */
+static _Thread_local char fy__name_buf[128];
+static _Thread_local char fy__msg_buf[128];
 
 int fy_is_fy_error(int code) {
   switch (code) {
@@ -103,12 +105,12 @@ const char *fy_err_name(int code) {
   const char *own = fy_own_name(code);
   if (own != NULL)
     return own;
-  return fy_err_name_r(code, fy__err_buf, sizeof(fy__err_buf));
+  return fy_err_name_r(code, fy__name_buf, sizeof(fy__name_buf));
 }
 
 const char *fy_strerror(int code) {
   const char *own = fy_own_message(code);
   if (own != NULL)
     return own;
-  return fy_strerror_r(code, fy__err_buf, sizeof(fy__err_buf));
+  return fy_strerror_r(code, fy__msg_buf, sizeof(fy__msg_buf));
 }
