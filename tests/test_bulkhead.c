@@ -852,7 +852,7 @@ Test(bulkhead, refused_dispatch_completes_waiter_and_tries_next) {
   pl = make_pl(layers, 2);
   cr_assert_eq(start(&a, pl), 0);
   b.work.refuse = FY_ECIRCUITOPEN;
-  c.work.refuse = FY_ERATELIMITED;
+  c.work.refuse = FY_EKEY;
   cr_assert_eq(start(&b, pl), 0);
   cr_assert_eq(start(&c, pl), 0);
   cr_assert_eq(start(&d, pl), 0);
@@ -862,7 +862,7 @@ Test(bulkhead, refused_dispatch_completes_waiter_and_tries_next) {
   cr_assert_eq(fy_bulkhead_queued(bh), 0);
   fy_ctx_advance(ctx, 0);
   cr_assert_eq(b.status, FY_ECIRCUITOPEN);
-  cr_assert_eq(c.status, FY_ERATELIMITED);
+  cr_assert_eq(c.status, FY_EKEY);
   cr_assert_eq(d.done, 0);
   /* A refusal in the layer below, at admission with a free slot, is
    * returned as is and gives the slot back. */

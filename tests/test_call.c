@@ -294,11 +294,11 @@ Test(call, refusal_by_an_inner_layer) {
   fy_pipeline_t *pl;
   fx_init(&FX, 0);
   Q.mode = PROBE_REFUSE;
-  Q.refuse_code = FY_ERATELIMITED;
+  Q.refuse_code = FY_EKEY;
   pl = fx_pipeline(&FX, 3, fx_probe(&FX, &P, "outer"),
                    fx_passthrough(&FX, "mid"), fx_probe(&FX, &Q, "inner"));
   cr_assert_eq(fy_call_start(&C.call, pl, &top_op_nocancel, &T, never_cb),
-               FY_ERATELIMITED);
+               FY_EKEY);
   cr_assert_str_eq(C.call.detail.by_name, "inner");
   cr_assert_eq(P.hooks[PROBE_HOOK_START], 1);
   cr_assert_eq(P.spawn_errors, 1);

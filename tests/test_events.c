@@ -170,16 +170,16 @@ Test(events, call_refused_names_the_policy) {
   fx_init(&FX, 50);
   reset_records();
   P.mode = PROBE_REFUSE;
-  P.refuse_code = FY_ELIMIT;
+  P.refuse_code = FY_EKEY;
   pl = fx_pipeline(&FX, 1, fx_probe(&FX, &P, "lim"));
   add_listener(&L1, 1, FY_EV_ALL);
   cr_assert_eq(fy_ctx_listen(FX.ctx, FY_EV_MASK(FY_EV_CALL_REFUSED),
                              advance_listener, NULL, NULL),
                0);
-  cr_assert_eq(tcall_start(&C, pl, &top_op_nocancel, &T), FY_ELIMIT);
+  cr_assert_eq(tcall_start(&C, pl, &top_op_nocancel, &T), FY_EKEY);
   cr_assert_eq(NR, 1);
   cr_assert_eq(R[0].type, FY_EV_CALL_REFUSED);
-  cr_assert_eq(R[0].status, FY_ELIMIT);
+  cr_assert_eq(R[0].status, FY_EKEY);
   cr_assert_eq(R[0].call, &C.call);
   cr_assert_str_eq(R[0].kind, "probe");
   cr_assert_str_eq(R[0].name, "lim");

@@ -1005,18 +1005,14 @@ Test(retry, w12_default_classification) {
   /* Failures are retried... */
   cr_assert_eq(fy__retry_sm_is_retryable(&o, UV_ECONNRESET), 1);
   cr_assert_eq(fy__retry_sm_is_retryable(&o, UV_ETIMEDOUT), 1);
-  cr_assert_eq(fy__retry_sm_is_retryable(&o, FY_EHTTP), 1);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, FY_EHTTP_STATUS(503)), 1);
   /* ...but not success, the library's refusals, cancellation, or the
    * enclosing deadline. */
   cr_assert_eq(fy__retry_sm_is_retryable(&o, 0), 0);
   cr_assert_eq(fy__retry_sm_is_retryable(&o, FY_ECIRCUITOPEN), 0);
-  cr_assert_eq(fy__retry_sm_is_retryable(&o, FY_ERATELIMITED), 0);
   cr_assert_eq(fy__retry_sm_is_retryable(&o, FY_EBULKHEADFULL), 0);
   cr_assert_eq(fy__retry_sm_is_retryable(&o, FY_EQUEUETIMEOUT), 0);
   cr_assert_eq(fy__retry_sm_is_retryable(&o, FY_ECLOSED), 0);
-  cr_assert_eq(fy__retry_sm_is_retryable(&o, FY_EBUDGET), 0);
-  cr_assert_eq(fy__retry_sm_is_retryable(&o, FY_ELIMIT), 0);
-  cr_assert_eq(fy__retry_sm_is_retryable(&o, FY_ESHED), 0);
   cr_assert_eq(fy__retry_sm_is_retryable(&o, UV_ECANCELED), 0);
   cr_assert_eq(fy__retry_sm_is_retryable(&o, FY_EDEADLINE), 0);
 }
@@ -1027,12 +1023,12 @@ Test(retry, classification_precedence) {
   o.non_retryable[0] = UV_ETIMEDOUT;
   o.non_retryable[1] = UV_EPIPE;
   o.non_retryable_count = 2;
-  o.retryable[0] = FY_ERATELIMITED;
+  o.retryable[0] = FY_EBULKHEADFULL;
   o.retryable[1] = UV_ETIMEDOUT;
   o.retryable_count = 2;
   /* Lists: non-retryable wins over retryable, retryable over default. */
   cr_assert_eq(fy__retry_sm_is_retryable(&o, UV_ETIMEDOUT), 0);
-  cr_assert_eq(fy__retry_sm_is_retryable(&o, FY_ERATELIMITED), 1);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, FY_EBULKHEADFULL), 1);
   cr_assert_eq(fy__retry_sm_is_retryable(&o, UV_ECONNRESET), 1);
   /* The predicate wins over both lists, and may defer to them. */
   o.is_retryable = pred_answer;
@@ -1040,7 +1036,7 @@ Test(retry, classification_precedence) {
   cr_assert_eq(fy__retry_sm_is_retryable(&o, UV_EPIPE), 1);
   cr_assert_eq(fy__retry_sm_is_retryable(&o, UV_ECONNRESET), 0);
   cr_assert_eq(fy__retry_sm_is_retryable(&o, UV_ETIMEDOUT), 0);
-  cr_assert_eq(fy__retry_sm_is_retryable(&o, FY_ERATELIMITED), 1);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, FY_EBULKHEADFULL), 1);
   cr_assert_eq(fy__retry_sm_is_retryable(&o, FY_ECIRCUITOPEN), 0);
   cr_assert_eq(pred_calls, 5);
   /* Never asked about a success. */
@@ -1255,7 +1251,7 @@ Test(retry, success_first_try_no_timer_no_verdict) {
 
 Test(retry, w12_refusals_cancel_deadline_not_retried) {
   static const int codes[] = {FY_ECIRCUITOPEN, FY_EBULKHEADFULL,
-                              FY_ERATELIMITED, FY_EBUDGET, UV_ECANCELED,
+                              FY_EQUEUETIMEOUT, FY_ECLOSED, UV_ECANCELED,
                               FY_EDEADLINE};
   fy_retry_opts_t o;
   size_t i;
@@ -1591,9 +1587,9 @@ Test(retry, retry_after_from_inner_refusal) {
   tcall_t tc;
 
   setup_ctx();
-  rs = new_refuser(FY_ERATELIMITED, 250, 1, &lim);
+  rs = new_refuser(FY_EBULKHEADFULL, 250, 1, &lim);
   o = opts_default();
-  o.retryable[0] = FY_ERATELIMITED; /* refusals are opt-in */
+  o.retryable[0] = FY_EBULKHEADFULL; /* refusals are opt-in */
   o.retryable_count = 1;
   make(&o, NULL, lim);
   script(1, s);
@@ -1604,14 +1600,14 @@ Test(retry, retry_after_from_inner_refusal) {
   cr_assert_eq(ops.started, 0);
   advance(1);
   cr_assert_eq(ops.started, 1); /* max(100, 250) */
-  cr_assert_eq(recs[0].last, FY_ERATELIMITED);
+  cr_assert_eq(recs[0].last, FY_EBULKHEADFULL);
   cr_assert_eq(recs[0].delay, 250);
   advance(10);
   cr_assert_eq(tc.done, 1);
   cr_assert_eq(tc.status, 0);
   cr_assert_eq(tc.call.detail.attempts, 1);
   cr_assert_eq(tc.call.detail.n[0], 2);
-  cr_assert_eq(tc.call.detail.cause, FY_ERATELIMITED);
+  cr_assert_eq(tc.call.detail.cause, FY_EBULKHEADFULL);
   finish_ctx();
 }
 
@@ -1642,14 +1638,14 @@ Test(retry, sync_refusal_retryable_but_last_returned_from_start) {
   tcall_t tc;
 
   setup_ctx();
-  new_refuser(FY_ERATELIMITED, 10, 100, &lim);
+  new_refuser(FY_EBULKHEADFULL, 10, 100, &lim);
   o = opts_default();
   o.max_attempts = 1;
-  o.retryable[0] = FY_ERATELIMITED;
+  o.retryable[0] = FY_EBULKHEADFULL;
   o.retryable_count = 1;
   make(&o, NULL, lim);
   script(1, (step_t[]){{0, 5, 0, 0, 0}});
-  cr_assert_eq(start_call(&tc, pl_main, 0), FY_ERATELIMITED);
+  cr_assert_eq(start_call(&tc, pl_main, 0), FY_EBULKHEADFULL);
   advance(100);
   cr_assert_eq(tc.done, 0);
   cr_assert(by_retry(&tc.call));

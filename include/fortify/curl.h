@@ -299,8 +299,7 @@ FY_EXTERN int fy_curl_start_opts(fy_curl_req_t *req, fy_pipeline_t *pipeline,
 /* ---------------------------------------------------------------------------
  * Per-host policies: one pipeline stage that keeps a circuit breaker per
  * scheme://host:port, created on first use from a template, in a bounded
- * table with LRU eviction.  The per-host rate limiter (a later issue) will
- * sit in the same table, before the breaker.
+ * table with LRU eviction.
  * ------------------------------------------------------------------------- */
 typedef struct fy_curl_hosts_s fy_curl_hosts_t;
 

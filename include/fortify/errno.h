@@ -11,28 +11,23 @@ extern "C" {
 /* Errors are 0 or a negative int.  libuv's UV_E* codes keep their meaning
  * (UV_ECANCELED, UV_ETIMEDOUT, UV_ENOMEM, UV_EINVAL, UV_EBUSY, ...).  The
  * library's own outcomes live in the reserved block [-5999, -5000], below
- * every libuv code on every platform (UV_ERRNO_MAX is -4096); src/errno.c
- * checks that at compile time.
+ * every libuv code on every platform (UV_ERRNO_MAX is -4096);
+ * src/core/errno.c checks that at compile time.
  *
  * XX(name, offset, message): the code is FY_<name> = FY__ERRNO_BASE - offset.
- * Offsets are part of the ABI: never renumber, only append. */
+ * Offsets are part of the ABI: never renumber, only append.  Offsets 2, 7,
+ * 8, 10, 12, 13 and 14 belonged to codes that were removed and are never
+ * reused. */
 #define FY__ERRNO_BASE (-5000)
 
 #define FY_ERRNO_MAP(XX)                                                       \
   XX(ECIRCUITOPEN, 1, "circuit breaker is open")                               \
-  XX(ERATELIMITED, 2, "rate limit exceeded")                                   \
   XX(EBULKHEADFULL, 3, "bulkhead is full")                                     \
   XX(EQUEUETIMEOUT, 4, "timed out waiting in a queue")                         \
   XX(ECLOSED, 5, "object is closed or closing")                                \
   XX(EDEADLINE, 6, "deadline of the enclosing call exceeded")                  \
-  XX(EBUDGET, 7, "retry budget exhausted")                                     \
-  XX(ELIMIT, 8, "concurrency limit exceeded")                                  \
   XX(EFALLBACK, 9, "fallback failed")                                          \
-  XX(EREJECTED, 10, "rejected by policy")                                      \
   XX(EKEY, 11, "invalid or oversized key")                                     \
-  XX(ESTORE, 12, "shared store unavailable")                                   \
-  XX(EHTTP, 13, "HTTP response status is an error")                            \
-  XX(ESHED, 14, "load shed by admission control")                              \
   XX(EBADRESULT, 15, "operation reported an invalid outcome")
 
 typedef enum {

@@ -163,13 +163,9 @@ fy_outcome_t fy_classify_default(int status, void *user_data) {
 int fy_is_refusal(int status) {
   switch (status) {
   case FY_ECIRCUITOPEN:
-  case FY_ERATELIMITED:
   case FY_EBULKHEADFULL:
   case FY_EQUEUETIMEOUT:
   case FY_ECLOSED:
-  case FY_EBUDGET:
-  case FY_ELIMIT:
-  case FY_ESHED:
     return 1;
   default:
     return 0;
