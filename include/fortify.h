@@ -1,8 +1,8 @@
 /* Copyright (c) 2026 the fortify authors. MIT licensed.
  *
  * fortify: resilience patterns for the libuv event loop.  The umbrella
- * header; the adapters (fortify/curl.h, fortify/hiredis.h) are separate
- * because they need third-party headers. */
+ * header; the curl adapter's header (fortify/curl.h) is separate because
+ * it needs libcurl's headers. */
 #ifndef FORTIFY_H
 #define FORTIFY_H
 

@@ -8,9 +8,7 @@ set -euo pipefail
 PACKAGES=(
   libuv1-dev
   libcurl4-openssl-dev
-  libhiredis-dev
   libcriterion-dev
-  redis-server
   libhttp-parser-dev
   cmake
   pkg-config
