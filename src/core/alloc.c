@@ -78,8 +78,8 @@ void *fy__pool_get(fy__pool_t *pool, size_t size) {
     pool->free[c] = *(void **)block;
     pool->count[c]--;
     /* Clear |size|, not the whole class: with a size the compiler can
-     * bound it inlines "rep stos", measured ~20 ns slower per frame than
-     * the library memset (bench/op.c). */
+     * bound it inlines "rep stos", whose start-up cost makes it slower per
+     * frame than the library memset (docs/PERFORMANCE.md, bench/op.c). */
     memset(block, 0, size);
     return block;
   }

@@ -4,7 +4,10 @@
  * (src/sm/breaker_sm.c, which takes |now| and is tested without a loop) to
  * a context: an embedded deadline for the eager open -> half-open move,
  * classification and latency of outcomes, in-order delivery of state
- * changes, and the pipeline vtable. */
+ * changes, and the pipeline vtable.
+ *
+ * Codes such as W3 are rows of the table "Fortify weaknesses fixed" in
+ * docs/breaker.md. */
 #include "internal.h"
 
 #include "breaker_sm.h"

@@ -8,7 +8,10 @@
  * 0 without spawning: its state is linked in the queue and its own timer
  * bounds the wait.  When a slot frees, the head of the queue gets it and its
  * child is spawned right there, before anything else can run, so a call that
- * arrives at that moment finds the slot taken (no barging). */
+ * arrives at that moment finds the slot taken (no barging).
+ *
+ * Codes such as W33 are entries of the list "Fortify weaknesses fixed" in
+ * docs/bulkhead.md. */
 #include "internal.h"
 #include "bulkhead_sm.h"
 

@@ -6,7 +6,10 @@
  * A frame goes through two phases.  PRIMARY: one child in the layer below.
  * FALLBACK: one attempt of the fallback operation, spawned directly under
  * the frame with fy_frame_spawn_op().  The state machine is small enough to
- * live in the hooks; it reads no time. */
+ * live in the hooks; it reads no time.
+ *
+ * W37 is an entry of the list "Fortify weaknesses fixed" in
+ * docs/fallback.md. */
 #include "internal.h"
 
 struct fy_fallback_s {

@@ -8,7 +8,10 @@
  * driver: a frame is either running a try (PHASE_TRY), waiting
  * in a backoff (PHASE_BACKOFF), starting the next try from the timer
  * (PHASE_FIRING: user callbacks run there and may cancel or close
- * anything), or finished (PHASE_DONE). */
+ * anything), or finished (PHASE_DONE).
+ *
+ * Codes such as W13 are rows of the table "Fortify weaknesses fixed" in
+ * docs/retry.md. */
 #include <math.h>
 #include <string.h>
 

@@ -9,7 +9,10 @@
  * the child with fy_frame_detach() (the operation's cancel hook runs, its
  * late outcome and result are freed by the core) and completes the frame at
  * once, so the call finishes on time whether or not the operation
- * cooperates. */
+ * cooperates.
+ *
+ * Codes such as W28 are rows of the table "Weaknesses fixed" in
+ * docs/timeout.md. */
 #include <string.h>
 
 #include "internal.h"

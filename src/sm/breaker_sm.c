@@ -5,6 +5,9 @@
  * ordered ring of state changes.  It takes |now| and knows nothing of a
  * context, a loop or a frame (declared in breaker_sm.h, tested without a
  * loop).
+ *
+ * Codes such as W1 are rows of the table "Fortify weaknesses fixed" in
+ * docs/breaker.md.
  */
 #include <assert.h>
 #include <string.h>

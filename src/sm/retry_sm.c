@@ -3,6 +3,9 @@
  * Retry's pure half: option checks, the PRNG, the backoff formulas, the
  * classification of outcomes and the decision after each one.  No context,
  * no frame (declared in retry_sm.h, tested without a loop).
+ *
+ * Codes such as W10 are rows of the table "Fortify weaknesses fixed" in
+ * docs/retry.md.
  */
 #include <assert.h>
 #include <math.h>

@@ -3,6 +3,9 @@
  * The timeout's pure state machine: from the instant the limits were armed
  * and the progress marks seen since, the nearest instant at which a stage
  * may fire and which stage has fired by a given |now|.
+ *
+ * Codes such as W29 are rows of the table "Weaknesses fixed" in
+ * docs/timeout.md.
  */
 #include <assert.h>
 #include <string.h>
