@@ -112,9 +112,12 @@ static void retry_deadline(fy_policy_t *p, fy_frame_t *f) {
 }
 
 static const fy_policy_vtable_t retry_vtable = {
-    "demo-retry",   sizeof(retry_frame_t), retry_start, retry_child_done,
-    NULL,           NULL,                  retry_deadline,
-    NULL,           NULL};
+    .kind = "demo-retry",
+    .frame_size = sizeof(retry_frame_t),
+    .start = retry_start,
+    .child_done = retry_child_done,
+    .deadline = retry_deadline,
+};
 
 /* ---- the workload ------------------------------------------------------ */
 typedef struct run_s {

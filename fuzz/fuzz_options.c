@@ -7,6 +7,7 @@
  * documented ranges (docs/<pattern>.md, include/fortify/<pattern>.h) says
  * whether the options are valid; then
  *
+ * - fy_<pattern>_opts_check() agrees with it (0 or UV_EINVAL);
  * - invalid: _new() returns UV_EINVAL, sets *out to NULL and allocates
  *   nothing (a preset: nothing left once the loop turns);
  * - valid: _new() succeeds, the name is kept (truncated to 63 bytes), and
@@ -203,7 +204,9 @@ static int retry_valid(const fy_retry_opts_t *o) {
          (unsigned)o->jitter <= 5 &&
          (o->require_idempotent == 0 || o->require_idempotent == 1) &&
          codes_valid(o->non_retryable, o->non_retryable_count) &&
-         codes_valid(o->retryable, o->retryable_count);
+         codes_valid(o->retryable, o->retryable_count) &&
+         (o->codes_mode == FY_RETRY_CODES_ADD ||
+          (o->codes_mode == FY_RETRY_CODES_ONLY && o->retryable_count >= 1));
 }
 
 static int timeout_valid(const fy_timeout_opts_t *o) {
@@ -276,6 +279,15 @@ static int op2_start(fy_attempt_t *a, void *arg) {
 static const fy_op_t fallback_op = {op2_start, NULL};
 static const fy_op_t no_start_op = {NULL, NULL};
 
+/* The pattern's own check of the options agrees with the oracle. */
+static void check_agrees(int which, int rc, int valid) {
+  FZ_CHECK(rc == 0 || rc == UV_EINVAL, "pattern %d: opts_check gave %d",
+           which, rc);
+  FZ_CHECK((rc == 0) == (valid != 0),
+           "pattern %d: opts_check says %d, the oracle %s", which, rc,
+           valid ? "valid" : "invalid");
+}
+
 /* Create the policy |which| from the input: 1 created, 0 refused. */
 static int make(int which, fz_t *z, fy_policy_t **policy) {
   long before = fz_alloc_live();
@@ -308,6 +320,7 @@ static int make(int which, fz_t *z, fy_policy_t **policy) {
     if (o.window == FY_BREAKER_WINDOW_COUNT && o.window_calls > (1u << 16))
       o.window_calls = FY_BREAKER_WINDOW_CALLS_MAX + (fz_u8(z) & 1);
     valid = breaker_valid(&o);
+    check_agrees(which, fy_breaker_opts_check(&o), valid);
     rc = fy_breaker_new(ctx, &o, (fy_breaker_t **)&out);
     if (rc == 0)
       *policy = fy_breaker_policy(out);
@@ -329,7 +342,9 @@ static int make(int which, fz_t *z, fy_policy_t **policy) {
     o.seed = fz_u64(z);
     gen_codes(z, o.non_retryable, &o.non_retryable_count);
     gen_codes(z, o.retryable, &o.retryable_count);
+    o.codes_mode = (fy_retry_codes_mode_t)any_enum(z);
     valid = retry_valid(&o);
+    check_agrees(which, fy_retry_opts_check(&o), valid);
     rc = fy_retry_new(ctx, &o, (fy_retry_t **)&out);
     if (rc == 0)
       *policy = fy_retry_policy(out);
@@ -344,6 +359,7 @@ static int make(int which, fz_t *z, fy_policy_t **policy) {
     o.idle_ms = fz_u8(z) & 1 ? 0 : fz_u64_edge(z);
     o.scope = (fy_timeout_scope_t)any_enum(z);
     valid = timeout_valid(&o);
+    check_agrees(which, fy_timeout_opts_check(&o), valid);
     rc = fy_timeout_new(ctx, &o, (fy_timeout_t **)&out);
     if (rc == 0)
       *policy = fy_timeout_policy(out);
@@ -358,6 +374,7 @@ static int make(int which, fz_t *z, fy_policy_t **policy) {
     o.queue_timeout_ms = fz_u64_edge(z);
     o.order = (fy_bulkhead_order_t)any_enum(z);
     valid = bulkhead_valid(&o);
+    check_agrees(which, fy_bulkhead_opts_check(&o), valid);
     rc = fy_bulkhead_new(ctx, &o, (fy_bulkhead_t **)&out);
     if (rc == 0)
       *policy = fy_bulkhead_policy(out);
@@ -373,6 +390,7 @@ static int make(int which, fz_t *z, fy_policy_t **policy) {
     o.should_fallback = fz_u8(z) & 1 ? classify : NULL;
     s = fz_u8(z); /* NULL options: there is no default operation */
     valid = s % 16 != 0 && o.op != NULL && o.op->start != NULL;
+    check_agrees(which, fy_fallback_opts_check(s % 16 ? &o : NULL), valid);
     rc = fy_fallback_new(ctx, s % 16 ? &o : NULL, (fy_fallback_t **)&out);
     if (rc == 0)
       *policy = fy_fallback_policy(out);
@@ -397,6 +415,7 @@ static int make(int which, fz_t *z, fy_policy_t **policy) {
     o.max_queue = fz_u32_edge(z);
     o.queue_timeout_ms = fz_u64_edge(z);
     valid = preset_valid(&o);
+    check_agrees(which, fy_preset_opts_check(&o), valid);
     rc = fy_preset_new(ctx, &o, (fy_preset_t **)&out);
     if (rc == 0) {
       /* The preset's own pipeline is exercised; keep it. */

@@ -11,7 +11,10 @@
  * failure with tries left, honouring idempotency, the retry-after ceiling
  * and the deadline, after a delay of at least the hint; every refusal to
  * retry names a reason that holds; the library's refusals, cancellation and
- * the enclosing deadline are never retried by default. */
+ * the enclosing deadline are never retried by default; without a
+ * classifier, an allow-list (FY_RETRY_CODES_ONLY) retries exactly its codes
+ * that are not also listed final, and only a valid codes_mode passes the
+ * option check. */
 #include <math.h>
 #include <string.h>
 
@@ -57,6 +60,18 @@ static void gen_opts(fz_t *z, fy_retry_opts_t *o) {
   o->retryable_count = (unsigned)fz_below(z, 4);
   for (i = 0; i < o->retryable_count; i++)
     o->retryable[i] = fz_status(z);
+  /* Mostly a valid mode; sometimes any value (refused by the check). */
+  o->codes_mode = (fy_retry_codes_mode_t)(fz_u8(z) % 16 == 0
+                                              ? fz_u32(z)
+                                              : (uint32_t)fz_below(z, 2));
+}
+
+static int listed(const int *codes, unsigned n, int status) {
+  unsigned i;
+  for (i = 0; i < n; i++)
+    if (codes[i] == status)
+      return 1;
+  return 0;
 }
 
 static uint64_t cap_of(const fy_retry_opts_t *o) {
@@ -157,6 +172,18 @@ static void check_decide(const fy_retry_opts_t *o, fy__retry_sm_seq_t *seq,
       (status == UV_ECANCELED || status == FY_EDEADLINE ||
        fy_is_refusal(status)))
     FZ_CHECK(!retryable, "%d is retryable by default", status);
+  /* Without a classifier the lists decide alone: an allow-list retries
+   * exactly the listed codes that are not also final, and the default
+   * mode retries every such code too. */
+  if (o->is_retryable == NULL && status != 0) {
+    int allowed = listed(o->retryable, o->retryable_count, status) &&
+                  !listed(o->non_retryable, o->non_retryable_count, status);
+    if (o->codes_mode == FY_RETRY_CODES_ONLY)
+      FZ_CHECK(retryable == allowed, "allow-list: %d classified %d", status,
+               retryable);
+    else if (allowed)
+      FZ_CHECK(retryable, "listed %d not retried", status);
+  }
   if (plan.retry) {
     uint64_t want = now + plan.delay_ms;
     if (want < now || want == FY_TIME_NEVER)
@@ -218,8 +245,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   Z = &z;
   gen_opts(&z, &o);
   FZ_CHECK(fy_retry_stop_name((int)fz_u32(&z)) != NULL, "stop name");
-  if (fy__retry_opts_check(&o) != 0)
+  if (fy_retry_opts_check(&o) != 0)
     return 0;
+  FZ_CHECK(o.codes_mode == FY_RETRY_CODES_ADD ||
+               (o.codes_mode == FY_RETRY_CODES_ONLY && o.retryable_count > 0),
+           "codes_mode %d with %u codes accepted", (int)o.codes_mode,
+           o.retryable_count);
   s = o.seed;
   FZ_CHECK(fy__retry_sm_rng_seed(s, 7) == s, "an explicit seed was changed");
   rng = fy__retry_sm_rng_seed(o.seed, 0);

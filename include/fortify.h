@@ -11,6 +11,7 @@
 #include "fortify/errno.h"
 #include "fortify/events.h"
 #include "fortify/ctx.h"
+#include "fortify/scope.h"
 #include "fortify/call.h"
 #include "fortify/policy.h"
 #include "fortify/breaker.h"

@@ -194,9 +194,12 @@ static void big_child_done(fy_policy_t *p, fy_frame_t *f, fy_frame_t *c,
 }
 
 Test(alloc, frames_larger_than_the_freelists) {
-  static const fy_policy_vtable_t vt = {"big", sizeof(big_t), big_start,
-                                        big_child_done, NULL, NULL, NULL,
-                                        NULL, NULL};
+  static const fy_policy_vtable_t vt = {
+      .kind = "big",
+      .frame_size = sizeof(big_t),
+      .start = big_start,
+      .child_done = big_child_done,
+  };
   fy_policy_t *p = NULL;
   fy_pipeline_t *pl;
   int i;

@@ -1923,7 +1923,7 @@ Test(breaker, bad_options_are_rejected_and_create_nothing) {
   for (i = 0; i < sizeof(bad_opts) / sizeof(bad_opts[0]); i++) {
     fy_breaker_opts_init(&o);
     bad_opts[i](&o);
-    cr_assert_eq(fy__breaker_sm_validate(&o), UV_EINVAL, "case %zu", i);
+    cr_assert_eq(fy_breaker_opts_check(&o), UV_EINVAL, "case %zu", i);
     b = (fy_breaker_t *)&o; /* must be cleared */
     cr_assert_eq(fy_breaker_new(FX.ctx, &o, &b), UV_EINVAL, "case %zu", i);
     cr_assert_null(b, "case %zu", i);
@@ -1934,6 +1934,31 @@ Test(breaker, bad_options_are_rejected_and_create_nothing) {
   cr_assert_eq(fy_breaker_new(FX.ctx, NULL, NULL), UV_EINVAL);
   cr_assert_eq(g_live, live);
   fx_finish(&FX);
+}
+
+Test(breaker, opts_check_without_a_context) {
+  fy_breaker_opts_t o;
+  fy_breaker_opts_init(&o);
+  cr_assert_eq(fy_breaker_opts_check(&o), 0);
+  cr_assert_eq(fy_breaker_opts_check(NULL), UV_EINVAL);
+  o.failure_rate = NAN;
+  cr_assert_eq(fy_breaker_opts_check(&o), UV_EINVAL);
+  fy_breaker_opts_init(&o);
+  o.open_multiplier = -2.0;
+  cr_assert_eq(fy_breaker_opts_check(&o), UV_EINVAL);
+  fy_breaker_opts_init(&o);
+  o.interval_ms = (uint64_t)-1; /* a negative number, stored unsigned */
+  cr_assert_eq(fy_breaker_opts_check(&o), UV_EINVAL);
+  fy_breaker_opts_init(&o);
+  o.window = FY_BREAKER_WINDOW_COUNT;
+  o.window_calls = FY_BREAKER_WINDOW_CALLS_MAX + 1;
+  cr_assert_eq(fy_breaker_opts_check(&o), UV_EINVAL);
+  o.window_calls = FY_BREAKER_WINDOW_CALLS_MAX;
+  cr_assert_eq(fy_breaker_opts_check(&o), 0);
+  /* A window's size is checked only when that window is selected. */
+  o.window = FY_BREAKER_WINDOW_NONE;
+  o.window_calls = 0;
+  cr_assert_eq(fy_breaker_opts_check(&o), 0);
 }
 
 Test(breaker, edge_values_are_accepted) {

@@ -333,6 +333,28 @@ Test(bulkhead, opts_defaults) {
   finish();
 }
 
+Test(bulkhead, opts_check_without_a_context) {
+  fy_bulkhead_opts_t o;
+  fy_bulkhead_opts_init(&o);
+  cr_assert_eq(fy_bulkhead_opts_check(&o), 0);
+  cr_assert_eq(fy_bulkhead_opts_check(NULL), UV_EINVAL);
+  o.max_queue = (uint32_t)-1; /* a negative number, stored unsigned */
+  cr_assert_eq(fy_bulkhead_opts_check(&o), UV_EINVAL);
+  fy_bulkhead_opts_init(&o);
+  o.queue_timeout_ms = FY_BULKHEAD_TIMEOUT_MAX + 1; /* overflows int64 */
+  cr_assert_eq(fy_bulkhead_opts_check(&o), UV_EINVAL);
+  fy_bulkhead_opts_init(&o);
+  o.max_concurrent = 0;
+  cr_assert_eq(fy_bulkhead_opts_check(&o), UV_EINVAL);
+  o.max_concurrent = FY_BULKHEAD_LIMIT_MAX;
+  o.max_queue = FY_BULKHEAD_LIMIT_MAX;
+  o.queue_timeout_ms = FY_BULKHEAD_TIMEOUT_MAX;
+  o.order = FY_BULKHEAD_LIFO;
+  cr_assert_eq(fy_bulkhead_opts_check(&o), 0);
+  o.order = (fy_bulkhead_order_t)2;
+  cr_assert_eq(fy_bulkhead_opts_check(&o), UV_EINVAL);
+}
+
 Test(bulkhead, bad_options_create_nothing) {
   fy_bulkhead_opts_t o;
   fy_bulkhead_t *bh;
@@ -344,6 +366,7 @@ Test(bulkhead, bad_options_create_nothing) {
   do {                                                                         \
     fy_bulkhead_opts_init(&o);                                                 \
     o.field = value;                                                           \
+    cr_assert_eq(fy_bulkhead_opts_check(&o), UV_EINVAL, #field);               \
     bh = (fy_bulkhead_t *)&o;                                                  \
     cr_assert_eq(fy_bulkhead_new(ctx, &o, &bh), UV_EINVAL, #field);           \
     cr_assert_null(bh, #field);                                                \
@@ -738,8 +761,11 @@ static void pass_child_done(fy_policy_t *p, fy_frame_t *f, fy_frame_t *child,
 }
 
 static const fy_policy_vtable_t gate_vt = {
-    "gate", 0, gate_start, pass_child_done, gate_cancel, NULL, NULL, NULL,
-    NULL};
+    .kind = "gate",
+    .start = gate_start,
+    .child_done = pass_child_done,
+    .cancel = gate_cancel,
+};
 
 static void w35_case(uint32_t max_concurrent, uint32_t max_queue,
                      int hold_permit) {
@@ -795,8 +821,11 @@ static void shield_cancel(fy_policy_t *p, fy_frame_t *f) {
 }
 
 static const fy_policy_vtable_t shield_vt = {
-    "shield", 0, shield_start, pass_child_done, shield_cancel, NULL, NULL,
-    NULL, NULL};
+    .kind = "shield",
+    .start = shield_start,
+    .child_done = pass_child_done,
+    .cancel = shield_cancel,
+};
 
 Test(bulkhead, w33_waiter_whose_caller_left_is_not_dispatched) {
   fy_bulkhead_t *bh;
@@ -836,8 +865,10 @@ static int refuser_start(fy_policy_t *p, fy_frame_t *f) {
 }
 
 static const fy_policy_vtable_t refuser_vt = {
-    "refuser", 0, refuser_start, pass_child_done, NULL, NULL, NULL, NULL,
-    NULL};
+    .kind = "refuser",
+    .start = refuser_start,
+    .child_done = pass_child_done,
+};
 
 Test(bulkhead, refused_dispatch_completes_waiter_and_tries_next) {
   fy_bulkhead_t *bh;

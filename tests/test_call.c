@@ -700,10 +700,14 @@ static void hint(top_t *t, fy_attempt_t *a) {
 
 Test(call, elapsed_and_retry_after_in_detail) {
   fy_pipeline_t *pl;
+  fy_call_opts_t o = {0};
   fx_init(&FX, 0);
   pl = make(PL_PROBE_PASSTHROUGH);
   T.on_start = hint;
-  cr_assert_eq(tcall_start(&C, pl, &top_op_nocancel, &T), 0);
+  o.flags = FY_CALL_MEASURE;
+  cr_assert_eq(fy_call_start_opts(&C.call, pl, &top_op_nocancel, &T, &o,
+                                  tcall_cb),
+               0);
   fx_advance(&FX, 25);
   top_report(&T, 0, UV_EAGAIN);
   cr_assert_eq(C.ncb, 1);
@@ -711,6 +715,61 @@ Test(call, elapsed_and_retry_after_in_detail) {
   cr_assert_eq(C.call.detail.retry_after_ms, 1500);
   cr_assert_null(C.call.detail.by_kind);
   fx_finish(&FX);
+}
+
+/* The clock is read only when the latency is wanted: by the call, by the
+ * context, or by a listener of FY_EV_CALL_DONE. */
+static void ignore_event(fy_ctx_t *ctx, const fy_event_t *ev, void *ud) {
+  (void)ctx;
+  (void)ev;
+  (void)ud;
+}
+
+static uint64_t elapsed_of_one_call(fy_pipeline_t *pl) {
+  memset(&C, 0, sizeof(C));
+  memset(&T, 0, sizeof(T));
+  cr_assert_eq(tcall_start(&C, pl, &top_op_nocancel, &T), 0);
+  fx_advance(&FX, 7);
+  top_report(&T, 0, 0);
+  cr_assert_eq(C.ncb, 1);
+  return C.call.detail.elapsed_ns;
+}
+
+Test(call, elapsed_is_measured_only_when_wanted) {
+  fy_pipeline_t *pl;
+  fy_listener_t *l;
+  fx_init(&FX, 0);
+  pl = make(PL_PROBE_PASSTHROUGH);
+  cr_assert_eq(elapsed_of_one_call(pl), 0, "measured though nobody asked");
+  cr_assert_eq(fy_ctx_listen(FX.ctx, FY_EV_MASK(FY_EV_CALL_DONE),
+                             ignore_event, NULL, &l),
+               0);
+  cr_assert_eq(elapsed_of_one_call(pl), 7ull * 1000000ull);
+  fy_listener_remove(l);
+  cr_assert_eq(elapsed_of_one_call(pl), 0);
+  fx_finish(&FX);
+}
+
+Test(call, a_measuring_context_measures_every_call) {
+  fy_ctx_opts_t o = {0};
+  fy_pipeline_t *pl;
+  uv_loop_t loop;
+  fy_ctx_t *ctx;
+  o.manual_clock = 1;
+  o.measure_calls = 1;
+  cr_assert_eq(uv_loop_init(&loop), 0);
+  cr_assert_eq(fy_ctx_new(&loop, &o, &ctx), 0);
+  cr_assert_eq(fy_pipeline_new(ctx, NULL, 0, &pl), 0);
+  memset(&C, 0, sizeof(C));
+  memset(&T, 0, sizeof(T));
+  cr_assert_eq(tcall_start(&C, pl, &top_op_nocancel, &T), 0);
+  cr_assert_eq(fy_ctx_advance(ctx, 3), 0);
+  top_report(&T, 0, 0);
+  cr_assert_eq(C.ncb, 1);
+  cr_assert_eq(C.call.detail.elapsed_ns, 3ull * 1000000ull);
+  cr_assert_eq(fy_ctx_close(ctx, NULL, NULL), 0);
+  cr_assert_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  cr_assert_eq(uv_loop_close(&loop), 0);
 }
 
 /* ---- the call struct is the caller's inside the callback ---------------- */

@@ -623,8 +623,10 @@ static void pass_child_done(fy_policy_t *p, fy_frame_t *f, fy_frame_t *child,
 }
 
 static const fy_policy_vtable_t deadline_vtable = {
-    "deadline", 0, deadline_start, pass_child_done, NULL, NULL, NULL, NULL,
-    NULL};
+    .kind = "deadline",
+    .start = deadline_start,
+    .child_done = pass_child_done,
+};
 
 Test(curl, remaining_deadline_becomes_transfer_timeout) {
   fy_policy_t *p = NULL;
@@ -862,8 +864,11 @@ static void abandon_deadline(fy_policy_t *p, fy_frame_t *f) {
 }
 
 static const fy_policy_vtable_t abandon_vtable = {
-    "abandon", 0,    abandon_start,    pass_child_done, NULL, NULL,
-    abandon_deadline, NULL, NULL};
+    .kind = "abandon",
+    .start = abandon_start,
+    .child_done = pass_child_done,
+    .deadline = abandon_deadline,
+};
 
 Test(curl, abandoned_mid_body_leaves_no_handle) {
   fy_policy_t *p = NULL;
@@ -980,8 +985,11 @@ static void hook_progress(fy_policy_t *p, fy_frame_t *f) {
 }
 
 static const fy_policy_vtable_t hook_vtable = {
-    "hook", 0, hook_start, pass_child_done, NULL, hook_progress, NULL, NULL,
-    NULL};
+    .kind = "hook",
+    .start = hook_start,
+    .child_done = pass_child_done,
+    .progress = hook_progress,
+};
 
 static fy_pipeline_t *hook_pipeline(void) {
   fy_policy_t *p = NULL;
@@ -1561,23 +1569,34 @@ Test(curl, adapter_options_validated) {
 Test(curl, hosts_options_validated) {
   fy_curl_hosts_opts_t o;
   fy_curl_hosts_t *h;
-  int dummy;
+  fy_ctx_stats_t before, after;
 #define BAD(stmt)                                                              \
   do {                                                                         \
     fy_curl_hosts_opts_init(&o);                                               \
     stmt;                                                                      \
+    cr_assert_eq(fy_curl_hosts_opts_check(&o), UV_EINVAL, #stmt);              \
     h = (fy_curl_hosts_t *)&o;                                                 \
     cr_assert_eq(fy_curl_hosts_new(ctx, &o, &h), UV_EINVAL, #stmt);            \
     cr_assert_null(h);                                                         \
   } while (0)
+  fy_ctx_stats(ctx, &before);
+  fy_curl_hosts_opts_init(&o);
+  cr_assert_eq(fy_curl_hosts_opts_check(&o), 0);
+  o.max_hosts = FY_CURL_HOSTS_MAX;
+  cr_assert_eq(fy_curl_hosts_opts_check(&o), 0);
+  cr_assert_eq(fy_curl_hosts_opts_check(NULL), UV_EINVAL);
   BAD(o.max_hosts = 0);
   BAD(o.max_hosts = FY_CURL_HOSTS_MAX + 1);
-  BAD(o.limiter = &dummy);
+  BAD(o.max_hosts = (uint32_t)-1);
   BAD(o.breaker.window = FY_BREAKER_WINDOW_COUNT;
       o.breaker.failure_rate = 0.0 / 0.0);
   BAD(o.breaker.mode = FY_BREAKER_MODE__COUNT);
   BAD(o.breaker.open_max_ms = 1; o.breaker.open_ms = 10);
+  BAD(o.breaker.open_ms = (uint64_t)-1);
 #undef BAD
+  /* Checking the template creates no breaker. */
+  fy_ctx_stats(ctx, &after);
+  cr_assert_eq(memcmp(&before, &after, sizeof(before)), 0);
   cr_assert_eq(fy_curl_hosts_new(NULL, NULL, &h), UV_EINVAL);
   cr_assert_eq(fy_curl_hosts_new(ctx, NULL, NULL), UV_EINVAL);
   cr_assert_eq(fy_curl_hosts_new(ctx, NULL, &h), 0);
@@ -1589,28 +1608,34 @@ Test(curl, hosts_options_validated) {
 Test(curl, pipeline_options_validated) {
   fy_curl_pipeline_opts_t o;
   fy_curl_pipeline_t *p;
+  fy_ctx_stats_t before, after;
+#define BAD(stmt)                                                              \
+  do {                                                                         \
+    fy_curl_pipeline_opts_init(&o);                                            \
+    stmt;                                                                      \
+    cr_assert_eq(fy_curl_pipeline_opts_check(&o), UV_EINVAL, #stmt);           \
+    p = (fy_curl_pipeline_t *)&o;                                              \
+    cr_assert_eq(fy_curl_pipeline_new(ctx, &o, &p), UV_EINVAL, #stmt);         \
+    cr_assert_null(p);                                                         \
+  } while (0)
+  fy_ctx_stats(ctx, &before);
   fy_curl_pipeline_opts_init(&o);
-  o.preset.attempt_timeout_ms = 0;
-  p = (fy_curl_pipeline_t *)&o;
-  cr_assert_eq(fy_curl_pipeline_new(ctx, &o, &p), UV_EINVAL);
-  cr_assert_null(p);
-  fy_curl_pipeline_opts_init(&o);
-  o.preset.total_timeout_ms = 5;
-  o.preset.attempt_timeout_ms = 10;
-  cr_assert_eq(fy_curl_pipeline_new(ctx, &o, &p), UV_EINVAL);
-  fy_curl_pipeline_opts_init(&o);
-  o.max_retry_after_ms = FY_RETRY_DELAY_LIMIT_MS + 1;
-  cr_assert_eq(fy_curl_pipeline_new(ctx, &o, &p), UV_EINVAL);
-  fy_curl_pipeline_opts_init(&o);
-  o.max_hosts = 0;
-  cr_assert_eq(fy_curl_pipeline_new(ctx, &o, &p), UV_EINVAL);
-  fy_curl_pipeline_opts_init(&o);
-  o.preset.max_attempts = 0;
-  cr_assert_eq(fy_curl_pipeline_new(ctx, &o, &p), UV_EINVAL);
-  fy_curl_pipeline_opts_init(&o);
-  o.idle_ms = FY_TIMEOUT_MAX_MS + 1;
-  cr_assert_eq(fy_curl_pipeline_new(ctx, &o, &p), UV_EINVAL);
-  cr_assert_null(p);
+  cr_assert_eq(fy_curl_pipeline_opts_check(&o), 0);
+  cr_assert_eq(fy_curl_pipeline_opts_check(NULL), UV_EINVAL);
+  BAD(o.preset.attempt_timeout_ms = 0);
+  BAD(o.preset.total_timeout_ms = 5; o.preset.attempt_timeout_ms = 10);
+  BAD(o.max_retry_after_ms = FY_RETRY_DELAY_LIMIT_MS + 1);
+  BAD(o.max_hosts = 0);
+  BAD(o.preset.max_attempts = 0);
+  BAD(o.idle_ms = FY_TIMEOUT_MAX_MS + 1);
+  BAD(o.first_byte_ms = (uint64_t)-1);
+  BAD(o.preset.breaker_open_ms = FY_BREAKER_DURATION_MAX + 1);
+  BAD(o.preset.max_concurrent = 1; o.preset.queue_timeout_ms = (uint64_t)-1);
+  BAD(o.preset.retry_jitter = (fy_retry_jitter_t)99);
+#undef BAD
+  /* Nothing was created, not even the parts before the one refused. */
+  fy_ctx_stats(ctx, &after);
+  cr_assert_eq(memcmp(&before, &after, sizeof(before)), 0);
   cr_assert_eq(fy_curl_pipeline_new(NULL, NULL, &p), UV_EINVAL);
   cr_assert_eq(fy_curl_pipeline_new(ctx, NULL, NULL), UV_EINVAL);
 }

@@ -264,7 +264,7 @@ Test(events, listener_removes_others_inside_its_callback) {
   {
     fy_event_t ev;
     memset(&ev, 0, sizeof(ev));
-    ev.type = FY_EV_CUSTOM;
+    ev.type = FY_EV_FALLBACK;
     fy_ctx_emit(FX.ctx, &ev);
   }
   cr_assert_eq(L1.got, 3);
@@ -284,14 +284,14 @@ Test(events, wants_reflects_the_listeners) {
                              &a),
                0);
   cr_assert_eq(fy_ctx_listen(FX.ctx,
-                             FY_EV_MASK(FY_EV_RETRY) | FY_EV_MASK(FY_EV_HEDGE),
+                             FY_EV_MASK(FY_EV_RETRY) | FY_EV_MASK(FY_EV_QUEUE),
                              on_event, &L2, &b),
                0);
   for (t = 0; t < FY_EV__COUNT; t++)
     cr_assert_eq(fy_ctx_wants(FX.ctx, (fy_event_type_t)t),
-                 t == FY_EV_RETRY || t == FY_EV_HEDGE, "type %u", t);
+                 t == FY_EV_RETRY || t == FY_EV_QUEUE, "type %u", t);
   fy_listener_remove(b);
-  cr_assert_eq(fy_ctx_wants(FX.ctx, FY_EV_HEDGE), 0);
+  cr_assert_eq(fy_ctx_wants(FX.ctx, FY_EV_QUEUE), 0);
   cr_assert_eq(fy_ctx_wants(FX.ctx, FY_EV_RETRY), 1);
   fy_listener_remove(a);
   cr_assert_eq(fy_ctx_wants(FX.ctx, FY_EV_RETRY), 0);
@@ -316,7 +316,7 @@ Test(events, invalid_registrations_are_rejected) {
     cr_assert_eq(fy_ctx_wants(FX.ctx, (fy_event_type_t)t), 0);
   /* |out| is optional; such a listener is freed with the context. */
   cr_assert_eq(fy_ctx_listen(FX.ctx, FY_EV_ALL, on_event, &L1, NULL), 0);
-  cr_assert_eq(fy_ctx_wants(FX.ctx, FY_EV_CUSTOM), 1);
+  cr_assert_eq(fy_ctx_wants(FX.ctx, FY_EV_FALLBACK), 1);
   fx_finish(&FX);
 }
 
@@ -324,9 +324,9 @@ Test(events, emit_fills_time_and_name) {
   fy_event_t ev;
   fx_init(&FX, 4242);
   reset_records();
-  add_listener(&L1, 1, FY_EV_MASK(FY_EV_CUSTOM) | FY_EV_MASK(FY_EV_STATE_CHANGE));
+  add_listener(&L1, 1, FY_EV_MASK(FY_EV_FALLBACK) | FY_EV_MASK(FY_EV_STATE_CHANGE));
   memset(&ev, 0, sizeof(ev));
-  ev.type = FY_EV_CUSTOM;
+  ev.type = FY_EV_FALLBACK;
   ev.value = 77;
   fy_ctx_emit(FX.ctx, &ev);
   cr_assert_eq(NR, 1);
@@ -344,7 +344,7 @@ Test(events, emit_fills_time_and_name) {
 
   fx_probe(&FX, &P, "emitter");
   fy_policy_emit(P.policy, FY_EV_STATE_CHANGE, &C.call, FY_ECIRCUITOPEN, 1, 2);
-  fy_policy_emit(P.policy, FY_EV_HEDGE, NULL, 0, 0, 0); /* not listened */
+  fy_policy_emit(P.policy, FY_EV_QUEUE, NULL, 0, 0, 0); /* not listened */
   fy_policy_emit(P.policy, (fy_event_type_t)200, NULL, 0, 0, 0);
   cr_assert_eq(NR, 3);
   cr_assert_eq(R[2].type, FY_EV_STATE_CHANGE);

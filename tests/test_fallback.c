@@ -226,17 +226,24 @@ Test(fallback, bad_options_create_nothing) {
   before = live_allocs;
 
   fb = (fy_fallback_t *)&o;
+  cr_assert_eq(fy_fallback_opts_check(NULL), UV_EINVAL);
   cr_assert_eq(fy_fallback_new(ctx, NULL, &fb), UV_EINVAL, "no operation");
   cr_assert_null(fb);
   fy_fallback_opts_init(&o);
+  /* The defaults alone are not valid: there is no operation. */
+  cr_assert_eq(fy_fallback_opts_check(&o), UV_EINVAL);
   fb = (fy_fallback_t *)&o;
   cr_assert_eq(fy_fallback_new(ctx, &o, &fb), UV_EINVAL, "op NULL");
   cr_assert_null(fb);
   o.op = &no_start;
+  cr_assert_eq(fy_fallback_opts_check(&o), UV_EINVAL);
   fb = (fy_fallback_t *)&o;
   cr_assert_eq(fy_fallback_new(ctx, &o, &fb), UV_EINVAL, "op->start NULL");
   cr_assert_null(fb);
   o.op = &work_op;
+  cr_assert_eq(fy_fallback_opts_check(&o), 0);
+  o.should_fallback = NULL; /* the default classifier */
+  cr_assert_eq(fy_fallback_opts_check(&o), 0);
   cr_assert_eq(fy_fallback_new(NULL, &o, &fb), UV_EINVAL);
   cr_assert_null(fb);
   cr_assert_eq(fy_fallback_new(ctx, &o, NULL), UV_EINVAL);

@@ -863,6 +863,23 @@ Test(fetch, values_the_policies_refuse_are_usage_errors) {
   expect_usage_errors(cases, sizeof(cases) / sizeof(cases[0]));
 }
 
+/* A flag given twice: the value in effect (the last) is the one named,
+ * never an earlier value the later one replaced. */
+Test(fetch, the_value_named_is_the_one_in_effect) {
+  char u[256];
+  const bad_t cases[] = {
+      {{"--retries=0", "--retries=3", "--max-delay=86400001", u},
+       "--max-delay 86400001: out of range for the retry"},
+      {{"--max-body=2000000000", "--max-body=2000000001", u},
+       "--max-body 2000000001: out of range for the curl adapter"},
+      {{"--idle-timeout=99999999999", "--idle-timeout=0",
+        "--attempt-timeout=0", u},
+       "--attempt-timeout 0: out of range for the per-try timeout"},
+  };
+  url(u, base, "/x");
+  expect_usage_errors(cases, sizeof(cases) / sizeof(cases[0]));
+}
+
 Test(fetch, bad_urls_are_usage_errors) {
   char u[256];
   const bad_t cases[] = {

@@ -125,9 +125,12 @@ static void dummy_child_done(fy_policy_t *p, fy_frame_t *f, fy_frame_t *c,
 }
 
 Test(pipeline, policy_new_validates_and_accessors_work) {
-  static const fy_policy_vtable_t ok = {"dummy", 8, dummy_start,
-                                        dummy_child_done, NULL, NULL, NULL,
-                                        NULL, NULL};
+  static const fy_policy_vtable_t ok = {
+      .kind = "dummy",
+      .frame_size = 8,
+      .start = dummy_start,
+      .child_done = dummy_child_done,
+  };
   fy_policy_vtable_t bad;
   fy_policy_t *p = (fy_policy_t *)&T;
   char longname[100];

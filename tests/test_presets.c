@@ -80,11 +80,77 @@ Test(presets, invalid_options_rejected) {
 
   fy_preset_opts_init(&o, FY_PRESET_DATABASE);
   o.max_concurrent = 2;
-  o.breaker_open_ms = UINT64_MAX; /* refused by the breaker, after two
-                                     policies were built */
+  o.breaker_open_ms = UINT64_MAX; /* refused by the breaker's check */
   cr_expect_eq(fy_preset_new(FX.ctx, &o, &p), UV_EINVAL);
   cr_expect_null(p);
-  fx_finish(&FX); /* what was built is closed: the loop closes cleanly */
+  fx_finish(&FX);
+}
+
+Test(presets, opts_check_is_the_constructors_check) {
+  fy_preset_opts_t o;
+  fy_preset_t *p;
+  long requests;
+  size_t i;
+  fa_install(-1);
+  fx_init(&FX, 0);
+  for (i = 0; i <= FY_PRESET_DATABASE; i++) {
+    fy_preset_opts_init(&o, (fy_preset_kind_t)i);
+    cr_expect_eq(fy_preset_opts_check(&o), 0, "kind %zu", i);
+  }
+  cr_expect_eq(fy_preset_opts_check(NULL), UV_EINVAL);
+  for (i = 0; i < 9; i++) {
+    fy_preset_opts_init(&o, FY_PRESET_HTTP_CLIENT);
+    o.max_concurrent = 4; /* every part is built */
+    o.total_timeout_ms = 60000;
+    switch (i) {
+    case 0:
+      o.attempt_timeout_ms = 0;
+      break;
+    case 1:
+      o.attempt_timeout_ms = (uint64_t)-1; /* negative, stored unsigned */
+      o.total_timeout_ms = 0;
+      break;
+    case 2:
+      o.total_timeout_ms = FY_TIMEOUT_MAX_MS + 1;
+      break;
+    case 3:
+      o.max_queue = FY_BULKHEAD_LIMIT_MAX + 1;
+      break;
+    case 4:
+      o.max_attempts = FY_RETRY_ATTEMPTS_MAX + 1;
+      break;
+    case 5:
+      o.retry_max_delay_ms = FY_RETRY_DELAY_LIMIT_MS + 1;
+      break;
+    case 6:
+      o.retry_jitter = (fy_retry_jitter_t)-1;
+      break;
+    case 7:
+      o.require_idempotent = 2;
+      break;
+    default:
+      o.breaker_interval_ms = FY_BREAKER_DURATION_MAX + 1;
+      break;
+    }
+    cr_expect_eq(fy_preset_opts_check(&o), UV_EINVAL, "case %zu", i);
+    /* The constructor makes that check first: it allocates nothing. */
+    requests = FA.requests;
+    p = (fy_preset_t *)&o;
+    cr_expect_eq(fy_preset_new(FX.ctx, &o, &p), UV_EINVAL, "case %zu", i);
+    cr_expect_null(p);
+    cr_expect_eq(FA.requests, requests, "case %zu allocated", i);
+  }
+  /* The largest values each part takes are accepted. */
+  fy_preset_opts_init(&o, FY_PRESET_HTTP_CLIENT);
+  o.max_concurrent = FY_BULKHEAD_LIMIT_MAX;
+  o.attempt_timeout_ms = FY_TIMEOUT_MAX_MS;
+  o.total_timeout_ms = FY_TIMEOUT_MAX_MS;
+  o.max_attempts = FY_RETRY_ATTEMPTS_MAX;
+  o.retry_max_delay_ms = FY_RETRY_DELAY_LIMIT_MS;
+  o.breaker_open_ms = FY_BREAKER_DURATION_MAX;
+  cr_expect_eq(fy_preset_opts_check(&o), 0);
+  fx_finish(&FX);
+  fa_restore();
 }
 
 Test(presets, failures_are_retried_through_the_breaker) {

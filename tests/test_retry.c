@@ -316,8 +316,10 @@ static void pass_child_done(fy_policy_t *p, fy_frame_t *f, fy_frame_t *child,
 }
 
 static const fy_policy_vtable_t refuser_vt = {
-    "refuser", 0, refuser_start, pass_child_done, NULL, NULL, NULL, NULL,
-    NULL};
+    .kind = "refuser",
+    .start = refuser_start,
+    .child_done = pass_child_done,
+};
 
 static refuser_t *new_refuser(int code, uint64_t hint, unsigned times,
                               fy_policy_t **out) {
@@ -357,8 +359,11 @@ static void budget_deadline(fy_policy_t *p, fy_frame_t *f) {
 }
 
 static const fy_policy_vtable_t budget_vt = {
-    "budget", 0, budget_start, pass_child_done, NULL, NULL, budget_deadline,
-    NULL,     NULL};
+    .kind = "budget",
+    .start = budget_start,
+    .child_done = pass_child_done,
+    .deadline = budget_deadline,
+};
 
 static fy_policy_t *new_budget(uint64_t deadline_in, uint64_t enforce_in) {
   fy_policy_t *p;
@@ -415,7 +420,8 @@ Test(retry, opts_init_defaults) {
   cr_assert_null(o.on_retry);
   cr_assert_eq(o.retryable_count, 0);
   cr_assert_eq(o.non_retryable_count, 0);
-  cr_assert_eq(fy__retry_opts_check(&o), 0);
+  cr_assert_eq(o.codes_mode, FY_RETRY_CODES_ADD);
+  cr_assert_eq(fy_retry_opts_check(&o), 0);
   fy_retry_opts_init(NULL); /* harmless */
 }
 
@@ -479,6 +485,20 @@ static void m_nlist_pos(fy_retry_opts_t *o) {
   o->non_retryable[0] = 5;
   o->non_retryable_count = 1;
 }
+static void m_only_empty(fy_retry_opts_t *o) {
+  o->codes_mode = FY_RETRY_CODES_ONLY;
+}
+static void m_only_empty_but_final_list(fy_retry_opts_t *o) {
+  o->codes_mode = FY_RETRY_CODES_ONLY;
+  o->non_retryable[0] = UV_EPIPE;
+  o->non_retryable_count = 1;
+}
+static void m_mode_unknown(fy_retry_opts_t *o) {
+  o->codes_mode = (fy_retry_codes_mode_t)2;
+}
+static void m_mode_neg(fy_retry_opts_t *o) {
+  o->codes_mode = (fy_retry_codes_mode_t)-1;
+}
 
 Test(retry, bad_options_rejected_nothing_created) {
   static const mutate_fn bad[] = {
@@ -489,7 +509,8 @@ Test(retry, bad_options_rejected_nothing_created) {
       m_jitter,      m_jitter_neg,   m_ratio_nan,    m_ratio_inf,
       m_ratio_neg,   m_ratio_big,    m_hint_big,     m_idem,
       m_idem_neg,    m_list_count,   m_nlist_count,  m_list_zero,
-      m_nlist_pos};
+      m_nlist_pos,   m_only_empty,   m_only_empty_but_final_list,
+      m_mode_unknown, m_mode_neg};
   fy_ctx_stats_t st;
   size_t i;
   long before;
@@ -503,7 +524,7 @@ Test(retry, bad_options_rejected_nothing_created) {
     fy_retry_t *r = (fy_retry_t *)&o; /* must be overwritten with NULL */
     fy_retry_opts_init(&o);
     bad[i](&o);
-    cr_assert_eq(fy__retry_opts_check(&o), UV_EINVAL, "case %zu", i);
+    cr_assert_eq(fy_retry_opts_check(&o), UV_EINVAL, "case %zu", i);
     cr_assert_eq(fy_retry_new(ctx, &o, &r), UV_EINVAL, "case %zu", i);
     cr_assert_null(r, "case %zu", i);
     cr_assert_eq(live_allocs, before, "case %zu allocated", i);
@@ -557,6 +578,40 @@ Test(retry, w11_nan_inf_negative_overflow_rejected) {
   cr_assert_eq(fy_retry_new(ctx, &o, &r), 0);
   o.multiplier = 100.0;
   cr_assert_eq(fy_retry_new(ctx, &o, &r), 0);
+  finish_ctx();
+}
+
+Test(retry, opts_check_is_the_constructors_check) {
+  fy_retry_opts_t o;
+  fy_retry_t *r;
+  setup_ctx();
+  /* The defaults pass, and so does a zeroed struct made valid. */
+  fy_retry_opts_init(&o);
+  cr_assert_eq(fy_retry_opts_check(&o), 0);
+  cr_assert_eq(fy_retry_opts_check(NULL), UV_EINVAL);
+  /* NaN, a negative number in an unsigned field, an overflowing count. */
+  o.multiplier = NAN;
+  cr_assert_eq(fy_retry_opts_check(&o), UV_EINVAL);
+  fy_retry_opts_init(&o);
+  o.max_delay_ms = (uint64_t)-5;
+  cr_assert_eq(fy_retry_opts_check(&o), UV_EINVAL);
+  fy_retry_opts_init(&o);
+  o.max_attempts = UINT32_MAX;
+  cr_assert_eq(fy_retry_opts_check(&o), UV_EINVAL);
+  fy_retry_opts_init(&o);
+  o.jitter_ratio = -0.5;
+  cr_assert_eq(fy_retry_opts_check(&o), UV_EINVAL);
+  /* It answers as fy_retry_new() does, and creates nothing itself. */
+  fy_retry_opts_init(&o);
+  o.codes_mode = FY_RETRY_CODES_ONLY;
+  o.retryable[0] = UV_EPIPE;
+  o.retryable_count = 1;
+  cr_assert_eq(fy_retry_opts_check(&o), 0);
+  cr_assert_eq(fy_ctx_pending_deadlines(ctx), 0);
+  cr_assert_eq(fy_retry_new(ctx, &o, &r), 0);
+  o.retryable_count = 0;
+  cr_assert_eq(fy_retry_opts_check(&o), UV_EINVAL);
+  cr_assert_eq(fy_retry_new(ctx, &o, &r), UV_EINVAL);
   finish_ctx();
 }
 
@@ -1044,6 +1099,94 @@ Test(retry, classification_precedence) {
   cr_assert_eq(pred_calls, 5);
 }
 
+/* A list of codes some other retry library took as its allow-list. */
+static void only_list(fy_retry_opts_t *o, fy_retry_codes_mode_t mode) {
+  o->codes_mode = mode;
+  o->retryable[0] = UV_EPIPE;
+  o->retryable[1] = FY_ECIRCUITOPEN; /* a refusal, retried when listed */
+  o->retryable[2] = UV_ETIMEDOUT;
+  o->retryable_count = 3;
+}
+
+Test(retry, codes_only_retries_the_listed_codes_and_nothing_else) {
+  fy_retry_opts_t o;
+  fy_retry_opts_init(&o);
+  only_list(&o, FY_RETRY_CODES_ONLY);
+  cr_assert_eq(fy_retry_opts_check(&o), 0);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, UV_EPIPE), 1);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, FY_ECIRCUITOPEN), 1);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, UV_ETIMEDOUT), 1);
+  /* Retried by default, but not on the list: final. */
+  cr_assert_eq(fy__retry_sm_default_retryable(UV_ECONNRESET), 1);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, UV_ECONNRESET), 0);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, UV_ECONNREFUSED), 0);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, FY_EHTTP_STATUS(503)), 0);
+  /* Final by default and not listed: still final. */
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, FY_EBULKHEADFULL), 0);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, UV_ECANCELED), 0);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, 0), 0);
+  /* The final list still wins over the allow-list. */
+  o.non_retryable[0] = UV_ETIMEDOUT;
+  o.non_retryable_count = 1;
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, UV_ETIMEDOUT), 0);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, UV_EPIPE), 1);
+}
+
+Test(retry, codes_add_keeps_the_default_classification) {
+  fy_retry_opts_t o;
+  fy_retry_opts_init(&o);
+  only_list(&o, FY_RETRY_CODES_ADD);
+  cr_assert_eq(fy_retry_opts_check(&o), 0);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, UV_EPIPE), 1);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, FY_ECIRCUITOPEN), 1);
+  /* Everything the default retries still is... */
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, UV_ECONNRESET), 1);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, UV_ECONNREFUSED), 1);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, FY_EHTTP_STATUS(503)), 1);
+  /* ...and what it does not retry, unless listed, still is not. */
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, FY_EBULKHEADFULL), 0);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, FY_EDEADLINE), 0);
+  /* A zeroed options struct is in ADD mode. */
+  memset(&o, 0, sizeof(o));
+  cr_assert_eq(o.codes_mode, FY_RETRY_CODES_ADD);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, UV_ECONNRESET), 1);
+}
+
+/* 1 for UV_ECONNRESET, 0 for UV_EPIPE, no opinion otherwise. */
+static int pred_flip(int status, void *user_data) {
+  (void)user_data;
+  if (status == UV_ECONNRESET)
+    return 1;
+  if (status == UV_EPIPE)
+    return 0;
+  return -1;
+}
+
+Test(retry, codes_only_the_classifier_still_wins) {
+  fy_retry_opts_t o;
+  fy__retry_sm_seq_t seq;
+  fy__retry_sm_plan_t pl;
+  uint64_t rng = 1;
+  fy_retry_opts_init(&o);
+  only_list(&o, FY_RETRY_CODES_ONLY);
+  o.is_retryable = pred_flip;
+  /* Its 1 retries a code the allow-list does not name, its 0 refuses one
+   * it names, and where it has no opinion the allow-list decides. */
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, UV_ECONNRESET), 1);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, UV_EPIPE), 0);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, UV_ETIMEDOUT), 1);
+  cr_assert_eq(fy__retry_sm_is_retryable(&o, UV_ECONNREFUSED), 0);
+  /* The decision follows the classification. */
+  memset(&seq, 0, sizeof(seq));
+  fy__retry_sm_decide(&o, &seq, &rng, 1, UV_ECONNREFUSED, 0, 0, 1000,
+                      FY_TIME_NEVER, &pl);
+  cr_assert_eq(pl.retry, 0);
+  cr_assert_eq(pl.stop, FY_RETRY_STOP_NOT_RETRYABLE);
+  fy__retry_sm_decide(&o, &seq, &rng, 1, UV_ETIMEDOUT, 0, 0, 1000,
+                      FY_TIME_NEVER, &pl);
+  cr_assert_eq(pl.retry, 1);
+}
+
 Test(retry, decide_order_and_hints) {
   fy_retry_opts_t o;
   fy__retry_sm_seq_t seq;
@@ -1226,6 +1369,55 @@ Test(retry, w14_non_retryable_first_failure_passes_through) {
   fy_retry_stats(retry, &st);
   cr_assert_eq(st.given_up, 0);
   cr_assert_eq(fy_ctx_pending_deadlines(ctx), 0);
+  finish_ctx();
+}
+
+/* Through a pipeline: tries that fail with UV_EPIPE (listed) then
+ * UV_ECONNRESET (retried by default, not listed), then succeed. */
+static void run_listed_then_unlisted(fy_retry_codes_mode_t mode,
+                                     tcall_t *tc) {
+  static const step_t s[] = {{UV_EPIPE, 5, 0, 0, 0},
+                             {UV_ECONNRESET, 5, 0, 0, 0},
+                             {0, 5, 0, 0, 0}};
+  fy_retry_opts_t o;
+  o = opts_default();
+  only_list(&o, mode);
+  make(&o, NULL, NULL);
+  script(3, s);
+  cr_assert_eq(start_call(tc, pl_main, 0), 0);
+  advance(10000);
+  cr_assert_eq(tc->done, 1);
+}
+
+Test(retry, codes_only_through_a_pipeline) {
+  fy_retry_stats_t st;
+  tcall_t tc;
+  setup_ctx();
+  run_listed_then_unlisted(FY_RETRY_CODES_ONLY, &tc);
+  /* The listed failure was retried, the unlisted one ended the call. */
+  cr_assert_eq(ops.started, 2);
+  cr_assert_eq(tc.status, UV_ECONNRESET);
+  cr_assert(by_retry(&tc.call));
+  cr_assert_eq(tc.call.detail.state, FY_RETRY_STOP_NOT_RETRYABLE);
+  cr_assert_eq(tc.call.detail.n[0], 2);
+  cr_assert_eq(nrecs, 1);
+  cr_assert_eq(recs[0].last, UV_EPIPE);
+  fy_retry_stats(retry, &st);
+  cr_assert_eq(st.retries, 1);
+  cr_assert_eq(st.given_up, 0);
+  finish_ctx();
+}
+
+Test(retry, codes_add_through_a_pipeline) {
+  tcall_t tc;
+  setup_ctx();
+  run_listed_then_unlisted(FY_RETRY_CODES_ADD, &tc);
+  /* Both failures retried, as without the mode. */
+  cr_assert_eq(ops.started, 3);
+  cr_assert_eq(tc.status, 0);
+  cr_assert_eq(tc.call.detail.state, FY_RETRY_STOP_SUCCESS);
+  cr_assert_eq(nrecs, 2);
+  cr_assert_eq(recs[1].last, UV_ECONNRESET);
   finish_ctx();
 }
 

@@ -406,9 +406,11 @@ static void tretry_child_done(fy_policy_t *p, fy_frame_t *f,
 }
 
 static const fy_policy_vtable_t tretry_vt = {
-    "test-retry", sizeof(tretry_frame_t), tretry_start, tretry_child_done,
-    NULL,         NULL,                   NULL,         NULL,
-    NULL};
+    .kind = "test-retry",
+    .frame_size = sizeof(tretry_frame_t),
+    .start = tretry_start,
+    .child_done = tretry_child_done,
+};
 
 static fy_policy_t *mk_tretry(fx_t *fx, unsigned max) {
   fy_policy_t *p;
@@ -439,8 +441,10 @@ static void pass_child_done(fy_policy_t *p, fy_frame_t *f, fy_frame_t *child,
 }
 
 static const fy_policy_vtable_t tdeadline_vt = {
-    "test-deadline", 0,    tdeadline_start, pass_child_done, NULL,
-    NULL,            NULL, NULL,            NULL};
+    .kind = "test-deadline",
+    .start = tdeadline_start,
+    .child_done = pass_child_done,
+};
 
 static fy_policy_t *mk_tdeadline(fx_t *fx, uint64_t budget) {
   fy_policy_t *p;
@@ -458,8 +462,10 @@ static int trefuse_start(fy_policy_t *p, fy_frame_t *f) {
 }
 
 static const fy_policy_vtable_t trefuse_vt = {
-    "test-refuse", 0,    trefuse_start, pass_child_done, NULL,
-    NULL,          NULL, NULL,          NULL};
+    .kind = "test-refuse",
+    .start = trefuse_start,
+    .child_done = pass_child_done,
+};
 
 /* =========================================================================
  * Pure state machine.
@@ -544,14 +550,27 @@ Test(timeout, sm_additions_saturate) {
 Test(timeout, opts_check_rejects_every_bad_value) {
   fy_timeout_opts_t o;
   fy_timeout_opts_init(&o);
-  cr_assert_eq(fy__timeout_opts_check(&o), 0);
-  cr_assert_eq(fy__timeout_opts_check(NULL), UV_EINVAL);
+  cr_assert_eq(fy_timeout_opts_check(&o), 0);
+  cr_assert_eq(fy_timeout_opts_check(NULL), UV_EINVAL);
   o.timeout_ms = FY_TIMEOUT_MAX_MS;
-  cr_assert_eq(fy__timeout_opts_check(&o), 0);
+  cr_assert_eq(fy_timeout_opts_check(&o), 0);
   o.timeout_ms = FY_TIMEOUT_MAX_MS + 1;
-  cr_assert_eq(fy__timeout_opts_check(&o), UV_EINVAL);
+  cr_assert_eq(fy_timeout_opts_check(&o), UV_EINVAL);
   o.timeout_ms = UINT64_MAX; /* a negative value cast to unsigned */
-  cr_assert_eq(fy__timeout_opts_check(&o), UV_EINVAL);
+  cr_assert_eq(fy_timeout_opts_check(&o), UV_EINVAL);
+  fy_timeout_opts_init(&o);
+  o.first_byte_ms = (uint64_t)-30;
+  cr_assert_eq(fy_timeout_opts_check(&o), UV_EINVAL);
+  fy_timeout_opts_init(&o);
+  o.idle_ms = FY_TIMEOUT_MAX_MS + 1;
+  cr_assert_eq(fy_timeout_opts_check(&o), UV_EINVAL);
+  fy_timeout_opts_init(&o);
+  o.timeout_ms = 0; /* nothing could fire */
+  cr_assert_eq(fy_timeout_opts_check(&o), UV_EINVAL);
+  o.idle_ms = 5; /* a streaming limit alone is a timeout */
+  cr_assert_eq(fy_timeout_opts_check(&o), 0);
+  o.scope = (fy_timeout_scope_t)2;
+  cr_assert_eq(fy_timeout_opts_check(&o), UV_EINVAL);
 }
 
 Test(timeout, opts_init_fills_the_documented_defaults) {
@@ -587,6 +606,7 @@ static void expect_rejected(fx_t *fx, const fy_timeout_opts_t *o) {
   fy_timeout_t *t = (fy_timeout_t *)&t; /* not NULL: must be cleared */
   long before = live_blocks;
   fy_ctx_stats_t s;
+  cr_assert_eq(fy_timeout_opts_check(o), UV_EINVAL);
   cr_assert_eq(fy_timeout_new(fx->ctx, o, &t), UV_EINVAL);
   cr_assert_null(t);
   cr_assert_eq(live_blocks, before, "something was allocated");
@@ -2096,12 +2116,14 @@ Test(timeout, lane_keeps_a_real_loop_alive_until_it_fires) {
   memset(&fx, 0, sizeof(fx));
   fx.ctx = ctx;
   svc_init(&svc, &fx, FY_TIME_NEVER, 0);
-  t0 = uv_hrtime();
+  /* The loop's own clock, which the context reads: the deadline is due 20
+   * ms after it, however stale it was when the call started. */
+  t0 = uv_now(&loop);
   cr_assert_eq(start_call(&r, &fx, pl, &svc_op, &svc, 0), 0);
   cr_assert_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   cr_assert_eq(r.done, 1);
   cr_assert_eq(r.status, UV_ETIMEDOUT);
-  cr_assert_geq((uv_hrtime() - t0) / 1000000u, 19);
+  cr_assert_geq(uv_now(&loop) - t0, 20);
   cr_assert_eq(fy_ctx_pending_deadlines(ctx), 0);
   cr_assert_eq(fy_ctx_close(ctx, on_ctx_closed, &fx), 0);
   cr_assert_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);

@@ -1065,8 +1065,12 @@ static void sentinel_destroy(fy_policy_t *p) {
 }
 
 static const fy_policy_vtable_t sentinel_vtable = {
-    "curl",         0,    sentinel_start, sentinel_child_done, NULL, NULL,
-    NULL, sentinel_close, sentinel_destroy};
+    .kind = "curl",
+    .start = sentinel_start,
+    .child_done = sentinel_child_done,
+    .close = sentinel_close,
+    .destroy = sentinel_destroy,
+};
 
 void fy_curl_opts_init(fy_curl_opts_t *opts) {
   if (opts == NULL)

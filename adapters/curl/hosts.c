@@ -29,7 +29,6 @@ struct host_s {
   host_t *next;
   fy_curl_hosts_t *hosts;
   fy_breaker_t *breaker;   /* NULL once forgotten (policy closing) */
-  void *limiter;           /* the per-host limiter's slot (a later issue) */
   size_t frames;           /* calls holding a permit */
   uint32_t hash;
   int evicted;
@@ -377,9 +376,13 @@ static void hosts_destroy(fy_policy_t *p) {
 }
 
 static const fy_policy_vtable_t hosts_vtable = {
-    "hosts",   sizeof(hosts_frame_t), hosts_start, hosts_child_done,
-    NULL,      NULL,                  NULL,        hosts_close,
-    hosts_destroy};
+    .kind = "hosts",
+    .frame_size = sizeof(hosts_frame_t),
+    .start = hosts_start,
+    .child_done = hosts_child_done,
+    .close = hosts_close,
+    .destroy = hosts_destroy,
+};
 
 void fy_curl_hosts_opts_init(fy_curl_hosts_opts_t *opts) {
   if (opts == NULL)
@@ -390,15 +393,15 @@ void fy_curl_hosts_opts_init(fy_curl_hosts_opts_t *opts) {
   opts->breaker.classify = fy_curl_breaker_classify;
 }
 
-/* The breaker's own validation, on a breaker that is closed at once (it
- * vanishes on the next turn of the loop). */
-static int check_template(fy_ctx_t *ctx, const fy_breaker_opts_t *tmpl) {
-  fy_breaker_t *b;
-  int rc = fy_breaker_new(ctx, tmpl, &b);
-  if (rc != 0)
-    return rc;
-  fy_breaker_close(b, NULL, NULL);
-  return 0;
+int fy_curl_hosts_opts_check(const fy_curl_hosts_opts_t *opts) {
+  if (opts == NULL)
+    return UV_EINVAL;
+  if (opts->max_hosts < 1 || opts->max_hosts > FY_CURL_HOSTS_MAX)
+    return UV_EINVAL;
+  /* Every host's breaker is made from the template on first use: a
+   * template its constructor would refuse must be refused now, not on the
+   * first call. */
+  return fy_breaker_opts_check(&opts->breaker);
 }
 
 int fy_curl_hosts_new(fy_ctx_t *ctx, const fy_curl_hosts_opts_t *opts,
@@ -418,10 +421,7 @@ int fy_curl_hosts_new(fy_ctx_t *ctx, const fy_curl_hosts_opts_t *opts,
     fy_curl_hosts_opts_init(&defaults);
     opts = &defaults;
   }
-  if (opts->max_hosts < 1 || opts->max_hosts > FY_CURL_HOSTS_MAX ||
-      opts->limiter != NULL)
-    return UV_EINVAL;
-  if ((rc = check_template(ctx, &opts->breaker)) != 0)
+  if ((rc = fy_curl_hosts_opts_check(opts)) != 0)
     return rc;
   while (nb < opts->max_hosts)
     nb <<= 1;
@@ -535,17 +535,81 @@ static void on_part_closed(void *obj, void *user_data) {
   bundle_unref(user_data);
 }
 
+/* The options of every part of the bundle. */
+typedef struct bundle_parts_s {
+  fy_preset_parts_t preset; /* the bulkhead and the total timeout */
+  fy_retry_opts_t retry;
+  fy_curl_hosts_opts_t hosts;
+  fy_timeout_opts_t per_try;
+  char hosts_name[FY_NAME_MAX + 1];
+} bundle_parts_t;
+
 /* The preset's parts, with the HTTP changes: the retry and every host's
- * breaker classify with the adapter's table, the retry honours Retry-After
- * up to its own ceiling, the per-try timeout may watch the first byte and
- * idle gaps, and one breaker per host takes the place of the breaker. */
-static int build(fy_curl_pipeline_t *b, const fy_curl_pipeline_opts_t *o,
-                 const fy_preset_parts_t *parts) {
-  fy_retry_opts_t ro = parts->retry;
-  fy_timeout_opts_t to = parts->per_try;
-  fy_curl_hosts_opts_t ho;
-  char name[FY_NAME_MAX + 1];
+ * breaker classify with the adapter's table (|cls|), the retry honours
+ * Retry-After up to its own ceiling, the per-try timeout may watch the
+ * first byte and idle gaps, and one breaker per host takes the place of
+ * the breaker.  Returns 0 or fy_preset_parts()'s UV_EINVAL; the parts' own
+ * options are not checked. */
+static int bundle_parts(const fy_curl_pipeline_opts_t *o, fy_curl_class_t *cls,
+                        bundle_parts_t *bp) {
+  const fy_preset_parts_t *parts = &bp->preset;
   const char *prefix = o->preset.name;
+  int rc;
+
+  rc = fy_preset_parts(&o->preset, &bp->preset);
+  if (rc != 0)
+    return rc;
+  bp->retry = parts->retry;
+  bp->retry.max_retry_after_ms = o->max_retry_after_ms;
+  bp->retry.is_retryable = fy_curl_retry_classify;
+  bp->retry.user_data = cls;
+  fy_curl_hosts_opts_init(&bp->hosts);
+  snprintf(bp->hosts_name, sizeof(bp->hosts_name), "%s%shosts",
+           prefix != NULL ? prefix : "", prefix != NULL ? "." : "");
+  bp->hosts.name = bp->hosts_name;
+  bp->hosts.max_hosts = o->max_hosts;
+  bp->hosts.on_state_change = o->on_state_change;
+  bp->hosts.user_data = o->user_data;
+  bp->hosts.breaker.failure_threshold = parts->breaker.failure_threshold;
+  bp->hosts.breaker.open_ms = parts->breaker.open_ms;
+  bp->hosts.breaker.max_requests = parts->breaker.max_requests;
+  bp->hosts.breaker.interval_ms = parts->breaker.interval_ms;
+  bp->hosts.breaker.user_data = cls;
+  bp->per_try = parts->per_try;
+  bp->per_try.first_byte_ms = o->first_byte_ms;
+  bp->per_try.idle_ms = o->idle_ms;
+  return 0;
+}
+
+/* Every part's own check, in the order build() creates them. */
+static int bundle_check(const bundle_parts_t *bp) {
+  int rc;
+  if (bp->preset.has_bulkhead &&
+      (rc = fy_bulkhead_opts_check(&bp->preset.bulkhead)) != 0)
+    return rc;
+  if (bp->preset.has_total &&
+      (rc = fy_timeout_opts_check(&bp->preset.total)) != 0)
+    return rc;
+  if ((rc = fy_retry_opts_check(&bp->retry)) != 0)
+    return rc;
+  if ((rc = fy_curl_hosts_opts_check(&bp->hosts)) != 0)
+    return rc;
+  return fy_timeout_opts_check(&bp->per_try);
+}
+
+int fy_curl_pipeline_opts_check(const fy_curl_pipeline_opts_t *opts) {
+  bundle_parts_t bp;
+  int rc;
+  if (opts == NULL)
+    return UV_EINVAL;
+  rc = bundle_parts(opts, NULL, &bp);
+  if (rc != 0)
+    return rc;
+  return bundle_check(&bp);
+}
+
+static int build(fy_curl_pipeline_t *b, const bundle_parts_t *bp) {
+  const fy_preset_parts_t *parts = &bp->preset;
   int rc;
 
   if (parts->has_bulkhead &&
@@ -554,31 +618,14 @@ static int build(fy_curl_pipeline_t *b, const fy_curl_pipeline_opts_t *o,
   if (parts->has_total &&
       (rc = fy_timeout_new(b->ctx, &parts->total, &b->total)) != 0)
     return rc;
-  ro.max_retry_after_ms = o->max_retry_after_ms;
-  ro.is_retryable = fy_curl_retry_classify;
-  ro.user_data = &b->cls;
-  if ((rc = fy_retry_new(b->ctx, &ro, &b->retry)) != 0)
+  if ((rc = fy_retry_new(b->ctx, &bp->retry, &b->retry)) != 0)
     return rc;
-  fy_curl_hosts_opts_init(&ho);
-  snprintf(name, sizeof(name), "%s%shosts", prefix != NULL ? prefix : "",
-           prefix != NULL ? "." : "");
-  ho.name = name;
-  ho.max_hosts = o->max_hosts;
-  ho.on_state_change = o->on_state_change;
-  ho.user_data = o->user_data;
-  ho.breaker.failure_threshold = parts->breaker.failure_threshold;
-  ho.breaker.open_ms = parts->breaker.open_ms;
-  ho.breaker.max_requests = parts->breaker.max_requests;
-  ho.breaker.interval_ms = parts->breaker.interval_ms;
-  ho.breaker.user_data = &b->cls;
-  if ((rc = fy_curl_hosts_new(b->ctx, &ho, &b->hosts)) != 0)
+  if ((rc = fy_curl_hosts_new(b->ctx, &bp->hosts, &b->hosts)) != 0)
     return rc;
   b->hosts->on_destroy = on_hosts_destroyed;
   b->hosts->owner = b;
   b->refs = 1;
-  to.first_byte_ms = o->first_byte_ms;
-  to.idle_ms = o->idle_ms;
-  return fy_timeout_new(b->ctx, &to, &b->per_try);
+  return fy_timeout_new(b->ctx, &bp->per_try, &b->per_try);
 }
 
 /* Close whatever exists; with |cb| NULL nobody waits for the callbacks. */
@@ -603,7 +650,7 @@ static unsigned close_parts(fy_curl_pipeline_t *b, fy_close_cb cb) {
 int fy_curl_pipeline_new(fy_ctx_t *ctx, const fy_curl_pipeline_opts_t *opts,
                          fy_curl_pipeline_t **out) {
   fy_curl_pipeline_opts_t defaults;
-  fy_preset_parts_t parts;
+  bundle_parts_t bp;
   fy_policy_t *layers[5];
   fy_curl_pipeline_t *b;
   size_t n = 0;
@@ -618,10 +665,7 @@ int fy_curl_pipeline_new(fy_ctx_t *ctx, const fy_curl_pipeline_opts_t *opts,
     fy_curl_pipeline_opts_init(&defaults);
     opts = &defaults;
   }
-  /* As the presets: a per-try timeout is required, and a total one, when
-   * set, must leave room for a try. */
-  rc = fy_preset_parts(&opts->preset, &parts);
-  if (rc != 0)
+  if ((rc = fy_curl_pipeline_opts_check(opts)) != 0)
     return rc;
   b = fyc_calloc(1, sizeof(*b));
   if (b == NULL)
@@ -631,7 +675,9 @@ int fy_curl_pipeline_new(fy_ctx_t *ctx, const fy_curl_pipeline_opts_t *opts,
     b->cls = *opts->classes;
   else
     fy_curl_class_init(&b->cls);
-  rc = build(b, opts, &parts);
+  rc = bundle_parts(opts, &b->cls, &bp);
+  if (rc == 0)
+    rc = build(b, &bp);
   if (rc == 0) {
     if (b->bulkhead != NULL)
       layers[n++] = fy_bulkhead_policy(b->bulkhead);

@@ -147,9 +147,20 @@ typedef struct fy_breaker_permit_s {
 /* Fill |opts| with the defaults documented above. */
 FY_EXTERN void fy_breaker_opts_init(fy_breaker_opts_t *opts);
 
+/* Check |opts| as fy_breaker_new() does, creating nothing: 0, or UV_EINVAL
+ * when |opts| is NULL, mode or window is unknown, a duration (interval_ms,
+ * open_ms, slow_call_ms, open_max_ms) is above FY_BREAKER_DURATION_MAX,
+ * open_max_ms is set and below open_ms, a rate is NaN or outside
+ * (0, 100], open_multiplier is NaN or outside [1, FY_BREAKER_MULTIPLIER_MAX],
+ * or the selected window's size is out of range (COUNT: window_calls;
+ * TIME: window_ms, window_buckets).  The fields of the window not selected,
+ * the thresholds, the callbacks and the name are not checked. */
+FY_EXTERN int fy_breaker_opts_check(const fy_breaker_opts_t *opts);
+
 /* Create a breaker.  |opts| NULL means the defaults; it is copied.  Returns
- * 0, UV_EINVAL (an option out of range: nothing is created and *out is
- * NULL), UV_ENOMEM or FY_ECLOSED (context closing).  CONSTRUCTOR. */
+ * 0, UV_EINVAL (fy_breaker_opts_check() refused |opts|: nothing is created
+ * and *out is NULL), UV_ENOMEM or FY_ECLOSED (context closing).
+ * CONSTRUCTOR. */
 FY_EXTERN int fy_breaker_new(fy_ctx_t *ctx, const fy_breaker_opts_t *opts,
                              fy_breaker_t **out);
 

@@ -56,9 +56,17 @@ typedef struct fy_bulkhead_opts_s {
 /* Fill |opts| with the defaults above. */
 FY_EXTERN void fy_bulkhead_opts_init(fy_bulkhead_opts_t *opts);
 
+/* Check |opts| as fy_bulkhead_new() does, creating nothing: 0, or
+ * UV_EINVAL when |opts| is NULL, max_concurrent is 0 or above
+ * FY_BULKHEAD_LIMIT_MAX, max_queue is above FY_BULKHEAD_LIMIT_MAX,
+ * queue_timeout_ms is above FY_BULKHEAD_TIMEOUT_MAX (a negative number
+ * stored in it is), or order is unknown.  The callback and the name are
+ * not checked. */
+FY_EXTERN int fy_bulkhead_opts_check(const fy_bulkhead_opts_t *opts);
+
 /* Create a bulkhead.  |opts| NULL means the defaults.  Returns 0, UV_EINVAL
- * (an option out of range; nothing is created and *out is NULL),
- * UV_ENOMEM or FY_ECLOSED (context closing).  CONSTRUCTOR. */
+ * (fy_bulkhead_opts_check() refused |opts|; nothing is created and *out is
+ * NULL), UV_ENOMEM or FY_ECLOSED (context closing).  CONSTRUCTOR. */
 FY_EXTERN int fy_bulkhead_new(fy_ctx_t *ctx, const fy_bulkhead_opts_t *opts,
                               fy_bulkhead_t **out);
 

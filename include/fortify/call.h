@@ -3,6 +3,7 @@
 #define FORTIFY_CALL_H
 
 #include "fortify/common.h"
+#include "fortify/scope.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -74,6 +75,9 @@ FY_EXTERN void fy_attempt_mark(fy_attempt_t *attempt);
  * allocated per call in steady state.
  *
  * Rules:
+ * - A fy_call_t is zeroed (or was used by a call that completed) before its
+ *   first start: fy_call_start() reads its flags to refuse a call that is
+ *   still in flight with UV_EBUSY.
  * - fy_call_start() returning an error (a refusal decided before anything
  *   asynchronous started: open circuit, full bulkhead, closed pipeline,
  *   invalid argument, UV_ENOMEM) means the callback is never called; the
@@ -93,7 +97,8 @@ typedef struct fy_detail_s {
   int cause;               /* the error behind a policy's decision, or 0 */
   unsigned attempts;       /* attempts of the operation started */
   uint64_t retry_after_ms; /* hint from a refusal or the operation, or 0 */
-  uint64_t elapsed_ns;     /* start to completion, high-resolution clock */
+  uint64_t elapsed_ns;     /* start to completion, in ns, when measured
+                              (see "Latency" below); 0 otherwise */
   const char *by_kind;     /* kind of the deciding policy; NULL: operation */
   const char *by_name;     /* its name; valid while the policy lives */
   int state;               /* e.g. breaker state, timeout stage */
@@ -106,13 +111,30 @@ enum {
   /* The operation may safely run more than once (a POST the caller knows
    * to be idempotent).  Policies that re-run work (retry, hedge) consult
    * it through their classifiers. */
-  FY_CALL_IDEMPOTENT = 1u << 0
+  FY_CALL_IDEMPOTENT = 1u << 0,
+  /* Measure this call's latency into detail.elapsed_ns. */
+  FY_CALL_MEASURE = 1u << 1
 };
+
+/* Latency.  A call's latency is read from fy_ctx_hrtime(), the one latency
+ * clock (uv_hrtime(), or the manual clock), and only where something wants
+ * it, because one read costs about as much as a call through a simple
+ * pipeline (tens of nanoseconds on a virtual machine's clock source):
+ * - detail.elapsed_ns is measured when the call was started with
+ *   FY_CALL_MEASURE, when the context was made with measure_calls, or when
+ *   a listener of FY_EV_CALL_DONE was registered at the call's start (the
+ *   event carries it as latency_ns); otherwise it stays 0;
+ * - an attempt's latency (FY_EV_ATTEMPT_DONE's latency_ns) is measured
+ *   when a listener of that event was registered at the attempt's start;
+ * - a policy that needs latencies (a breaker with a slow-call threshold)
+ *   reads the clock itself, only then. */
 
 typedef struct fy_call_opts_s {
   uint64_t timeout_ms; /* overrides the total timeout of the timeout
                           policies on the way; 0: their default */
   unsigned flags;      /* FY_CALL_* */
+  fy_scope_t *scope;   /* the cancellation scope the call belongs to
+                          (scope.h), or NULL */
 } fy_call_opts_t;
 
 struct fy_call_s {
@@ -130,13 +152,15 @@ struct fy_call_s {
   void *arg;
   uint64_t start_ns;
   fy__qnode_t node;
+  fy__qnode_t scope_node; /* in opts.scope's calls */
   unsigned flags;
   void *reserved[4];
 };
 
 /* Start |call| through |pipeline| around |op|.  See the rules above.
  * Returns 0 or a negative code (UV_EINVAL, UV_ENOMEM, FY_ECLOSED, or the
- * refusal of a policy such as FY_ECIRCUITOPEN). */
+ * refusal of a policy such as FY_ECIRCUITOPEN, or UV_ECANCELED in a
+ * cancelled scope). */
 FY_EXTERN int fy_call_start(fy_call_t *call, fy_pipeline_t *pipeline,
                             const fy_op_t *op, void *arg, fy_call_cb cb);
 

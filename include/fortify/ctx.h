@@ -58,6 +58,10 @@ typedef struct fy_ctx_opts_s {
   int manual_clock;
   /* Initial value of the manual clock, in milliseconds. */
   uint64_t manual_start_ms;
+  /* 1: every call measures its latency (detail.elapsed_ns), as if each
+   * were started with FY_CALL_MEASURE.  Off by default: a clock read costs
+   * more than a whole call through a simple pipeline (call.h, "Latency"). */
+  int measure_calls;
 } fy_ctx_opts_t;
 
 /* Create a context on |loop|.  |opts| may be NULL (real clock).
@@ -81,8 +85,10 @@ FY_EXTERN void *fy_ctx_get_data(const fy_ctx_t *ctx);
  * clock.  Every deadline and every policy reads time from here. */
 FY_EXTERN uint64_t fy_ctx_now(const fy_ctx_t *ctx);
 
-/* High-resolution clock for latency samples, in nanoseconds: uv_hrtime(),
- * or the manual clock scaled to nanoseconds. */
+/* The one latency clock, in nanoseconds: uv_hrtime() (monotonic, the
+ * resolution of the system's clock_gettime()), or the manual clock scaled
+ * to nanoseconds.  Every latency the library reports comes from it, and it
+ * is read only where a latency is wanted (call.h, "Latency"). */
 FY_EXTERN uint64_t fy_ctx_hrtime(const fy_ctx_t *ctx);
 
 /* Manual clock only: move time forward by |ms|, firing every deadline that

@@ -331,14 +331,19 @@ typedef struct fy_curl_hosts_opts_s {
   fy_curl_key_fn key;
   fy_curl_host_state_fn on_state_change;
   void *user_data;            /* for key and on_state_change */
-  /* Reserved for the per-host limiter template: must be NULL. */
-  const void *limiter;
 } fy_curl_hosts_opts_t;
 
 FY_EXTERN void fy_curl_hosts_opts_init(fy_curl_hosts_opts_t *opts);
 
-/* Returns 0, UV_EINVAL (an option out of range, including the breaker
- * template's; nothing is created), UV_ENOMEM or FY_ECLOSED.  CONSTRUCTOR. */
+/* Check |opts| as fy_curl_hosts_new() does, creating nothing: 0, or
+ * UV_EINVAL when |opts| is NULL, max_hosts is outside
+ * [1, FY_CURL_HOSTS_MAX], or fy_breaker_opts_check() refuses the breaker
+ * template.  The callbacks and the name are not checked. */
+FY_EXTERN int fy_curl_hosts_opts_check(const fy_curl_hosts_opts_t *opts);
+
+/* Returns 0, UV_EINVAL (NULL ctx or out, or fy_curl_hosts_opts_check()
+ * refused |opts|; nothing is created), UV_ENOMEM or FY_ECLOSED.
+ * CONSTRUCTOR. */
 FY_EXTERN int fy_curl_hosts_new(fy_ctx_t *ctx,
                                 const fy_curl_hosts_opts_t *opts,
                                 fy_curl_hosts_t **out);
@@ -399,9 +404,21 @@ typedef struct fy_curl_pipeline_opts_s {
 
 FY_EXTERN void fy_curl_pipeline_opts_init(fy_curl_pipeline_opts_t *opts);
 
-/* Returns 0, UV_EINVAL, UV_ENOMEM or FY_ECLOSED; on error nothing usable is
- * returned.  The parts are closed with the context if never closed (do not
- * call fy_curl_pipeline_close() afterwards).  CONSTRUCTOR. */
+/* Check |opts| as fy_curl_pipeline_new() does, creating nothing: 0, or
+ * UV_EINVAL when |opts| is NULL or one of the parts it makes would refuse
+ * its options: the preset's rules and ranges (fy_preset_opts_check(); the
+ * breaker_* fields are checked as the per-host template), max_hosts in
+ * [1, FY_CURL_HOSTS_MAX], first_byte_ms and idle_ms at most
+ * FY_TIMEOUT_MAX_MS (the per-try timeout's), max_retry_after_ms at most
+ * FY_RETRY_DELAY_LIMIT_MS (the retry's). */
+FY_EXTERN int fy_curl_pipeline_opts_check(
+    const fy_curl_pipeline_opts_t *opts);
+
+/* Returns 0, UV_EINVAL (NULL ctx or out, or fy_curl_pipeline_opts_check()
+ * refused |opts|; nothing is created), UV_ENOMEM or FY_ECLOSED; on error
+ * nothing usable is returned.  The parts are closed with the context if
+ * never closed (do not call fy_curl_pipeline_close() afterwards).
+ * CONSTRUCTOR. */
 FY_EXTERN int fy_curl_pipeline_new(fy_ctx_t *ctx,
                                    const fy_curl_pipeline_opts_t *opts,
                                    fy_curl_pipeline_t **out);

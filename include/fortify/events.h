@@ -24,9 +24,6 @@ typedef enum {
   FY_EV_TIMEOUT,         /* a timeout fired: value (stage) */
   FY_EV_FALLBACK,        /* a fallback runs: status of the primary */
   FY_EV_QUEUE,           /* a waiter was queued (value 1) or left (0) */
-  FY_EV_HEDGE,           /* a hedged attempt was launched: attempt */
-  FY_EV_LIMIT_CHANGE,    /* an adaptive limit changed: from, to */
-  FY_EV_CUSTOM,          /* user-defined, emitted by user policies */
   FY_EV__COUNT
 } fy_event_type_t;
 

@@ -47,9 +47,15 @@ typedef struct fy_fallback_opts_s {
 /* Fill |opts| with the defaults (no operation: set op before _new). */
 FY_EXTERN void fy_fallback_opts_init(fy_fallback_opts_t *opts);
 
-/* Create a fallback.  Returns 0, UV_EINVAL (|opts| NULL, op NULL or
- * op->start NULL; nothing is created and *out is NULL), UV_ENOMEM or
- * FY_ECLOSED (context closing).  CONSTRUCTOR. */
+/* Check |opts| as fy_fallback_new() does, creating nothing: 0, or
+ * UV_EINVAL when |opts| is NULL (there is no default operation), op is
+ * NULL or op->start is NULL.  should_fallback NULL is valid (the default);
+ * the other fields are not checked. */
+FY_EXTERN int fy_fallback_opts_check(const fy_fallback_opts_t *opts);
+
+/* Create a fallback.  Returns 0, UV_EINVAL (NULL ctx, or
+ * fy_fallback_opts_check() refused |opts|; nothing is created and *out is
+ * NULL), UV_ENOMEM or FY_ECLOSED (context closing).  CONSTRUCTOR. */
 FY_EXTERN int fy_fallback_new(fy_ctx_t *ctx, const fy_fallback_opts_t *opts,
                               fy_fallback_t **out);
 

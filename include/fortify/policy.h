@@ -13,11 +13,38 @@ extern "C" {
 /* ---------------------------------------------------------------------------
  * Writing a policy.
  *
- * A policy is a long-lived object; each call that passes through it gets a
- * frame: the policy's per-invocation state (vtable->frame_size bytes, zeroed,
- * from the context's freelists).  A frame reaches the layer below by spawning
- * children (a retry spawns one after another, a hedge several at once); the
- * operation's attempt is the innermost frame.
+ * A policy is a long-lived object, and comes in one of two shapes, or both:
+ *
+ * - An admission layer (a breaker, a bulkhead with a free slot) decides when
+ *   a call reaches it and counts the outcome when the work below it has
+ *   finished.  It implements admit / settle / release and keeps what it
+ *   needs between the two (a permit) in a token of vtable->token_size bytes
+ *   that the core places in the call's own memory.  No frame is made for
+ *   it: the core runs consecutive admission layers in a loop.
+ * - A frame layer (a retry, a timeout, a fallback; an admission layer at
+ *   the moment it must make a call wait) gets a frame per invocation: its
+ *   per-invocation state (vtable->frame_size bytes, zeroed, from the
+ *   context's freelists).  A frame reaches the layer below by spawning
+ *   children (a retry spawns one after another, a hedge several at once);
+ *   the operation's attempt is the innermost frame.
+ *
+ * Admission hooks:
+ * admit       decide for |call|, whose work is being started under the frame
+ *             |parent| (NULL at the top).  Return 0 to let it through (the token is
+ *             then the policy's until settle or release; it is not zeroed
+ *             first), a negative code to refuse it (fill the detail with
+ *             fy_call_verdict()), or FY_ADMIT_WAIT when the call must wait:
+ *             the core then makes a frame for this layer and runs the
+ *             frame hooks below, starting with start().  A policy that
+ *             never answers FY_ADMIT_WAIT needs no frame hooks.
+ * settle      the work below finished with |status| (also a late outcome,
+ *             after a timeout above gave up on it): count it, release the
+ *             permit.  Runs exactly once per admitted token, or release
+ *             does.
+ * release     a layer below refused at once, so nothing ran: give the
+ *             permit back without counting anything.
+ * Closing an admission layer cancels the work below every token it holds,
+ * as closing a frame layer cancels its frames.
  *
  * The core guarantees, so that hooks never have to defend against
  * re-entrancy:
@@ -44,6 +71,8 @@ extern "C" {
 typedef struct fy_policy_vtable_s {
   const char *kind;    /* "breaker", "retry", ...: static storage */
   size_t frame_size;   /* bytes of per-frame state */
+  /* Frame hooks: required, unless the policy is an admission layer that
+   * never waits. */
   int (*start)(fy_policy_t *policy, fy_frame_t *frame);
   void (*child_done)(fy_policy_t *policy, fy_frame_t *frame,
                      fy_frame_t *child, int status);
@@ -52,13 +81,26 @@ typedef struct fy_policy_vtable_s {
   void (*deadline)(fy_policy_t *policy, fy_frame_t *frame);
   void (*close)(fy_policy_t *policy);
   void (*destroy)(fy_policy_t *policy);
+  /* Admission hooks, all three or none. */
+  size_t token_size; /* bytes of per-call token, at most FY_TOKEN_MAX */
+  int (*admit)(fy_policy_t *policy, fy_call_t *call, fy_frame_t *parent,
+               void *token);
+  void (*settle)(fy_policy_t *policy, void *token, int status);
+  void (*release)(fy_policy_t *policy, void *token);
 } fy_policy_vtable_t;
+
+/* admit(): the call must wait, run this layer's frame hooks. */
+#define FY_ADMIT_WAIT 1
+#define FY_TOKEN_MAX 256
 
 #define FY_NAME_MAX 63
 
 /* Create a policy object with |impl_size| bytes of private state (zeroed,
  * reachable with fy_policy_impl()).  |name| may be NULL; it is copied and
- * truncated to FY_NAME_MAX.  |vtable| must outlive the policy. */
+ * truncated to FY_NAME_MAX.  |vtable| must outlive the policy.  Returns 0,
+ * UV_EINVAL (no kind; neither complete frame hooks nor complete admission
+ * hooks; a token over FY_TOKEN_MAX), FY_ECLOSED or UV_ENOMEM.
+ * CONSTRUCTOR. */
 FY_EXTERN int fy_policy_new(fy_ctx_t *ctx, const fy_policy_vtable_t *vtable,
                             size_t impl_size, const char *name,
                             fy_policy_t **out);
@@ -81,7 +123,7 @@ FY_EXTERN fy_ctx_t *fy_policy_ctx(const fy_policy_t *policy);
 FY_EXTERN const char *fy_policy_name(const fy_policy_t *policy);
 FY_EXTERN const char *fy_policy_kind(const fy_policy_t *policy);
 FY_EXTERN int fy_policy_is_closing(const fy_policy_t *policy);
-/* Frames of this policy alive now. */
+/* Frames and admitted tokens of this policy alive now. */
 FY_EXTERN size_t fy_policy_active(const fy_policy_t *policy);
 
 /* Emit an event on behalf of |policy| (fills kind, name and time). */
@@ -102,6 +144,9 @@ FY_EXTERN fy_call_t *fy_frame_call(const fy_frame_t *frame);
 /* Number of live children. */
 FY_EXTERN size_t fy_frame_children(const fy_frame_t *frame);
 FY_EXTERN int fy_frame_is_cancelled(const fy_frame_t *frame);
+/* 1 when cancellation was requested for |frame| or any frame above it (the
+ * caller gave up on this work); 0 for NULL. */
+FY_EXTERN int fy_frame_is_cancelled_above(const fy_frame_t *frame);
 
 /* Start one invocation of the layer below.  Returns 0 (the child will
  * complete through child_done, never inside this call) and, if |child| is
@@ -153,6 +198,9 @@ FY_EXTERN void fy_frame_set_deadline(fy_frame_t *frame, uint64_t when_ms);
  * context time).  Re-arming replaces; disarm is idempotent. */
 FY_EXTERN int fy_frame_arm(fy_frame_t *frame, uint64_t when_ms);
 FY_EXTERN void fy_frame_disarm(fy_frame_t *frame);
+
+/* fy_frame_verdict() for an admission layer's refusal in admit(). */
+FY_EXTERN fy_detail_t *fy_call_verdict(fy_call_t *call, fy_policy_t *policy);
 
 /* The call's detail, claimed by |policy| for the decision about to be made:
  * by_kind/by_name/state/n/key are reset and by_kind/by_name set.  For a

@@ -74,15 +74,28 @@ typedef struct fy_preset_parts_s {
 
 /* Fill |parts| from |opts| (NULL: the HTTP client's defaults).  Returns 0,
  * or UV_EINVAL when the timeouts cannot make a preset: no per-try timeout,
- * or a total one shorter than one try.  Each part's own options are checked
- * by its constructor. */
+ * or a total one shorter than one try.  The parts' own options are not
+ * checked here: fy_preset_opts_check() does both, and each part's
+ * fy_<pattern>_opts_check() checks a part changed afterwards. */
 FY_EXTERN int fy_preset_parts(const fy_preset_opts_t *opts,
                               fy_preset_parts_t *parts);
 
-/* Build the policies and the pipeline.  Every option is validated by the
- * policy it configures; on error nothing usable is returned (policies
- * already made are closed and vanish on the next loop iteration).
- * Returns 0, UV_EINVAL, UV_ENOMEM or FY_ECLOSED.  CONSTRUCTOR. */
+/* Check |opts| as fy_preset_new() does, creating nothing: 0, or UV_EINVAL
+ * when |opts| is NULL, fy_preset_parts() refuses the timeouts, or the
+ * options it makes for one of the parts are refused by that part's check
+ * (fy_bulkhead_opts_check() when max_concurrent > 0,
+ * fy_timeout_opts_check() for the total timeout when total_timeout_ms > 0
+ * and for the per-try one, fy_retry_opts_check(), fy_breaker_opts_check()).
+ * So a value is valid here when the part it configures accepts it: for
+ * instance max_attempts in [1, FY_RETRY_ATTEMPTS_MAX], attempt_timeout_ms
+ * in [1, FY_TIMEOUT_MAX_MS]. */
+FY_EXTERN int fy_preset_opts_check(const fy_preset_opts_t *opts);
+
+/* Build the policies and the pipeline.  |opts| NULL: the HTTP client's
+ * defaults.  Returns 0, UV_EINVAL (fy_preset_opts_check() refused |opts|;
+ * nothing is created), UV_ENOMEM or FY_ECLOSED; on error nothing usable is
+ * returned (policies already made are closed and vanish on the next loop
+ * iteration).  CONSTRUCTOR. */
 FY_EXTERN int fy_preset_new(fy_ctx_t *ctx, const fy_preset_opts_t *opts,
                             fy_preset_t **out);
 

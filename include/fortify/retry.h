@@ -54,8 +54,20 @@ typedef enum {
 } fy_retry_stop_t;
 
 /* Classifier: 1 to retry |status|, 0 not to, any other value (e.g. -1) to
- * let the status lists and the default decide.  Never asked about 0. */
+ * let the status lists and codes_mode decide.  Never asked about 0. */
 typedef int (*fy_retry_classify_fn)(int status, void *user_data);
+
+/* What retryable[] means. */
+typedef enum {
+  /* The listed codes are retried on top of the default classification,
+   * which retries every other failure except the library's refusals,
+   * UV_ECANCELED and FY_EDEADLINE.  The default. */
+  FY_RETRY_CODES_ADD = 0,
+  /* An allow-list: only the listed codes are retried, every other failure
+   * is final, the default classification included.  retryable_count must
+   * be at least 1. */
+  FY_RETRY_CODES_ONLY = 1
+} fy_retry_codes_mode_t;
 
 /* Called when a retry actually starts, after its backoff: |attempt| is
  * the number of the try about to start, the first try being 1 (so 2 on the
@@ -93,15 +105,25 @@ typedef struct fy_retry_opts_s {
   int require_idempotent;
   /* PRNG seed for the jitter; 0 (default) seeds from uv_hrtime(). */
   uint64_t seed;
-  /* Classification, in this order: is_retryable, then non_retryable[],
-   * then retryable[], then the default (retry every failure except the
-   * library's refusals, UV_ECANCELED and FY_EDEADLINE).  Codes are
-   * negative; at most FY_RETRY_CODES_MAX of each. */
+  /* Classification of a failure, the first rule that answers deciding:
+   *  1. is_retryable, when set and it answers 1 or 0.  Its answer wins
+   *     over both lists and over codes_mode, in either mode: a strict
+   *     allow-list has no classifier, or one that answers -1 for the
+   *     codes it leaves to the list;
+   *  2. non_retryable[]: listed codes are final (also over retryable[]);
+   *  3. retryable[]: listed codes are retried;
+   *  4. codes_mode FY_RETRY_CODES_ADD: the default (retry every failure
+   *     except the library's refusals, UV_ECANCELED and FY_EDEADLINE);
+   *     FY_RETRY_CODES_ONLY: final.
+   * Codes are negative; at most FY_RETRY_CODES_MAX of each list. */
   fy_retry_classify_fn is_retryable;
   int non_retryable[FY_RETRY_CODES_MAX];
   unsigned non_retryable_count;
   int retryable[FY_RETRY_CODES_MAX];
   unsigned retryable_count;
+  /* FY_RETRY_CODES_ADD (default) or FY_RETRY_CODES_ONLY, which needs
+   * retryable_count >= 1. */
+  fy_retry_codes_mode_t codes_mode;
   fy_retry_on_retry_fn on_retry;
   void *user_data; /* passed to is_retryable and on_retry */
 } fy_retry_opts_t;
@@ -109,9 +131,19 @@ typedef struct fy_retry_opts_s {
 /* Fill |opts| with the defaults above. */
 FY_EXTERN void fy_retry_opts_init(fy_retry_opts_t *opts);
 
+/* Check |opts| as fy_retry_new() does, creating nothing: 0, or UV_EINVAL
+ * when |opts| is NULL or any field is outside the range given above: a
+ * count or delay out of range (a negative number stored in an unsigned
+ * field is out of range), a NaN or infinite multiplier or jitter_ratio,
+ * an unknown backoff, jitter or codes_mode, require_idempotent other than
+ * 0 or 1, a list longer than FY_RETRY_CODES_MAX or holding a code >= 0,
+ * or FY_RETRY_CODES_ONLY with an empty retryable[].  Callbacks, name,
+ * seed and user_data are not checked. */
+FY_EXTERN int fy_retry_opts_check(const fy_retry_opts_t *opts);
+
 /* Create a retry policy.  |opts| NULL means the defaults; it is copied.
- * Returns 0, UV_EINVAL (an option out of range, NaN or infinite; nothing
- * is created and *out is NULL), UV_ENOMEM or FY_ECLOSED.  CONSTRUCTOR. */
+ * Returns 0, UV_EINVAL (fy_retry_opts_check() refused |opts|; nothing is
+ * created and *out is NULL), UV_ENOMEM or FY_ECLOSED.  CONSTRUCTOR. */
 FY_EXTERN int fy_retry_new(fy_ctx_t *ctx, const fy_retry_opts_t *opts,
                            fy_retry_t **out);
 

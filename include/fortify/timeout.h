@@ -79,10 +79,16 @@ typedef struct fy_timeout_opts_s {
 /* Fill |opts| with the defaults above. */
 FY_EXTERN void fy_timeout_opts_init(fy_timeout_opts_t *opts);
 
+/* Check |opts| as fy_timeout_new() does, creating nothing: 0, or UV_EINVAL
+ * when |opts| is NULL, a limit is above FY_TIMEOUT_MAX_MS (a negative
+ * number stored in one is), all three limits are 0 (a timeout that can
+ * never fire), or scope is unknown.  Callbacks and name are not checked. */
+FY_EXTERN int fy_timeout_opts_check(const fy_timeout_opts_t *opts);
+
 /* Create a timeout policy.  |opts| NULL: the defaults.  Returns 0, UV_EINVAL
- * (NULL ctx or out, a limit above FY_TIMEOUT_MAX_MS, no limit at all, scope
- * out of range), UV_ENOMEM or FY_ECLOSED (context closing); on error nothing
- * is created and *out is NULL.  CONSTRUCTOR. */
+ * (NULL ctx or out, or fy_timeout_opts_check() refused |opts|), UV_ENOMEM
+ * or FY_ECLOSED (context closing); on error nothing is created and *out is
+ * NULL.  CONSTRUCTOR. */
 FY_EXTERN int fy_timeout_new(fy_ctx_t *ctx, const fy_timeout_opts_t *opts,
                              fy_timeout_t **out);
 

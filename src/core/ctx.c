@@ -4,72 +4,10 @@
  * wheel), the deferred-task queue, and asynchronous close. */
 #include "internal.h"
 
-#if FY__HAVE_TSC
-#include <cpuid.h>
-__extension__ typedef unsigned __int128 fy__u128;
-#endif
-
 static void on_timer(uv_timer_t *timer);
 static void on_check(uv_check_t *check);
 static void on_idle(uv_idle_t *idle);
 static void run_close_task(fy__task_t *task);
-
-/* ---- call latency stamps (internal.h) ---------------------------------- */
-
-#if FY__HAVE_TSC
-/* An invariant TSC ticks at a constant rate in every power state, and the
- * kernel keeps it in step across CPUs when it trusts it at all. */
-static int tsc_invariant(void) {
-  unsigned a, b, c, d;
-  if (__get_cpuid_max(0x80000000u, NULL) < 0x80000007u)
-    return 0;
-  __cpuid(0x80000007u, a, b, c, d);
-  (void)a;
-  (void)b;
-  (void)c;
-  return (d >> 8) & 1u;
-}
-
-/* The ratio over everything since the anchor pair.  It is redone whenever
- * that span has doubled, so it always covers at least half of the time
- * since the anchor: its error (the skew between a TSC read and a clock
- * read, tens of ns, over the span) costs a call, which started after the
- * anchor, at most about twice that skew, whatever the call's length. */
-static void calibrate(fy_ctx_t *ctx, uint64_t now_tsc) {
-  uint64_t ns = uv_hrtime() - ctx->hr0;
-  uint64_t ticks = now_tsc - ctx->tsc0;
-  if (ticks == 0)
-    return;
-  ctx->tsc_mult = (uint64_t)(((fy__u128)ns << 32) / ticks);
-  ctx->tsc_span = ticks;
-}
-#endif
-
-static void init_stamps(fy_ctx_t *ctx) {
-#if FY__HAVE_TSC
-  if (tsc_invariant()) {
-    ctx->tsc = 1;
-    ctx->hr0 = uv_hrtime();
-    ctx->tsc0 = fy__rdtsc();
-  }
-#else
-  (void)ctx;
-#endif
-}
-
-uint64_t fy__ctx_elapsed_ns(fy_ctx_t *ctx, uint64_t start) {
-  uint64_t end = fy__ctx_stamp(ctx);
-  /* Clamped: TSCs of two CPUs may disagree by a few ticks. */
-  uint64_t d = end > start ? end - start : 0;
-#if FY__HAVE_TSC
-  if (ctx->tsc) {
-    if (end - ctx->tsc0 > 2 * ctx->tsc_span)
-      calibrate(ctx, end);
-    return (uint64_t)(((fy__u128)d * ctx->tsc_mult) >> 32);
-  }
-#endif
-  return d;
-}
 
 int fy_ctx_new(uv_loop_t *loop, const fy_ctx_opts_t *opts, fy_ctx_t **out) {
   fy_ctx_t *ctx;
@@ -86,10 +24,10 @@ int fy_ctx_new(uv_loop_t *loop, const fy_ctx_opts_t *opts, fy_ctx_t **out) {
   if (opts != NULL && opts->manual_clock) {
     ctx->flags |= FY__CTX_MANUAL;
     ctx->manual_now = opts->manual_start_ms;
-  } else {
-    init_stamps(ctx);
   }
-  fy__wheel_init(&ctx->wheel, fy_ctx_now(ctx));
+  if (opts != NULL && opts->measure_calls)
+    ctx->flags |= FY__CTX_MEASURE;
+  fy__wheel_init(&ctx->wheel, fy__ctx_now(ctx));
   ctx->armed_at = FY_TIME_NEVER;
   fy__queue_init(&ctx->tasks);
   fy__queue_init(&ctx->pipelines);
@@ -112,7 +50,7 @@ uv_loop_t *fy_ctx_loop(const fy_ctx_t *ctx) { return ctx->loop; }
 void fy_ctx_set_data(fy_ctx_t *ctx, void *data) { ctx->data = data; }
 void *fy_ctx_get_data(const fy_ctx_t *ctx) { return ctx->data; }
 
-uint64_t (fy_ctx_now)(const fy_ctx_t *ctx) {
+uint64_t fy_ctx_now(const fy_ctx_t *ctx) {
   if (ctx->flags & FY__CTX_MANUAL)
     return ctx->manual_now;
   return uv_now(ctx->loop);
@@ -321,7 +259,7 @@ int fy_deadline_start(fy_deadline_t *d, uint64_t timeout_ms) {
   uint64_t now, when;
   if (d == NULL || d->ctx == NULL)
     return UV_EINVAL;
-  now = fy_ctx_now(d->ctx);
+  now = fy__ctx_now(d->ctx);
   /* Saturates below FY_TIME_NEVER, which start_at refuses. */
   when = fy_time_add(now, timeout_ms);
   return fy_deadline_start_at(d, when);
@@ -355,7 +293,7 @@ static void lane_arm(fy__lane_t *lane, uint64_t when) {
 static void on_lane_timer(fy_deadline_t *t) {
   fy__lane_t *lane = fy_container_of(t, fy__lane_t, timer);
   fy_ctx_t *ctx = t->ctx;
-  uint64_t now = fy_ctx_now(ctx);
+  uint64_t now = fy__ctx_now(ctx);
   fy_deadline_t *d;
   while (!fy__queue_empty(&lane->fifo)) {
     d = fy__queue_data(fy__queue_head(&lane->fifo), fy_deadline_t, node);
@@ -697,7 +635,7 @@ void fy_ctx_emit(fy_ctx_t *ctx, fy_event_t *ev) {
   if ((unsigned)ev->type >= FY_EV__COUNT || !FY__CTX_WANTS(ctx, ev->type))
     return;
   if (ev->time_ms == 0)
-    ev->time_ms = fy_ctx_now(ctx);
+    ev->time_ms = fy__ctx_now(ctx);
   if (ev->policy_name == NULL)
     ev->policy_name = "";
   ctx->emitting++;
@@ -714,8 +652,7 @@ const char *fy_event_name(fy_event_type_t type) {
   static const char *const names[FY_EV__COUNT] = {
       "call_done", "call_refused", "attempt_start", "attempt_done",
       "reject",    "state_change", "retry",         "timeout",
-      "fallback",  "queue",        "hedge",         "limit_change",
-      "custom"};
+      "fallback",  "queue"};
   if ((unsigned)type >= FY_EV__COUNT)
     return "unknown";
   return names[type];

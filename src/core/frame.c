@@ -61,6 +61,7 @@ static void frame_free(fy_frame_t *f) {
   fy_result_dtor dtor = f->dtor;
 
   assert(f->nchildren == 0 && f->parent == NULL && f->hooks == 0);
+  assert(f->tok_from == f->layer); /* every token settled or released */
   /* Every frame goes through here: the flag tests keep the common case
    * (timer idle, nothing closing) free of calls. */
   if (f->timer.slot != FY__DL_IDLE)
@@ -121,13 +122,105 @@ static void detach_children(fy_frame_t *f) {
         fy__queue_data(fy__queue_head(&f->children), fy_frame_t, sibling));
 }
 
-/* ---- starting ---------------------------------------------------------- */
+/* ---- admission ---------------------------------------------------------- */
 
-static size_t frame_size(const fy_pipeline_t *pl, unsigned layer) {
-  if (layer >= pl->n)
-    return sizeof(fy__leaf_t);
-  return FY__FRAME_HDR + pl->layers[layer]->vt->frame_size;
+/* The token of layer |l| in a token area whose first token is layer
+ * |from|. */
+static fy__token_t *token_at(const fy_pipeline_t *pl, char *area,
+                             unsigned from, unsigned l) {
+  return (fy__token_t *)(area + pl->layout.cum[l] - pl->layout.cum[from]);
 }
+
+static void *token_bytes(fy__token_t *t) { return (char *)t + FY__TOKEN_HDR; }
+
+/* The admission layer |p| no longer holds token |t|. */
+static void token_gone(fy_policy_t *p, fy__token_t *t) {
+  fy__queue_remove(&t->node);
+  p->active--;
+}
+
+/* Nothing ran below: give back, innermost first, the tokens of layers
+ * from .. to - 1 in |area|. */
+static void release_tokens(fy_pipeline_t *pl, char *area, unsigned from,
+                           unsigned to) {
+  while (to > from) {
+    fy_policy_t *p = pl->layers[--to];
+    fy__token_t *t = token_at(pl, area, from, to);
+    token_gone(p, t);
+    p->vt->release(p, token_bytes(t));
+    if (p->flags & FY__OBJ_CLOSING)
+      fy__policy_poke(p);
+  }
+}
+
+/* The work below |f| finished: settle, innermost first, the tokens it
+ * carries, with its status.  Once per frame, when its outcome is
+ * delivered (a late one too: a detached frame still settles). */
+static void settle_tokens(fy_frame_t *f) {
+  fy_pipeline_t *pl = f->pipeline;
+  char *area = (char *)f + f->tok_off;
+  unsigned from = f->tok_from, l = f->layer;
+  f->tok_from = f->layer;
+  f->hooks++;
+  while (l > from) {
+    fy_policy_t *p = pl->layers[--l];
+    fy__token_t *t = token_at(pl, area, from, l);
+    token_gone(p, t);
+    p->vt->settle(p, token_bytes(t), f->status);
+    if (p->flags & FY__OBJ_CLOSING)
+      fy__policy_poke(p);
+  }
+  f->hooks--;
+}
+
+static void refuse_closed(fy_call_t *call, fy_policy_t *p) {
+  fy_detail_t *d = &call->detail;
+  d->by_kind = p->vt->kind;
+  d->by_name = p->name;
+}
+
+/* Run the admission layers from |from| on, their tokens in |block|, until
+ * the first layer that needs a frame: a frame layer, the operation, or an
+ * admission layer that makes the call wait.  Returns 0 with *layer set to
+ * it, or a refusal (the tokens admitted here given back). */
+static int admit_layers(fy_call_t *call, fy_frame_t *parent,
+                        fy_pipeline_t *pl, char *block, unsigned from,
+                        unsigned *layer) {
+  char *area = block + pl->layout.tok_off[from];
+  unsigned l = from;
+  int rc = 0;
+  for (; l < pl->n; l++) {
+    fy_policy_t *p = pl->layers[l];
+    fy__token_t *t;
+    if (p->flags & FY__OBJ_CLOSING) {
+      refuse_closed(call, p);
+      rc = FY_ECLOSED;
+      break;
+    }
+    if (p->vt->admit == NULL)
+      break;
+    t = token_at(pl, area, from, l);
+    rc = p->vt->admit(p, call, parent, token_bytes(t));
+    if (rc > 0) {
+      /* Waiting takes a frame, so only a policy with frame hooks may. */
+      rc = rc == FY_ADMIT_WAIT && p->vt->start != NULL ? 0 : FY_EBADRESULT;
+      break;
+    }
+    if (rc < 0)
+      break;
+    t->frame = (fy_frame_t *)block;
+    fy__queue_insert_tail(&p->holders, &t->node);
+    p->active++;
+  }
+  if (rc < 0) {
+    release_tokens(pl, area, from, l);
+    return rc;
+  }
+  *layer = l;
+  return 0;
+}
+
+/* ---- starting ---------------------------------------------------------- */
 
 static int start_leaf(fy_frame_t *f, fy_call_t *call, const fy_op_t *op,
                       void *arg) {
@@ -166,23 +259,26 @@ int fy__frame_start(fy_call_t *call, fy_frame_t *parent, unsigned layer,
                     fy_frame_t **out) {
   fy_pipeline_t *pl = call->pipeline;
   fy_ctx_t *ctx = pl->ctx;
-  fy_policy_t *p = layer < pl->n ? pl->layers[layer] : NULL;
-  size_t size = frame_size(pl, layer);
+  unsigned from = layer;
+  size_t size = pl->layout.block[from];
+  fy_policy_t *p;
   fy_frame_t *f;
   int rc;
 
-  if (p != NULL && (p->flags & FY__OBJ_CLOSING)) {
-    fy_detail_t *d = &call->detail;
-    d->by_kind = p->vt->kind;
-    d->by_name = p->name;
-    return FY_ECLOSED;
-  }
   f = fy__pool_take(&ctx->pool, size);
   if (f == NULL)
     return UV_ENOMEM;
 #ifndef NDEBUG
   memset(f, 0xa5, size); /* a field left unset below shows in the tests */
 #endif
+  if (layer < pl->n) {
+    rc = admit_layers(call, parent, pl, (char *)f, from, &layer);
+    if (rc < 0) {
+      fy__pool_give(&ctx->pool, f, size);
+      return rc;
+    }
+  }
+  p = layer < pl->n ? pl->layers[layer] : NULL;
   /* Every field is set here rather than zeroing the block first: a memset
    * of the header compiles to "rep stos", which cost more than all these
    * stores (docs/PERFORMANCE.md).  A new field of fy_frame_s goes here. */
@@ -206,6 +302,8 @@ int fy__frame_start(fy_call_t *call, fy_frame_t *parent, unsigned layer,
   f->status = 0;
   f->hooks = 0;
   f->layer = layer;
+  f->tok_from = from;
+  f->tok_off = pl->layout.tok_off[from];
   ctx->nframes++;
   pl->nframes++;
   if (p != NULL) {
@@ -231,6 +329,12 @@ int fy__frame_start(fy_call_t *call, fy_frame_t *parent, unsigned layer,
 
   f->hooks++;
   rc = p != NULL ? p->vt->start(p, f) : start_leaf(f, call, op, arg);
+  if (parent == NULL && (call->flags & FY__CALL_CANCEL)) {
+    /* fy_call_cancel() from an admission hook, before the root existed. */
+    call->flags &= ~(unsigned)FY__CALL_CANCEL;
+    if (!(f->flags & FY__F_DONE))
+      f->flags |= FY__F_CANCEL;
+  }
   if (rc >= 0 && (f->flags & FY__F_CANCEL))
     run_pending_cancel(f); /* requested while start was on the stack */
   f->hooks--;
@@ -242,6 +346,8 @@ int fy__frame_start(fy_call_t *call, fy_frame_t *parent, unsigned layer,
       unlink_child(f);
     if (parent == NULL)
       call->root = NULL;
+    release_tokens(pl, (char *)f + f->tok_off, f->tok_from, f->layer);
+    f->tok_from = f->layer;
     frame_free(f);
     return rc;
   }
@@ -319,12 +425,20 @@ static void deliver(fy_frame_t *f) {
       return;
     }
     parent = f->parent;
-    if (parent == NULL)
-      break;
-    if (parent->hooks > 0) {
+    if (parent != NULL ? parent->hooks > 0
+                       : f->call != NULL && f->ctx->api_depth > 0) {
       defer_delivery(f);
       return;
     }
+    /* The admission layers above count the outcome as it is handed over,
+     * just before whoever waits for it sees it.  They run user code (a
+     * breaker's state-change callback): look at everything again. */
+    if (f->tok_from != f->layer) {
+      settle_tokens(f);
+      continue;
+    }
+    if (parent == NULL)
+      break;
     unlink_child(f);
     pp = parent->policy;
     parent->hooks++;
@@ -340,10 +454,6 @@ static void deliver(fy_frame_t *f) {
   }
   if (f->call == NULL) {
     frame_free(f); /* detached: the late outcome is discarded */
-    return;
-  }
-  if (f->ctx->api_depth > 0) {
-    defer_delivery(f);
     return;
   }
   complete_call(f);
@@ -480,19 +590,26 @@ static void on_frame_timer(fy_deadline_t *d) {
 
 /* ---- frame accessors --------------------------------------------------- */
 
-void *(fy_frame_state)(fy_frame_t *f) {
+void *fy_frame_state(fy_frame_t *f) {
   if (f->flags & FY__F_LEAF)
     return NULL;
   return (char *)f + FY__FRAME_HDR;
 }
 
 fy_policy_t *fy_frame_policy(const fy_frame_t *f) { return f->policy; }
-fy_ctx_t *(fy_frame_ctx)(const fy_frame_t *f) { return f->ctx; }
-fy_call_t *(fy_frame_call)(const fy_frame_t *f) { return f->call; }
+fy_ctx_t *fy_frame_ctx(const fy_frame_t *f) { return f->ctx; }
+fy_call_t *fy_frame_call(const fy_frame_t *f) { return f->call; }
 size_t fy_frame_children(const fy_frame_t *f) { return f->nchildren; }
 
-int (fy_frame_is_cancelled)(const fy_frame_t *f) {
+int fy_frame_is_cancelled(const fy_frame_t *f) {
   return (f->flags & FY__F_CANCEL) != 0;
+}
+
+int fy_frame_is_cancelled_above(const fy_frame_t *f) {
+  for (; f != NULL; f = f->parent)
+    if (f->flags & FY__F_CANCEL)
+      return 1;
+  return 0;
 }
 
 static void drop_result(fy_frame_t *f) {
@@ -504,7 +621,7 @@ static void drop_result(fy_frame_t *f) {
     dtor(result);
 }
 
-void (fy_frame_adopt_result)(fy_frame_t *f, fy_frame_t *child) {
+void fy_frame_adopt_result(fy_frame_t *f, fy_frame_t *child) {
   void *result;
   fy_result_dtor dtor;
   if (f == NULL || child == NULL || f == child)
@@ -522,10 +639,10 @@ void fy_frame_set_result(fy_frame_t *f, void *result, fy_result_dtor dtor) {
   f->dtor = dtor;
 }
 
-uint64_t (fy_frame_retry_after)(const fy_frame_t *f) {
+uint64_t fy_frame_retry_after(const fy_frame_t *f) {
   return f->retry_after;
 }
-uint64_t (fy_frame_deadline)(const fy_frame_t *f) { return f->deadline; }
+uint64_t fy_frame_deadline(const fy_frame_t *f) { return f->deadline; }
 
 void fy_frame_set_deadline(fy_frame_t *f, uint64_t when_ms) {
   if (when_ms < f->deadline)
@@ -551,9 +668,7 @@ void fy_frame_disarm(fy_frame_t *f) {
     fy_deadline_stop(&f->timer);
 }
 
-fy_detail_t *fy_frame_verdict(fy_frame_t *f, fy_policy_t *p) {
-  fy_detail_t *d =
-      f->call != NULL ? &f->call->detail : &f->ctx->scratch_detail;
+static fy_detail_t *claim(fy_detail_t *d, fy_policy_t *p) {
   d->cause = 0;
   d->state = 0;
   memset(d->n, 0, sizeof(d->n));
@@ -561,6 +676,15 @@ fy_detail_t *fy_frame_verdict(fy_frame_t *f, fy_policy_t *p) {
   d->by_kind = p != NULL ? p->vt->kind : NULL;
   d->by_name = p != NULL ? p->name : NULL;
   return d;
+}
+
+fy_detail_t *fy_frame_verdict(fy_frame_t *f, fy_policy_t *p) {
+  return claim(f->call != NULL ? &f->call->detail : &f->ctx->scratch_detail,
+               p);
+}
+
+fy_detail_t *fy_call_verdict(fy_call_t *call, fy_policy_t *p) {
+  return claim(&call->detail, p);
 }
 
 /* ---- attempts ---------------------------------------------------------- */
@@ -593,7 +717,7 @@ uint64_t fy_attempt_remaining(const fy_attempt_t *a) {
   uint64_t now;
   if (a->deadline == FY_TIME_NEVER)
     return FY_TIME_NEVER;
-  now = fy_ctx_now(f->ctx);
+  now = fy__ctx_now(f->ctx);
   return a->deadline > now ? a->deadline - now : 0;
 }
 
@@ -645,10 +769,13 @@ static void complete_call(fy_frame_t *root) {
   root->dtor = NULL;
   root->call = NULL;
   call->root = NULL;
-  call->flags &= ~(unsigned)FY__CALL_ACTIVE;
+  if (call->flags & FY__CALL_MEASURED)
+    call->detail.elapsed_ns = fy_ctx_hrtime(ctx) - call->start_ns;
+  call->flags &= ~(unsigned)(FY__CALL_ACTIVE | FY__CALL_MEASURED);
   call->status = status;
-  call->detail.elapsed_ns = fy__ctx_elapsed_ns(ctx, call->start_ns);
   fy__queue_remove(&call->node);
+  if (call->opts.scope != NULL)
+    fy__queue_remove(&call->scope_node);
   pl->inflight--;
   ctx->ncalls--;
   frame_free(root);
@@ -713,10 +840,16 @@ int fy_call_start_opts(fy_call_t *call, fy_pipeline_t *pl, const fy_op_t *op,
     call->opts = *opts;
   else
     memset(&call->opts, 0, sizeof(call->opts));
-  if ((pl->flags & FY__OBJ_CLOSING) || (ctx->flags & FY__CTX_CLOSING)) {
-    call->status = FY_ECLOSED;
-    emit_refused(ctx, call, FY_ECLOSED);
-    return FY_ECLOSED;
+  if ((pl->flags & FY__OBJ_CLOSING) || (ctx->flags & FY__CTX_CLOSING))
+    rc = FY_ECLOSED;
+  else if (call->opts.scope != NULL)
+    rc = fy__scope_join(call->opts.scope, call);
+  else
+    rc = 0;
+  if (rc != 0) {
+    call->status = rc;
+    emit_refused(ctx, call, rc);
+    return rc;
   }
   call->cb = cb;
   call->pipeline = pl;
@@ -724,7 +857,12 @@ int fy_call_start_opts(fy_call_t *call, fy_pipeline_t *pl, const fy_op_t *op,
   call->arg = arg;
   call->root = NULL;
   call->flags = FY__CALL_ACTIVE;
-  call->start_ns = fy__ctx_stamp(ctx); /* a stamp, not ns: see internal.h */
+  /* The clock is read only when the latency is wanted (call.h). */
+  if ((call->opts.flags & FY_CALL_MEASURE) || (ctx->flags & FY__CTX_MEASURE) ||
+      FY__CTX_WANTS(ctx, FY_EV_CALL_DONE)) {
+    call->flags |= FY__CALL_MEASURED;
+    call->start_ns = fy_ctx_hrtime(ctx);
+  }
   fy__queue_insert_tail(&pl->calls, &call->node);
   pl->inflight++;
   ctx->ncalls++;
@@ -736,6 +874,8 @@ int fy_call_start_opts(fy_call_t *call, fy_pipeline_t *pl, const fy_op_t *op,
     return 0;
 
   fy__queue_remove(&call->node);
+  if (call->opts.scope != NULL)
+    fy__queue_remove(&call->scope_node);
   pl->inflight--;
   ctx->ncalls--;
   call->flags = 0;
@@ -750,7 +890,13 @@ int fy_call_cancel(fy_call_t *call) {
   fy_ctx_t *ctx;
   if (call == NULL || !(call->flags & FY__CALL_ACTIVE))
     return UV_EINVAL;
-  if (call->root == NULL || (call->root->flags & FY__F_DONE))
+  if (call->root == NULL) {
+    /* Active without a root: an admission hook of its start is running.
+     * The root frame is cancelled as soon as it exists. */
+    call->flags |= FY__CALL_CANCEL;
+    return 0;
+  }
+  if (call->root->flags & FY__F_DONE)
     return UV_EBUSY;
   ctx = call->pipeline->ctx;
   ctx->api_depth++;

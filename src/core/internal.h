@@ -86,12 +86,12 @@ static inline void fy__pool_give(fy__pool_t *pool, void *ptr, size_t size) {
 }
 
 /* ---- details ----------------------------------------------------------- */
-/* memset(d, 0, sizeof(*d)) in two parts: in one, GCC emits "rep stos"
- * (the size is over 64 bytes), measured ~14 ns per call on the bench
- * machine; up to 80 bytes it emits a few vector stores instead. */
+/* Every field reset; the key is a string, so its first byte is enough.
+ * (One memset of the whole struct compiles to "rep stos", slow to start on
+ * every call: docs/PERFORMANCE.md.) */
 static inline void fy__detail_clear(fy_detail_t *d) {
   memset(d, 0, offsetof(fy_detail_t, key));
-  memset(d->key, 0, sizeof(d->key));
+  d->key[0] = '\0';
 }
 
 /* ---- deadlines (ctx.c) ------------------------------------------------- */
@@ -154,7 +154,8 @@ enum {
   FY__CTX_FINAL = 1u << 3,      /* handles closing, nothing runs any more */
   FY__CTX_UNREF = 1u << 4,
   FY__CTX_RUNNING = 1u << 5,    /* firing deadlines or draining tasks */
-  FY__CTX_TASKS_ARMED = 1u << 6 /* idle + check started */
+  FY__CTX_TASKS_ARMED = 1u << 6, /* idle + check started */
+  FY__CTX_MEASURE = 1u << 7      /* every call measures its latency */
 };
 
 struct fy_ctx_s {
@@ -163,14 +164,6 @@ struct fy_ctx_s {
   uv_loop_t *loop;
   void *data;
   uint64_t manual_now;
-
-  /* Call latency stamps (fy__ctx_stamp): TSC ticks when the CPU's TSC is
-   * invariant, converted with a ratio calibrated against uv_hrtime(). */
-  int tsc;           /* stamps are TSC ticks */
-  uint64_t tsc0;     /* anchor pair, read at creation */
-  uint64_t hr0;
-  uint64_t tsc_span; /* ticks from tsc0 covered by the ratio */
-  uint64_t tsc_mult; /* ns per tick, 32.32 fixed point */
 
   /* Deadlines. */
   fy__wheel_t wheel;
@@ -229,35 +222,6 @@ void fy__ctx_detach(fy__attach_t *attach);
 
 void fy__ctx_enqueue(fy_ctx_t *ctx, fy__task_t *task);
 
-/* Stamps for call latencies (detail.elapsed_ns), two per call: the time
- * stamp counter where it is invariant (one rdtsc, ~12 ns, instead of a
- * clock_gettime(), ~32 ns, on the machine of docs/PERFORMANCE.md), else
- * uv_hrtime(); the manual clock in ns on a manual-clock context.  Only
- * fy__ctx_elapsed_ns() knows the unit. */
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define FY__HAVE_TSC 1
-static inline uint64_t fy__rdtsc(void) {
-  uint32_t lo, hi;
-  __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
-  return ((uint64_t)hi << 32) | lo;
-}
-#else
-#define FY__HAVE_TSC 0
-#endif
-
-static inline uint64_t fy__ctx_stamp(const fy_ctx_t *ctx) {
-  if (ctx->flags & FY__CTX_MANUAL)
-    return ctx->manual_now * 1000000u;
-#if FY__HAVE_TSC
-  if (ctx->tsc)
-    return fy__rdtsc();
-#endif
-  return uv_hrtime();
-}
-
-/* Nanoseconds from the stamp |start| to now. */
-uint64_t fy__ctx_elapsed_ns(fy_ctx_t *ctx, uint64_t start);
-
 /* Re-examine a closing context once something it waits for went away. */
 void fy__ctx_poke(fy_ctx_t *ctx);
 
@@ -270,12 +234,25 @@ enum {
   FY__OBJ_WOUND = 1u << 2     /* close hook ran */
 };
 
+/* The layout of a call's memory, computed when the pipeline is built.  A
+ * frame started at layer |from| takes one block of block[from] bytes: the
+ * frame itself (of the first frame layer at or below |from|, or of an
+ * admission layer that made the call wait), then at tok_off[from] the
+ * tokens of the admission layers between |from| and that frame, the token
+ * of layer L at cum[L] - cum[from] from there. */
+typedef struct fy__layout_s {
+  uint32_t cum[FY_PIPELINE_MAX + 1];     /* token bytes of layers < L */
+  uint32_t tok_off[FY_PIPELINE_MAX + 1];
+  uint32_t block[FY_PIPELINE_MAX + 1];
+} fy__layout_t;
+
 struct fy_pipeline_s {
   uint32_t magic;
   unsigned flags;
   fy_ctx_t *ctx;
   size_t n;
   fy_policy_t *layers[FY_PIPELINE_MAX];
+  fy__layout_t layout;
   fy__queue_t calls;
   size_t inflight; /* calls */
   size_t nframes;  /* frames, including detached ones */
@@ -291,8 +268,9 @@ struct fy_policy_s {
   fy_ctx_t *ctx;
   const fy_policy_vtable_t *vt;
   unsigned refs;   /* pipelines holding it */
-  size_t active;   /* live frames */
+  size_t active;   /* live frames and admitted tokens */
   fy__queue_t frames;
+  fy__queue_t holders; /* fy__token_t admitted and not yet settled */
   fy__queue_t node;
   fy__task_t close_task;
   fy_close_cb close_cb;
@@ -323,6 +301,15 @@ enum {
                                  hook: fy_attempt_mark() has work to do */
 };
 
+/* The core's header of an admission layer's token: the policy finds the
+ * frame that holds it when it closes.  The policy's own bytes follow. */
+typedef struct fy__token_s {
+  fy__queue_t node; /* in policy->holders */
+  fy_frame_t *frame;
+} fy__token_t;
+
+#define FY__TOKEN_HDR FY__ROUND_UP(sizeof(fy__token_t), 8)
+
 /* No memset: fy__frame_start() (frame.c) sets every field of a new frame,
  * so a field added here must be set there too (debug builds fill new
  * frames with garbage first, so that the test suite catches a miss). */
@@ -348,6 +335,10 @@ struct fy_frame_s {
   unsigned hooks; /* hooks of this frame on the stack */
   unsigned flags;
   unsigned layer;
+  /* Tokens of the admission layers tok_from .. layer - 1, which this frame
+   * carries for them (none when tok_from == layer), at tok_off. */
+  unsigned tok_from;
+  unsigned tok_off;
 };
 
 #define FY__FRAME_HDR FY__ROUND_UP(sizeof(struct fy_frame_s), FY__ALIGN)
@@ -366,15 +357,24 @@ int fy__frame_start(fy_call_t *call, fy_frame_t *parent, unsigned layer,
                     fy_frame_t **out);
 
 /* fy_call_t.flags */
-enum { FY__CALL_ACTIVE = 1u << 0 };
+enum {
+  FY__CALL_ACTIVE = 1u << 0,
+  FY__CALL_MEASURED = 1u << 1, /* start_ns was read: elapsed_ns is wanted */
+  FY__CALL_CANCEL = 1u << 2    /* cancelled before its root frame existed
+                                  (from an admission hook) */
+};
 
-/* ---- inlined accessors ----------------------------------------------------
- * The patterns call these on every frame of every call; as calls into
- * another translation unit they were a measurable share of a pipeline's
- * cost (docs/PERFORMANCE.md).  Inside the library the public names expand
- * to these inline versions; the exported functions still exist (defined
- * with the name in parentheses, which a function-like macro leaves alone)
- * and behave the same. */
+/* Join |call| to the scope |s| (scope.c): 0, or UV_ECANCELED when the
+ * scope was cancelled. */
+int fy__scope_join(fy_scope_t *s, fy_call_t *call);
+
+/* Compute pl->layout from its layers (pipeline.c). */
+void fy__layout_build(fy_pipeline_t *pl);
+
+/* ---- inline accessors ----------------------------------------------------
+ * The patterns read these on every frame of every call; inside the library
+ * they are called by their fy__ names, so that they inline.  The exported
+ * fy_ functions of the same meaning are for policies outside the library. */
 static inline void *fy__frame_state(fy_frame_t *f) {
   return (f->flags & FY__F_LEAF) ? NULL : (char *)f + FY__FRAME_HDR;
 }
@@ -408,19 +408,7 @@ static inline uint64_t fy__ctx_now(const fy_ctx_t *ctx) {
 static inline void fy__frame_adopt_result(fy_frame_t *f, fy_frame_t *child) {
   if (f != NULL && child != NULL && f->result == NULL && child->result == NULL)
     return;
-  (fy_frame_adopt_result)(f, child);
+  fy_frame_adopt_result(f, child);
 }
-
-#define fy_frame_state(f) fy__frame_state(f)
-#define fy_frame_adopt_result(f, child) fy__frame_adopt_result(f, child)
-#define fy_frame_ctx(f) fy__frame_ctx(f)
-#define fy_frame_call(f) fy__frame_call(f)
-#define fy_frame_is_cancelled(f) fy__frame_is_cancelled(f)
-#define fy_frame_deadline(f) fy__frame_deadline(f)
-#define fy_frame_retry_after(f) fy__frame_retry_after(f)
-#define fy_policy_impl(p) fy__policy_impl(p)
-#define fy_policy_ctx(p) fy__policy_ctx(p)
-#define fy_policy_is_closing(p) fy__policy_is_closing(p)
-#define fy_ctx_now(ctx) fy__ctx_now(ctx)
 
 #endif /* FY_INTERNAL_H */

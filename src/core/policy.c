@@ -6,16 +6,33 @@
 
 static void run_policy_close(fy__task_t *task);
 
+/* Frame hooks, admission hooks, or both, each set complete. */
+static int vtable_ok(const fy_policy_vtable_t *vt) {
+  int frames = vt->start != NULL && vt->child_done != NULL;
+  int admission = vt->admit != NULL && vt->settle != NULL &&
+                  vt->release != NULL;
+  if (vt->kind == NULL || vt->frame_size > ((size_t)1 << 20))
+    return 0;
+  if ((vt->start == NULL) != (vt->child_done == NULL))
+    return 0;
+  if (vt->admit == NULL && (vt->settle != NULL || vt->release != NULL))
+    return 0;
+  if (vt->admit != NULL && !admission)
+    return 0;
+  if (vt->token_size > FY_TOKEN_MAX)
+    return 0;
+  return frames || admission;
+}
+
 int fy_policy_new(fy_ctx_t *ctx, const fy_policy_vtable_t *vt,
                   size_t impl_size, const char *name, fy_policy_t **out) {
   fy_policy_t *p;
   if (out == NULL)
     return UV_EINVAL;
   *out = NULL;
-  if (ctx == NULL || vt == NULL || vt->start == NULL ||
-      vt->child_done == NULL || vt->kind == NULL)
+  if (ctx == NULL || vt == NULL || !vtable_ok(vt))
     return UV_EINVAL;
-  if (impl_size > ((size_t)1 << 30) || vt->frame_size > ((size_t)1 << 20))
+  if (impl_size > ((size_t)1 << 30))
     return UV_EINVAL;
   if (ctx->flags & FY__CTX_CLOSING)
     return FY_ECLOSED;
@@ -30,19 +47,20 @@ int fy_policy_new(fy_ctx_t *ctx, const fy_policy_vtable_t *vt,
     p->name[FY_NAME_MAX] = '\0';
   }
   fy__queue_init(&p->frames);
+  fy__queue_init(&p->holders);
   fy__queue_insert_tail(&ctx->policies, &p->node);
   p->close_task.run = run_policy_close;
   *out = p;
   return 0;
 }
 
-void *(fy_policy_impl)(fy_policy_t *p) { return (char *)p + FY__POLICY_HDR; }
-fy_ctx_t *(fy_policy_ctx)(const fy_policy_t *p) { return p->ctx; }
+void *fy_policy_impl(fy_policy_t *p) { return (char *)p + FY__POLICY_HDR; }
+fy_ctx_t *fy_policy_ctx(const fy_policy_t *p) { return p->ctx; }
 const char *fy_policy_name(const fy_policy_t *p) { return p->name; }
 const char *fy_policy_kind(const fy_policy_t *p) { return p->vt->kind; }
 size_t fy_policy_active(const fy_policy_t *p) { return p->active; }
 
-int (fy_policy_is_closing)(const fy_policy_t *p) {
+int fy_policy_is_closing(const fy_policy_t *p) {
   return (p->flags & FY__OBJ_CLOSING) != 0;
 }
 
@@ -103,6 +121,16 @@ static void wind_down(fy_policy_t *p) {
     fy__queue_remove(q);
     fy__queue_insert_tail(&p->frames, q);
     fy_frame_cancel(fy__queue_data(q, fy_frame_t, pnode));
+  }
+  /* The same for the work below every token it admitted: the frame that
+   * carries the token is cancelled, and settling unlinks the token from
+   * whichever list holds it. */
+  fy__queue_move_tail(&p->holders, &pending);
+  while (!fy__queue_empty(&pending)) {
+    q = fy__queue_head(&pending);
+    fy__queue_remove(q);
+    fy__queue_insert_tail(&p->holders, q);
+    fy_frame_cancel(fy__queue_data(q, fy__token_t, node)->frame);
   }
   ctx->api_depth--;
 }
@@ -187,8 +215,10 @@ static void passthrough_child_done(fy_policy_t *p, fy_frame_t *f,
 }
 
 static const fy_policy_vtable_t passthrough_vtable = {
-    "passthrough", 0, passthrough_start, passthrough_child_done,
-    NULL,          NULL, NULL, NULL, NULL};
+    .kind = "passthrough",
+    .start = passthrough_start,
+    .child_done = passthrough_child_done,
+};
 
 int fy_passthrough_new(fy_ctx_t *ctx, const char *name, fy_policy_t **out) {
   return fy_policy_new(ctx, &passthrough_vtable, 0, name, out);

@@ -28,12 +28,8 @@ struct fy_breaker_s {
 
 #define BREAKER_HDR FY__ROUND_UP(sizeof(struct fy_breaker_s), FY__ALIGN)
 
-typedef struct brk_frame_s {
-  fy_breaker_permit_t permit;
-} brk_frame_t;
-
 static int closing(const fy_breaker_t *b) {
-  return fy_policy_is_closing(b->policy);
+  return fy__policy_is_closing(b->policy);
 }
 
 static void sync_timer(fy_breaker_t *b) {
@@ -79,7 +75,7 @@ static void on_timer(fy_deadline_t *d) {
   b->armed = FY_TIME_NEVER;
   if (closing(b))
     return;
-  fy__breaker_sm_advance(&b->core, fy_ctx_now(b->ctx));
+  fy__breaker_sm_advance(&b->core, fy__ctx_now(b->ctx));
   settle(b);
 }
 
@@ -116,7 +112,7 @@ static void fill_detail(fy_breaker_t *b, fy_detail_t *d,
 
 static int admit(fy_breaker_t *b, fy_breaker_permit_t *permit,
                  fy_call_t *call, fy__breaker_sm_verdict_t *v) {
-  int rc = fy__breaker_sm_acquire(&b->core, permit, fy_ctx_now(b->ctx), v);
+  int rc = fy__breaker_sm_acquire(&b->core, permit, fy__ctx_now(b->ctx), v);
   /* Latency only feeds the slow-call rule: without one, skip the clock
    * reads (two per call, the costliest steps of a closed breaker). */
   if (rc == 0 && b->core.slow_ns > 0)
@@ -173,7 +169,7 @@ void fy_breaker_record(fy_breaker_t *b, fy_breaker_permit_t *permit,
     fy__breaker_sm_release(&b->core, &p); /* the classifier closed it */
     return;
   }
-  fy__breaker_sm_record(&b->core, &p, outcome, latency, fy_ctx_now(b->ctx));
+  fy__breaker_sm_record(&b->core, &p, outcome, latency, fy__ctx_now(b->ctx));
   settle(b);
 }
 
@@ -187,7 +183,7 @@ fy_breaker_state_t fy_breaker_state(fy_breaker_t *b) {
   if (b == NULL)
     return FY_BREAKER_CLOSED;
   if (!closing(b)) {
-    fy__breaker_sm_advance(&b->core, fy_ctx_now(b->ctx));
+    fy__breaker_sm_advance(&b->core, fy__ctx_now(b->ctx));
     settle(b);
   }
   return fy__breaker_sm_state(&b->core);
@@ -196,7 +192,7 @@ fy_breaker_state_t fy_breaker_state(fy_breaker_t *b) {
 void fy_breaker_counts(fy_breaker_t *b, fy_breaker_counts_t *out) {
   if (b == NULL || out == NULL)
     return;
-  fy__breaker_sm_counts(&b->core, fy_ctx_now(b->ctx), out);
+  fy__breaker_sm_counts(&b->core, fy__ctx_now(b->ctx), out);
 }
 
 int fy_breaker_set_mode(fy_breaker_t *b, fy_breaker_mode_t mode) {
@@ -205,7 +201,7 @@ int fy_breaker_set_mode(fy_breaker_t *b, fy_breaker_mode_t mode) {
     return UV_EINVAL;
   if (closing(b))
     return FY_ECLOSED;
-  rc = fy__breaker_sm_set_mode(&b->core, mode, fy_ctx_now(b->ctx));
+  rc = fy__breaker_sm_set_mode(&b->core, mode, fy__ctx_now(b->ctx));
   settle(b);
   return rc;
 }
@@ -219,53 +215,55 @@ int fy_breaker_reset(fy_breaker_t *b) {
     return UV_EINVAL;
   if (closing(b))
     return FY_ECLOSED;
-  fy__breaker_sm_reset(&b->core, fy_ctx_now(b->ctx));
+  fy__breaker_sm_reset(&b->core, fy__ctx_now(b->ctx));
   settle(b);
   return 0;
 }
 
 /* ---- the pipeline stage ------------------------------------------------ */
 
-static int brk_start(fy_policy_t *p, fy_frame_t *f) {
-  fy_breaker_t *b = fy_policy_impl(p);
-  brk_frame_t *bf = fy_frame_state(f);
+/* An admission layer: no frame, a permit in the call's token. */
+static int brk_admit(fy_policy_t *p, fy_call_t *call, fy_frame_t *parent,
+                     void *token) {
+  fy_breaker_t *b = fy__policy_impl(p);
   fy__breaker_sm_verdict_t v;
-  int rc = admit(b, &bf->permit, fy_frame_call(f), &v);
-  if (rc < 0) {
-    fill_detail(b, fy_frame_verdict(f, p), &v);
-    return rc; /* rule 2: the caller gets it synchronously */
-  }
-  rc = fy_frame_spawn(f, NULL);
+  int rc = admit(b, token, call, &v);
+  (void)parent;
   if (rc < 0)
-    fy__breaker_sm_release(&b->core, &bf->permit); /* nothing ran below */
-  return rc;
+    fill_detail(b, fy_call_verdict(call, p), &v);
+  return rc; /* rule 2: the caller gets a refusal synchronously */
 }
 
-static void brk_child_done(fy_policy_t *p, fy_frame_t *f, fy_frame_t *child,
-                           int status) {
-  fy_breaker_t *b = fy_policy_impl(p);
-  brk_frame_t *bf = fy_frame_state(f);
-  fy_breaker_record(b, &bf->permit, status);
-  fy_frame_adopt_result(f, child);
-  fy_frame_done(f, status);
+static void brk_settle(fy_policy_t *p, void *token, int status) {
+  fy_breaker_record(fy__policy_impl(p), token, status);
+}
+
+static void brk_release(fy_policy_t *p, void *token) {
+  fy_breaker_t *b = fy__policy_impl(p);
+  fy__breaker_sm_release(&b->core, token); /* nothing ran below */
 }
 
 static void brk_close(fy_policy_t *p) {
-  fy_breaker_t *b = fy_policy_impl(p);
+  fy_breaker_t *b = fy__policy_impl(p);
   fy_deadline_stop(&b->timer);
   b->armed = FY_TIME_NEVER;
 }
 
 static void brk_destroy(fy_policy_t *p) {
-  fy_breaker_t *b = fy_policy_impl(p);
+  fy_breaker_t *b = fy__policy_impl(p);
   fy_deadline_stop(&b->timer);
   fy__breaker_sm_free(&b->core);
 }
 
 static const fy_policy_vtable_t breaker_vtable = {
-    "breaker", sizeof(brk_frame_t), brk_start, brk_child_done,
-    NULL,      NULL,                NULL,      brk_close,
-    brk_destroy};
+    .kind = "breaker",
+    .close = brk_close,
+    .destroy = brk_destroy,
+    .token_size = sizeof(fy_breaker_permit_t),
+    .admit = brk_admit,
+    .settle = brk_settle,
+    .release = brk_release,
+};
 
 int fy_breaker_new(fy_ctx_t *ctx, const fy_breaker_opts_t *opts,
                    fy_breaker_t **out) {
@@ -284,7 +282,7 @@ int fy_breaker_new(fy_ctx_t *ctx, const fy_breaker_opts_t *opts,
     fy_breaker_opts_init(&defaults);
     opts = &defaults;
   }
-  rc = fy__breaker_sm_validate(opts);
+  rc = fy_breaker_opts_check(opts);
   if (rc != 0)
     return rc;
   wbytes = fy__breaker_sm_window_bytes(opts);
@@ -292,7 +290,7 @@ int fy_breaker_new(fy_ctx_t *ctx, const fy_breaker_opts_t *opts,
                      &p);
   if (rc != 0)
     return rc;
-  b = fy_policy_impl(p);
+  b = fy__policy_impl(p);
   b->policy = p;
   b->ctx = ctx;
   b->armed = FY_TIME_NEVER;
@@ -305,7 +303,7 @@ int fy_breaker_new(fy_ctx_t *ctx, const fy_breaker_opts_t *opts,
    * time; otherwise the lazy check in acquire/state catches up. */
   fy_deadline_unref(&b->timer);
   fy__breaker_sm_init(&b->core, opts, wbytes > 0 ? (char *)b + BREAKER_HDR : NULL,
-               fy_ctx_now(ctx));
+               fy__ctx_now(ctx));
   *out = b;
   return 0;
 }

@@ -38,19 +38,16 @@ typedef struct bh_frame_s {
   int phase;
 } bh_frame_t;
 
-/* W35: whether cancellation was requested for this frame or any frame
- * above it.  Checked before a slot is looked at, so a call whose caller
- * already gave up never runs, whatever the slots say. */
+/* W35: whether the caller gave up (cancellation requested for this frame
+ * or any frame above it).  Checked before a slot is looked at, so a call
+ * whose caller already gave up never runs, whatever the slots say. */
 static int caller_cancelled(const fy_frame_t *f) {
-  for (; f != NULL; f = f->parent)
-    if (f->flags & FY__F_CANCEL)
-      return 1;
-  return 0;
+  return fy_frame_is_cancelled_above(f);
 }
 
 static void emit(fy_bulkhead_t *bh, fy_event_type_t type, fy_call_t *call,
                  int status, int64_t from, int64_t to, int64_t value) {
-  fy_ctx_t *ctx = fy_policy_ctx(bh->policy);
+  fy_ctx_t *ctx = fy__policy_ctx(bh->policy);
   fy_event_t ev;
   if (!fy_ctx_wants(ctx, type))
     return;
@@ -71,7 +68,7 @@ static void emit(fy_bulkhead_t *bh, fy_event_type_t type, fy_call_t *call,
  * from/to are the queue lengths before and after. */
 static void emit_queue(fy_bulkhead_t *bh, fy_frame_t *f, int joined) {
   int64_t now = bh->core.queued;
-  emit(bh, FY_EV_QUEUE, fy_frame_call(f), 0, joined ? now - 1 : now + 1, now,
+  emit(bh, FY_EV_QUEUE, fy__frame_call(f), 0, joined ? now - 1 : now + 1, now,
        joined);
 }
 
@@ -80,13 +77,16 @@ static void emit_reject(fy_bulkhead_t *bh, fy_call_t *call, int reason) {
   emit(bh, FY_EV_REJECT, call, reason, bh->core.active, bh->core.queued, 0);
 }
 
-static void write_verdict(fy_bulkhead_t *bh, fy_frame_t *f, int state) {
-  fy_detail_t *d = fy_frame_verdict(f, bh->policy);
+static void fill_verdict(fy_bulkhead_t *bh, fy_detail_t *d, int state) {
   d->state = state;
   d->n[0] = bh->core.active;
   d->n[1] = bh->core.queued;
   d->n[2] = bh->core.max_concurrent;
   d->n[3] = bh->core.max_queue;
+}
+
+static void write_verdict(fy_bulkhead_t *bh, fy_frame_t *f, int state) {
+  fill_verdict(bh, fy_frame_verdict(f, bh->policy), state);
 }
 
 static void notify_rejected(fy_bulkhead_t *bh, int reason) {
@@ -114,7 +114,7 @@ static int run(fy_bulkhead_t *bh, bh_frame_t *st) {
   rc = fy_frame_spawn(f, &st->child);
   if (rc == 0) {
     /* A cancel that arrived during the spawn found no child to pass on. */
-    if (fy_frame_is_cancelled(f))
+    if (fy__frame_is_cancelled(f))
       fy_frame_cancel(st->child);
     return 0;
   }
@@ -135,7 +135,7 @@ static void dispatch(fy_bulkhead_t *bh) {
   int rc;
 
   /* While closing, waiters are left for the close hook to cancel. */
-  while (!fy_policy_is_closing(bh->policy) &&
+  while (!fy__policy_is_closing(bh->policy) &&
          (w = fy__bulkhead_sm_next(&bh->core)) != NULL) {
     st = fy_container_of(w, bh_frame_t, waiter);
     f = st->frame;
@@ -158,8 +158,8 @@ static void dispatch(fy_bulkhead_t *bh) {
 }
 
 static int bh_start(fy_policy_t *p, fy_frame_t *f) {
-  fy_bulkhead_t *bh = fy_policy_impl(p);
-  bh_frame_t *st = fy_frame_state(f);
+  fy_bulkhead_t *bh = fy__policy_impl(p);
+  bh_frame_t *st = fy__frame_state(f);
   int rc;
 
   st->frame = f;
@@ -168,7 +168,7 @@ static int bh_start(fy_policy_t *p, fy_frame_t *f) {
     write_verdict(bh, f, UV_ECANCELED);
     return UV_ECANCELED;
   }
-  rc = fy__bulkhead_sm_admit(&bh->core, &st->waiter, fy_ctx_now(fy_frame_ctx(f)));
+  rc = fy__bulkhead_sm_admit(&bh->core, &st->waiter, fy__ctx_now(fy__frame_ctx(f)));
   if (rc == FY__BH_RUN) {
     rc = run(bh, st);
     if (rc < 0)
@@ -189,27 +189,27 @@ static int bh_start(fy_policy_t *p, fy_frame_t *f) {
   /* Rule 2: a refusal decided now is returned now. */
   st->phase = BH_ENDED;
   write_verdict(bh, f, rc);
-  emit_reject(bh, fy_frame_call(f), rc);
+  emit_reject(bh, fy__frame_call(f), rc);
   notify_rejected(bh, rc);
   return rc;
 }
 
 static void bh_child_done(fy_policy_t *p, fy_frame_t *f, fy_frame_t *child,
                           int status) {
-  fy_bulkhead_t *bh = fy_policy_impl(p);
-  bh_frame_t *st = fy_frame_state(f);
+  fy_bulkhead_t *bh = fy__policy_impl(p);
+  bh_frame_t *st = fy__frame_state(f);
 
   st->child = NULL;
   st->phase = BH_ENDED;
-  fy_frame_adopt_result(f, child);
+  fy__frame_adopt_result(f, child);
   fy_frame_done(f, status); /* takes effect when this hook returns */
   fy__bulkhead_sm_release(&bh->core);
   dispatch(bh);
 }
 
 static void bh_cancel(fy_policy_t *p, fy_frame_t *f) {
-  fy_bulkhead_t *bh = fy_policy_impl(p);
-  bh_frame_t *st = fy_frame_state(f);
+  fy_bulkhead_t *bh = fy__policy_impl(p);
+  bh_frame_t *st = fy__frame_state(f);
 
   switch (st->phase) {
   case BH_QUEUED:
@@ -228,14 +228,14 @@ static void bh_cancel(fy_policy_t *p, fy_frame_t *f) {
 }
 
 static void bh_deadline(fy_policy_t *p, fy_frame_t *f) {
-  fy_bulkhead_t *bh = fy_policy_impl(p);
-  bh_frame_t *st = fy_frame_state(f);
+  fy_bulkhead_t *bh = fy__policy_impl(p);
+  bh_frame_t *st = fy__frame_state(f);
 
   if (st->phase != BH_QUEUED)
     return;
   leave_queue(bh, st);
   write_verdict(bh, f, FY_EQUEUETIMEOUT);
-  emit_reject(bh, fy_frame_call(f), FY_EQUEUETIMEOUT);
+  emit_reject(bh, fy__frame_call(f), FY_EQUEUETIMEOUT);
   fy_frame_done(f, FY_EQUEUETIMEOUT); /* delivered after this hook */
   notify_rejected(bh, FY_EQUEUETIMEOUT);
 }
@@ -244,7 +244,7 @@ static void bh_deadline(fy_policy_t *p, fy_frame_t *f) {
  * on_rejected as FY_ECLOSED.  Running frames are cancelled by the core
  * afterwards. */
 static void bh_close(fy_policy_t *p) {
-  fy_bulkhead_t *bh = fy_policy_impl(p);
+  fy_bulkhead_t *bh = fy__policy_impl(p);
   fy__bulkhead_sm_waiter_t *w;
   bh_frame_t *st;
   fy_frame_t *f;
@@ -254,7 +254,7 @@ static void bh_close(fy_policy_t *p) {
     f = st->frame;
     leave_queue(bh, st);
     write_verdict(bh, f, FY_ECLOSED);
-    emit_reject(bh, fy_frame_call(f), FY_ECLOSED);
+    emit_reject(bh, fy__frame_call(f), FY_ECLOSED);
     /* Delivery may be synchronous (a parent frame's child_done): |f| is
      * not touched after this. */
     fy_frame_done(f, UV_ECANCELED);
@@ -262,9 +262,44 @@ static void bh_close(fy_policy_t *p) {
   }
 }
 
+/* The admission path: a free slot with nobody waiting is taken without a
+ * frame.  Anything else (a queue to join, a refusal to decide) goes to the
+ * frame hooks above, which decide it exactly as for a waiting call. */
+static int bh_admit(fy_policy_t *p, fy_call_t *call, fy_frame_t *parent,
+                    void *token) {
+  fy_bulkhead_t *bh = fy__policy_impl(p);
+  (void)token;
+  if (caller_cancelled(parent)) {
+    fill_verdict(bh, fy_call_verdict(call, p), UV_ECANCELED);
+    return UV_ECANCELED;
+  }
+  return fy__bulkhead_sm_try_acquire(&bh->core) == 0 ? 0 : FY_ADMIT_WAIT;
+}
+
+static void bh_settle(fy_policy_t *p, void *token, int status) {
+  fy_bulkhead_t *bh = fy__policy_impl(p);
+  (void)token;
+  (void)status;
+  fy__bulkhead_sm_release(&bh->core);
+  dispatch(bh);
+}
+
+static void bh_release(fy_policy_t *p, void *token) {
+  bh_settle(p, token, 0);
+}
+
 static const fy_policy_vtable_t bh_vtable = {
-    "bulkhead",  sizeof(bh_frame_t), bh_start, bh_child_done, bh_cancel,
-    NULL,        bh_deadline,        bh_close, NULL};
+    .kind = "bulkhead",
+    .frame_size = sizeof(bh_frame_t),
+    .start = bh_start,
+    .child_done = bh_child_done,
+    .cancel = bh_cancel,
+    .deadline = bh_deadline,
+    .close = bh_close,
+    .admit = bh_admit,
+    .settle = bh_settle,
+    .release = bh_release,
+};
 
 /* ---- public API -------------------------------------------------------- */
 
@@ -278,16 +313,18 @@ void fy_bulkhead_opts_init(fy_bulkhead_opts_t *opts) {
   opts->order = FY_BULKHEAD_FIFO;
 }
 
-static int opts_valid(const fy_bulkhead_opts_t *o) {
+int fy_bulkhead_opts_check(const fy_bulkhead_opts_t *o) {
+  if (o == NULL)
+    return UV_EINVAL;
   if (o->max_concurrent < 1 || o->max_concurrent > FY_BULKHEAD_LIMIT_MAX)
-    return 0;
+    return UV_EINVAL;
   if (o->max_queue > FY_BULKHEAD_LIMIT_MAX)
-    return 0;
+    return UV_EINVAL;
   if (o->queue_timeout_ms > FY_BULKHEAD_TIMEOUT_MAX)
-    return 0;
+    return UV_EINVAL;
   if (o->order != FY_BULKHEAD_FIFO && o->order != FY_BULKHEAD_LIFO)
-    return 0;
-  return 1;
+    return UV_EINVAL;
+  return 0;
 }
 
 int fy_bulkhead_new(fy_ctx_t *ctx, const fy_bulkhead_opts_t *opts,
@@ -306,12 +343,13 @@ int fy_bulkhead_new(fy_ctx_t *ctx, const fy_bulkhead_opts_t *opts,
     fy_bulkhead_opts_init(&defaults);
     opts = &defaults;
   }
-  if (!opts_valid(opts))
-    return UV_EINVAL;
+  rc = fy_bulkhead_opts_check(opts);
+  if (rc != 0)
+    return rc;
   rc = fy_policy_new(ctx, &bh_vtable, sizeof(*bh), opts->name, &p);
   if (rc != 0)
     return rc;
-  bh = fy_policy_impl(p);
+  bh = fy__policy_impl(p);
   bh->policy = p;
   fy__bulkhead_sm_init(&bh->core, opts->max_concurrent, opts->max_queue,
               opts->queue_timeout_ms, opts->order == FY_BULKHEAD_LIFO);
@@ -328,7 +366,7 @@ fy_policy_t *fy_bulkhead_policy(fy_bulkhead_t *bh) {
 int fy_bulkhead_close(fy_bulkhead_t *bh, fy_close_cb cb, void *user_data) {
   if (bh == NULL)
     return 0;
-  if (fy_policy_is_closing(bh->policy))
+  if (fy__policy_is_closing(bh->policy))
     return FY_ECLOSED;
   return fy_policy_close_as(bh->policy, bh, cb, user_data);
 }
@@ -345,7 +383,7 @@ int fy_bulkhead_try_acquire(fy_bulkhead_t *bh) {
   int rc;
   if (bh == NULL)
     return UV_EINVAL;
-  if (fy_policy_is_closing(bh->policy))
+  if (fy__policy_is_closing(bh->policy))
     rc = FY_ECLOSED;
   else
     rc = fy__bulkhead_sm_try_acquire(&bh->core);

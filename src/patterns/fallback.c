@@ -45,7 +45,7 @@ static void write_verdict(fy_fallback_t *fb, fy_frame_t *f, int primary,
  * always comes later through child_done (or fy_frame_done), so this never
  * refuses. */
 static void run_fallback(fy_fallback_t *fb, fy_frame_t *f, int primary) {
-  fb_frame_t *st = fy_frame_state(f);
+  fb_frame_t *st = fy__frame_state(f);
   int rc;
 
   st->phase = FB_FALLBACK;
@@ -53,12 +53,12 @@ static void run_fallback(fy_fallback_t *fb, fy_frame_t *f, int primary) {
   /* Written first, so the fallback operation can read the primary's error
    * from attempt->call->detail.cause. */
   write_verdict(fb, f, primary, 0);
-  fy_policy_emit(fb->policy, FY_EV_FALLBACK, fy_frame_call(f), primary, 0, 0);
+  fy_policy_emit(fb->policy, FY_EV_FALLBACK, fy__frame_call(f), primary, 0, 0);
   if (fb->on_fallback != NULL)
     fb->on_fallback(primary, fb->user_data);
   /* W37: a call cancelled meanwhile (by on_fallback, a listener, an outer
    * timeout) never starts the fallback. */
-  if (fy_frame_is_cancelled(f)) {
+  if (fy__frame_is_cancelled(f)) {
     fy_frame_done(f, UV_ECANCELED);
     return;
   }
@@ -70,8 +70,8 @@ static void run_fallback(fy_fallback_t *fb, fy_frame_t *f, int primary) {
 }
 
 static int fb_start(fy_policy_t *p, fy_frame_t *f) {
-  fy_fallback_t *fb = fy_policy_impl(p);
-  fb_frame_t *st = fy_frame_state(f);
+  fy_fallback_t *fb = fy__policy_impl(p);
+  fb_frame_t *st = fy__frame_state(f);
   int rc;
 
   st->phase = FB_PRIMARY;
@@ -88,12 +88,12 @@ static int fb_start(fy_policy_t *p, fy_frame_t *f) {
 
 static void fb_child_done(fy_policy_t *p, fy_frame_t *f, fy_frame_t *child,
                           int status) {
-  fy_fallback_t *fb = fy_policy_impl(p);
-  fb_frame_t *st = fy_frame_state(f);
+  fy_fallback_t *fb = fy__policy_impl(p);
+  fb_frame_t *st = fy__frame_state(f);
 
   if (st->phase == FB_PRIMARY) {
-    if (fy_frame_is_cancelled(f) || !should_fallback(fb, status)) {
-      fy_frame_adopt_result(f, child);
+    if (fy__frame_is_cancelled(f) || !should_fallback(fb, status)) {
+      fy__frame_adopt_result(f, child);
       fy_frame_done(f, status);
       return;
     }
@@ -105,9 +105,9 @@ static void fb_child_done(fy_policy_t *p, fy_frame_t *f, fy_frame_t *child,
    * so that both errors stay readable (W37). */
   write_verdict(fb, f, st->primary, status);
   if (status == 0) {
-    fy_frame_adopt_result(f, child);
+    fy__frame_adopt_result(f, child);
     fy_frame_done(f, 0);
-  } else if (fy_frame_is_cancelled(f)) {
+  } else if (fy__frame_is_cancelled(f)) {
     fy_frame_done(f, UV_ECANCELED);
   } else {
     fy_frame_done(f, FY_EFALLBACK);
@@ -117,8 +117,11 @@ static void fb_child_done(fy_policy_t *p, fy_frame_t *f, fy_frame_t *child,
 /* cancel: the core's default (cancel the child; with none, complete with
  * UV_ECANCELED) is exactly what both phases need. */
 static const fy_policy_vtable_t fb_vtable = {
-    "fallback", sizeof(fb_frame_t), fb_start, fb_child_done, NULL,
-    NULL,       NULL,               NULL,     NULL};
+    .kind = "fallback",
+    .frame_size = sizeof(fb_frame_t),
+    .start = fb_start,
+    .child_done = fb_child_done,
+};
 
 /* ---- public API -------------------------------------------------------- */
 
@@ -127,6 +130,14 @@ void fy_fallback_opts_init(fy_fallback_opts_t *opts) {
     return;
   memset(opts, 0, sizeof(*opts));
   opts->should_fallback = fy_classify_default;
+}
+
+int fy_fallback_opts_check(const fy_fallback_opts_t *opts) {
+  /* Without an operation there is nothing to fall back to: the defaults
+   * alone are not a valid fallback. */
+  if (opts == NULL || opts->op == NULL || opts->op->start == NULL)
+    return UV_EINVAL;
+  return 0;
 }
 
 int fy_fallback_new(fy_ctx_t *ctx, const fy_fallback_opts_t *opts,
@@ -138,15 +149,15 @@ int fy_fallback_new(fy_ctx_t *ctx, const fy_fallback_opts_t *opts,
   if (out == NULL)
     return UV_EINVAL;
   *out = NULL;
-  /* Without an operation there is nothing to fall back to: the defaults
-   * alone are not a valid fallback. */
-  if (ctx == NULL || opts == NULL || opts->op == NULL ||
-      opts->op->start == NULL)
+  if (ctx == NULL)
     return UV_EINVAL;
+  rc = fy_fallback_opts_check(opts);
+  if (rc != 0)
+    return rc;
   rc = fy_policy_new(ctx, &fb_vtable, sizeof(*fb), opts->name, &p);
   if (rc != 0)
     return rc;
-  fb = fy_policy_impl(p);
+  fb = fy__policy_impl(p);
   fb->policy = p;
   fb->op = opts->op;
   fb->arg = opts->arg;
@@ -165,7 +176,7 @@ fy_policy_t *fy_fallback_policy(fy_fallback_t *fb) {
 int fy_fallback_close(fy_fallback_t *fb, fy_close_cb cb, void *user_data) {
   if (fb == NULL)
     return 0;
-  if (fy_policy_is_closing(fb->policy))
+  if (fy__policy_is_closing(fb->policy))
     return FY_ECLOSED;
   return fy_policy_close_as(fb->policy, fb, cb, user_data);
 }

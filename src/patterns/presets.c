@@ -152,6 +152,28 @@ int fy_preset_parts(const fy_preset_opts_t *o, fy_preset_parts_t *parts) {
   return 0;
 }
 
+int fy_preset_opts_check(const fy_preset_opts_t *o) {
+  fy_preset_parts_t parts;
+  int rc;
+  if (o == NULL)
+    return UV_EINVAL;
+  rc = fy_preset_parts(o, &parts);
+  if (rc != 0)
+    return rc;
+  /* Each part as its constructor will check it: fy_preset_new() creates
+   * nothing when one of them would refuse. */
+  if (parts.has_bulkhead &&
+      (rc = fy_bulkhead_opts_check(&parts.bulkhead)) != 0)
+    return rc;
+  if (parts.has_total && (rc = fy_timeout_opts_check(&parts.total)) != 0)
+    return rc;
+  if ((rc = fy_retry_opts_check(&parts.retry)) != 0)
+    return rc;
+  if ((rc = fy_breaker_opts_check(&parts.breaker)) != 0)
+    return rc;
+  return fy_timeout_opts_check(&parts.per_try);
+}
+
 static int build_policies(fy_preset_t *p, const fy_preset_parts_t *parts) {
   int rc;
   if (parts->has_bulkhead &&
@@ -169,6 +191,7 @@ static int build_policies(fy_preset_t *p, const fy_preset_parts_t *parts) {
 
 int fy_preset_new(fy_ctx_t *ctx, const fy_preset_opts_t *opts,
                   fy_preset_t **out) {
+  fy_preset_opts_t defaults;
   fy_preset_parts_t parts;
   fy_policy_t *layers[5];
   size_t n = 0;
@@ -180,6 +203,13 @@ int fy_preset_new(fy_ctx_t *ctx, const fy_preset_opts_t *opts,
   *out = NULL;
   if (ctx == NULL)
     return UV_EINVAL;
+  if (opts == NULL) {
+    fy_preset_opts_init(&defaults, FY_PRESET_HTTP_CLIENT);
+    opts = &defaults;
+  }
+  rc = fy_preset_opts_check(opts);
+  if (rc != 0)
+    return rc;
   rc = fy_preset_parts(opts, &parts);
   if (rc != 0)
     return rc;

@@ -46,7 +46,7 @@ typedef struct retry_frame_s {
  * policy below that refused; zeroed before each spawn so that an old hint
  * is never taken for a new one. */
 static uint64_t detail_hint(const fy_frame_t *f) {
-  fy_call_t *call = fy_frame_call(f);
+  fy_call_t *call = fy__frame_call(f);
   return call != NULL ? call->detail.retry_after_ms : 0;
 }
 
@@ -85,7 +85,7 @@ static void finish(fy_retry_t *r, fy_frame_t *f, retry_frame_t *rf,
 }
 
 static void leave_backoff(fy_retry_t *r, fy_frame_t *f, retry_frame_t *rf) {
-  uint64_t now = fy_ctx_now(fy_frame_ctx(f));
+  uint64_t now = fy__ctx_now(fy__frame_ctx(f));
   r->stats.waiting--;
   rf->slept_ms += now - rf->wait_start;
   rf->phase = PHASE_FIRING;
@@ -106,22 +106,22 @@ static int on_outcome(fy_retry_t *r, fy_frame_t *f, retry_frame_t *rf,
     *stop = FY_RETRY_STOP_SUCCESS;
     return 0;
   }
-  now = fy_ctx_now(fy_frame_ctx(f));
-  if (fy_frame_is_cancelled(f) || fy_policy_is_closing(r->policy)) {
+  now = fy__ctx_now(fy__frame_ctx(f));
+  if (fy__frame_is_cancelled(f) || fy__policy_is_closing(r->policy)) {
     /* No new try, and the outcome that arrived is reported as it is. */
     if (status == 0)
       *stop = FY_RETRY_STOP_SUCCESS;
     else if (status != UV_ECANCELED &&
              !fy__retry_sm_is_retryable(&r->opts, status))
       *stop = FY_RETRY_STOP_NOT_RETRYABLE;
-    else if (fy_policy_is_closing(r->policy))
+    else if (fy__policy_is_closing(r->policy))
       *stop = FY_RETRY_STOP_CLOSED;
     else
       *stop = FY_RETRY_STOP_CANCELLED;
     return 0;
   }
   fy__retry_sm_decide(&r->opts, &rf->seq, &r->rng, rf->tries, status, hint,
-                   fy_frame_call_opts(f)->flags, now, fy_frame_deadline(f),
+                   fy_frame_call_opts(f)->flags, now, fy__frame_deadline(f),
                    &plan);
   if (plan.retry || plan.stop == FY_RETRY_STOP_DEADLINE)
     rf->delay_ms = plan.delay_ms;
@@ -141,7 +141,7 @@ static int on_outcome(fy_retry_t *r, fy_frame_t *f, retry_frame_t *rf,
 }
 
 static int try_spawn(fy_frame_t *f, retry_frame_t *rf) {
-  fy_call_t *call = fy_frame_call(f);
+  fy_call_t *call = fy__frame_call(f);
   fy_frame_t *child;
   int rc;
 
@@ -155,14 +155,14 @@ static int try_spawn(fy_frame_t *f, retry_frame_t *rf) {
   rf->child = child;
   /* The operation may cancel its own call from inside its start: the
    * request reached this frame before it knew its child. */
-  if (fy_frame_is_cancelled(f))
+  if (fy__frame_is_cancelled(f))
     fy_frame_cancel(child);
   return 0;
 }
 
 static int retry_start(fy_policy_t *p, fy_frame_t *f) {
-  fy_retry_t *r = fy_policy_impl(p);
-  retry_frame_t *rf = fy_frame_state(f);
+  fy_retry_t *r = fy__policy_impl(p);
+  retry_frame_t *rf = fy__frame_state(f);
   fy_retry_stop_t stop;
   int rc;
 
@@ -179,20 +179,20 @@ static int retry_start(fy_policy_t *p, fy_frame_t *f) {
 
 static void retry_child_done(fy_policy_t *p, fy_frame_t *f,
                              fy_frame_t *child, int status) {
-  fy_retry_t *r = fy_policy_impl(p);
-  retry_frame_t *rf = fy_frame_state(f);
+  fy_retry_t *r = fy__policy_impl(p);
+  retry_frame_t *rf = fy__frame_state(f);
   fy_retry_stop_t stop;
   uint64_t hint;
 
   rf->child = NULL;
   if (rf->phase != PHASE_TRY)
     return; /* cannot happen: a finished frame has no child */
-  hint = fy_frame_retry_after(child);
+  hint = fy__frame_retry_after(child);
   if (detail_hint(f) > hint)
     hint = detail_hint(f);
   if (on_outcome(r, f, rf, status, hint, &stop))
     return; /* the failed try's result is destroyed with it */
-  fy_frame_adopt_result(f, child);
+  fy__frame_adopt_result(f, child);
   finish(r, f, rf, status, stop);
 }
 
@@ -200,13 +200,13 @@ static void retry_child_done(fy_policy_t *p, fy_frame_t *f,
 static int still_wanted(fy_retry_t *r, fy_frame_t *f, retry_frame_t *rf) {
   if (rf->phase == PHASE_DONE)
     return 0; /* finished from the callback */
-  if (fy_policy_is_closing(r->policy)) {
+  if (fy__policy_is_closing(r->policy)) {
     finish(r, f, rf, UV_ECANCELED, FY_RETRY_STOP_CLOSED);
     return 0;
   }
   /* Cancelled from the callback: the cancel hook runs only once this hook
    * has returned, so the request is seen here first. */
-  if (fy_frame_is_cancelled(f)) {
+  if (fy__frame_is_cancelled(f)) {
     finish(r, f, rf, UV_ECANCELED, FY_RETRY_STOP_CANCELLED);
     return 0;
   }
@@ -215,7 +215,7 @@ static int still_wanted(fy_retry_t *r, fy_frame_t *f, retry_frame_t *rf) {
 
 static void emit_retry(fy_retry_t *r, fy_frame_t *f,
                        const retry_frame_t *rf) {
-  fy_ctx_t *ctx = fy_frame_ctx(f);
+  fy_ctx_t *ctx = fy__frame_ctx(f);
   fy_event_t ev;
   if (!fy_ctx_wants(ctx, FY_EV_RETRY))
     return;
@@ -224,7 +224,7 @@ static void emit_retry(fy_retry_t *r, fy_frame_t *f,
   ev.policy = r->policy;
   ev.policy_kind = fy_policy_kind(r->policy);
   ev.policy_name = fy_policy_name(r->policy);
-  ev.call = fy_frame_call(f);
+  ev.call = fy__frame_call(f);
   ev.status = rf->last;
   ev.attempt = rf->tries; /* 0-based index of the try about to start */
   ev.delay_ms = rf->delay_ms;
@@ -235,8 +235,8 @@ static void emit_retry(fy_retry_t *r, fy_frame_t *f,
 /* The backoff ended: tell the user (W13: only now, when the retry really
  * starts), then start the next try. */
 static void retry_deadline(fy_policy_t *p, fy_frame_t *f) {
-  fy_retry_t *r = fy_policy_impl(p);
-  retry_frame_t *rf = fy_frame_state(f);
+  fy_retry_t *r = fy__policy_impl(p);
+  retry_frame_t *rf = fy__frame_state(f);
   fy_retry_stop_t stop;
   int rc;
 
@@ -246,7 +246,7 @@ static void retry_deadline(fy_policy_t *p, fy_frame_t *f) {
   if (!still_wanted(r, f, rf))
     return;
   if (r->opts.on_retry != NULL) {
-    r->opts.on_retry(fy_frame_call(f), rf->tries + 1, rf->last, rf->delay_ms,
+    r->opts.on_retry(fy__frame_call(f), rf->tries + 1, rf->last, rf->delay_ms,
                      r->opts.user_data);
     if (!still_wanted(r, f, rf))
       return;
@@ -264,9 +264,9 @@ static void retry_deadline(fy_policy_t *p, fy_frame_t *f) {
 }
 
 static void retry_cancel(fy_policy_t *p, fy_frame_t *f) {
-  fy_retry_t *r = fy_policy_impl(p);
-  retry_frame_t *rf = fy_frame_state(f);
-  fy_retry_stop_t stop = fy_policy_is_closing(p) ? FY_RETRY_STOP_CLOSED
+  fy_retry_t *r = fy__policy_impl(p);
+  retry_frame_t *rf = fy__frame_state(f);
+  fy_retry_stop_t stop = fy__policy_is_closing(p) ? FY_RETRY_STOP_CLOSED
                                                  : FY_RETRY_STOP_CANCELLED;
 
   if (rf->phase == PHASE_TRY) {
@@ -288,9 +288,13 @@ static void retry_cancel(fy_policy_t *p, fy_frame_t *f) {
 }
 
 static const fy_policy_vtable_t retry_vtable = {
-    "retry",          sizeof(retry_frame_t), retry_start,
-    retry_child_done, retry_cancel,          NULL,
-    retry_deadline,   NULL,                  NULL};
+    .kind = "retry",
+    .frame_size = sizeof(retry_frame_t),
+    .start = retry_start,
+    .child_done = retry_child_done,
+    .cancel = retry_cancel,
+    .deadline = retry_deadline,
+};
 
 /* ---- API --------------------------------------------------------------- */
 
@@ -310,13 +314,13 @@ int fy_retry_new(fy_ctx_t *ctx, const fy_retry_opts_t *opts,
     fy_retry_opts_init(&defaults);
     opts = &defaults;
   }
-  rc = fy__retry_opts_check(opts);
+  rc = fy_retry_opts_check(opts);
   if (rc != 0)
     return rc;
   rc = fy_policy_new(ctx, &retry_vtable, sizeof(*r), opts->name, &p);
   if (rc != 0)
     return rc;
-  r = fy_policy_impl(p);
+  r = fy__policy_impl(p);
   r->policy = p;
   r->opts = *opts;
   r->opts.name = fy_policy_name(p);
@@ -332,7 +336,7 @@ fy_policy_t *fy_retry_policy(fy_retry_t *r) {
 int fy_retry_close(fy_retry_t *r, fy_close_cb cb, void *user_data) {
   if (r == NULL)
     return 0;
-  if (fy_policy_is_closing(r->policy))
+  if (fy__policy_is_closing(r->policy))
     return FY_ECLOSED;
   return fy_policy_close_as(r->policy, r, cb, user_data);
 }

@@ -65,7 +65,7 @@ static void emit_timeout(fy_timeout_t *t, fy_call_t *call, int status,
                          fy_timeout_stage_t stage, uint64_t limit,
                          uint64_t elapsed) {
   fy_policy_t *p = t->policy;
-  fy_ctx_t *ctx = fy_policy_ctx(p);
+  fy_ctx_t *ctx = fy__policy_ctx(p);
   fy_event_t ev;
   if (!fy_ctx_wants(ctx, FY_EV_TIMEOUT))
     return;
@@ -119,7 +119,7 @@ static void abandon_child(timeout_frame_t *tf) {
 /* |stage| fired at |now|: give up on the child and complete on time. */
 static void fire(fy_policy_t *p, fy_frame_t *f, timeout_frame_t *tf,
                  fy_timeout_stage_t stage, uint64_t now) {
-  fy_timeout_t *t = fy_policy_impl(p);
+  fy_timeout_t *t = fy__policy_impl(p);
   int status = stage_status(stage);
   uint64_t limit = fy__timeout_sm_limit(&tf->sm, stage);
   uint64_t elapsed = fy__timeout_sm_elapsed(&tf->sm, now);
@@ -130,16 +130,16 @@ static void fire(fy_policy_t *p, fy_frame_t *f, timeout_frame_t *tf,
   /* Delivery waits until this hook returns, so the call is still ours and
    * the user callback below runs before the call's own callback. */
   fy_frame_done(f, status);
-  call = fy_frame_call(f);
+  call = fy__frame_call(f);
   emit_timeout(t, call, status, stage, limit, elapsed);
   if (stage != FY_TIMEOUT_STAGE_DEADLINE && t->on_timeout != NULL)
     t->on_timeout(t, call, stage, elapsed, limit, t->user_data);
 }
 
 static int timeout_start(fy_policy_t *p, fy_frame_t *f) {
-  fy_timeout_t *t = fy_policy_impl(p);
-  timeout_frame_t *tf = fy_frame_state(f);
-  uint64_t now = fy_ctx_now(fy_frame_ctx(f));
+  fy_timeout_t *t = fy__policy_impl(p);
+  timeout_frame_t *tf = fy__frame_state(f);
+  uint64_t now = fy__ctx_now(fy__frame_ctx(f));
   uint64_t total = t->timeout_ms;
   fy_timeout_stage_t stage;
   int rc;
@@ -156,14 +156,14 @@ static int timeout_start(fy_policy_t *p, fy_frame_t *f) {
   /* The inherited deadline is read before this layer tightens it, so an
    * expiry that belongs to an enclosing layer is told apart (W28). */
   fy__timeout_sm_start(&tf->sm, now, total, t->first_byte_ms, t->idle_ms,
-                       fy_frame_deadline(f));
+                       fy__frame_deadline(f));
   tf->armed_at = FY_TIME_NEVER;
   stage = fy__timeout_sm_due(&tf->sm, now);
   if (stage != FY_TIMEOUT_STAGE_NONE) {
     /* The enclosing deadline has already passed (own limits are >= 1 ms):
      * refuse rather than run an operation that cannot finish in time. */
     write_verdict(p, f, tf, stage, now);
-    emit_timeout(t, fy_frame_call(f), stage_status(stage), stage,
+    emit_timeout(t, fy__frame_call(f), stage_status(stage), stage,
                  fy__timeout_sm_limit(&tf->sm, stage), 0);
     return stage_status(stage);
   }
@@ -186,29 +186,29 @@ static int timeout_start(fy_policy_t *p, fy_frame_t *f) {
 
 static void timeout_child_done(fy_policy_t *p, fy_frame_t *f,
                                fy_frame_t *child, int status) {
-  timeout_frame_t *tf = fy_frame_state(f);
+  timeout_frame_t *tf = fy__frame_state(f);
   tf->child = NULL;
   if ((status == FY_EDEADLINE || status == UV_ETIMEDOUT) &&
-      !fy_frame_is_cancelled(f)) {
+      !fy__frame_is_cancelled(f)) {
     /* Something below timed out at an instant when one of our own limits
      * is due too (an inner timeout whose timer ran first, or an operation
      * whose own transfer timeout was set from our deadline): report it as
      * this layer's expiry, as if our timer had run first, so the outcome
      * does not depend on the order of equal-instant timers. */
-    uint64_t now = fy_ctx_now(fy_frame_ctx(f));
+    uint64_t now = fy__ctx_now(fy__frame_ctx(f));
     fy_timeout_stage_t stage = fy__timeout_sm_due(&tf->sm, now);
     if (stage != FY_TIMEOUT_STAGE_NONE) {
       fire(p, f, tf, stage, now);
       return;
     }
   }
-  fy_frame_adopt_result(f, child);
+  fy__frame_adopt_result(f, child);
   fy_frame_done(f, status);
 }
 
 static void timeout_deadline(fy_policy_t *p, fy_frame_t *f) {
-  timeout_frame_t *tf = fy_frame_state(f);
-  uint64_t now = fy_ctx_now(fy_frame_ctx(f));
+  timeout_frame_t *tf = fy__frame_state(f);
+  uint64_t now = fy__ctx_now(fy__frame_ctx(f));
   fy_timeout_stage_t stage = fy__timeout_sm_due(&tf->sm, now);
 
   tf->armed_at = FY_TIME_NEVER; /* the timer is spent */
@@ -216,7 +216,7 @@ static void timeout_deadline(fy_policy_t *p, fy_frame_t *f) {
     frame_rearm(f, tf);
     return;
   }
-  if (fy_frame_is_cancelled(f)) {
+  if (fy__frame_is_cancelled(f)) {
     /* Cancellation was asked for and the operation has not acknowledged
      * it by the deadline: stop waiting, but report what the caller asked
      * for rather than a timeout. */
@@ -229,9 +229,9 @@ static void timeout_deadline(fy_policy_t *p, fy_frame_t *f) {
 }
 
 static void timeout_progress(fy_policy_t *p, fy_frame_t *f) {
-  timeout_frame_t *tf = fy_frame_state(f);
+  timeout_frame_t *tf = fy__frame_state(f);
   (void)p;
-  fy__timeout_sm_mark(&tf->sm, fy_ctx_now(fy_frame_ctx(f)));
+  fy__timeout_sm_mark(&tf->sm, fy__ctx_now(fy__frame_ctx(f)));
   frame_rearm(f, tf);
 }
 
@@ -240,8 +240,8 @@ static void watch_finish(fy_timeout_watch_t *w, int status,
 
 /* Frames are cancelled by the core after this hook; watches are ours. */
 static void timeout_close(fy_policy_t *p) {
-  fy_timeout_t *t = fy_policy_impl(p);
-  uint64_t now = fy_ctx_now(fy_policy_ctx(p));
+  fy_timeout_t *t = fy__policy_impl(p);
+  uint64_t now = fy__ctx_now(fy__policy_ctx(p));
   /* Pop one at a time: a callback may stop or restart other watches. */
   while (!fy__queue_empty(&t->watches)) {
     fy_timeout_watch_t *w = fy__queue_data(fy__queue_head(&t->watches),
@@ -251,7 +251,7 @@ static void timeout_close(fy_policy_t *p) {
 }
 
 static void timeout_destroy(fy_policy_t *p) {
-  fy_timeout_t *t = fy_policy_impl(p);
+  fy_timeout_t *t = fy__policy_impl(p);
   fy__lane_close(&t->lane); /* no frame is left to use it */
 }
 
@@ -259,17 +259,28 @@ static void timeout_destroy(fy_policy_t *p) {
  * armed, so even an operation that ignores cancellation completes by the
  * deadline (see timeout_deadline). */
 static const fy_policy_vtable_t timeout_vtable = {
-    "timeout",          sizeof(timeout_frame_t), timeout_start,
-    timeout_child_done, NULL,                    timeout_progress,
-    timeout_deadline,   timeout_close,           timeout_destroy};
+    .kind = "timeout",
+    .frame_size = sizeof(timeout_frame_t),
+    .start = timeout_start,
+    .child_done = timeout_child_done,
+    .progress = timeout_progress,
+    .deadline = timeout_deadline,
+    .close = timeout_close,
+    .destroy = timeout_destroy,
+};
 
 /* Without a first-byte or idle limit a mark changes nothing: leaving the
  * progress hook out spares every fy_attempt_mark() (one per body chunk in
  * the curl adapter) a call into this policy. */
 static const fy_policy_vtable_t timeout_vtable_no_progress = {
-    "timeout",          sizeof(timeout_frame_t), timeout_start,
-    timeout_child_done, NULL,                    NULL,
-    timeout_deadline,   timeout_close,           timeout_destroy};
+    .kind = "timeout",
+    .frame_size = sizeof(timeout_frame_t),
+    .start = timeout_start,
+    .child_done = timeout_child_done,
+    .deadline = timeout_deadline,
+    .close = timeout_close,
+    .destroy = timeout_destroy,
+};
 
 void fy_timeout_opts_init(fy_timeout_opts_t *opts) {
   if (opts == NULL)
@@ -295,7 +306,7 @@ int fy_timeout_new(fy_ctx_t *ctx, const fy_timeout_opts_t *opts,
     fy_timeout_opts_init(&defaults);
     opts = &defaults;
   }
-  rc = fy__timeout_opts_check(opts);
+  rc = fy_timeout_opts_check(opts);
   if (rc != 0)
     return rc;
   rc = fy_policy_new(ctx,
@@ -305,7 +316,7 @@ int fy_timeout_new(fy_ctx_t *ctx, const fy_timeout_opts_t *opts,
                      sizeof(*t), opts->name, &p);
   if (rc != 0)
     return rc;
-  t = fy_policy_impl(p);
+  t = fy__policy_impl(p);
   t->policy = p;
   t->timeout_ms = opts->timeout_ms;
   t->first_byte_ms = opts->first_byte_ms;
@@ -327,7 +338,7 @@ int fy_timeout_close(fy_timeout_t *t, fy_close_cb cb, void *user_data) {
   int rc;
   if (t == NULL)
     return 0;
-  if (fy_policy_is_closing(t->policy))
+  if (fy__policy_is_closing(t->policy))
     return FY_ECLOSED;
   rc = fy_policy_close_as(t->policy, t, cb, user_data);
   return rc;
@@ -370,7 +381,7 @@ static void watch_finish(fy_timeout_watch_t *w, int status,
 
 static void on_watch_deadline(fy_deadline_t *d) {
   fy_timeout_watch_t *w = fy_container_of(d, fy_timeout_watch_t, deadline);
-  uint64_t now = fy_ctx_now(fy_policy_ctx(w->timeout->policy));
+  uint64_t now = fy__ctx_now(fy__policy_ctx(w->timeout->policy));
   fy_timeout_stage_t stage = fy__timeout_sm_due(&w->sm, now);
   if (stage == FY_TIMEOUT_STAGE_NONE) {
     watch_rearm(w);
@@ -388,10 +399,10 @@ int fy_timeout_watch_start(fy_timeout_t *t, fy_timeout_watch_t *w,
 
   if (t == NULL || w == NULL || cb == NULL || timeout_ms > FY_TIMEOUT_MAX_MS)
     return UV_EINVAL;
-  if (fy_policy_is_closing(t->policy))
+  if (fy__policy_is_closing(t->policy))
     return FY_ECLOSED;
-  ctx = fy_policy_ctx(t->policy);
-  now = fy_ctx_now(ctx);
+  ctx = fy__policy_ctx(t->policy);
+  now = fy__ctx_now(ctx);
   total = timeout_ms != 0 ? timeout_ms : t->timeout_ms;
   fy__timeout_sm_start(&w->sm, now, total, t->first_byte_ms, t->idle_ms,
                        FY_TIME_NEVER);
@@ -410,7 +421,7 @@ int fy_timeout_watch_start(fy_timeout_t *t, fy_timeout_watch_t *w,
 void fy_timeout_watch_mark(fy_timeout_watch_t *w) {
   if (w == NULL || !w->active)
     return;
-  fy__timeout_sm_mark(&w->sm, fy_ctx_now(fy_policy_ctx(w->timeout->policy)));
+  fy__timeout_sm_mark(&w->sm, fy__ctx_now(fy__policy_ctx(w->timeout->policy)));
   watch_rearm(w);
 }
 
@@ -430,6 +441,6 @@ uint64_t fy_timeout_watch_remaining(const fy_timeout_watch_t *w) {
   uint64_t now;
   if (w == NULL || !w->active || w->sm.total_at == FY_TIME_NEVER)
     return FY_TIME_NEVER;
-  now = fy_ctx_now(fy_policy_ctx(w->timeout->policy));
+  now = fy__ctx_now(fy__policy_ctx(w->timeout->policy));
   return w->sm.total_at > now ? w->sm.total_at - now : 0;
 }

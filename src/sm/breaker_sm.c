@@ -77,6 +77,10 @@ int fy__breaker_sm_validate(const fy_breaker_opts_t *o) {
   return 0;
 }
 
+int fy_breaker_opts_check(const fy_breaker_opts_t *o) {
+  return o != NULL ? fy__breaker_sm_validate(o) : UV_EINVAL;
+}
+
 size_t fy__breaker_sm_window_bytes(const fy_breaker_opts_t *o) {
   switch (o->window) {
   case FY_BREAKER_WINDOW_COUNT:

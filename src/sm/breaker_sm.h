@@ -98,7 +98,8 @@ typedef struct fy__breaker_sm_s {
   uint64_t ev_merged;
 } fy__breaker_sm_t;
 
-/* 0, or UV_EINVAL when an option is out of range. */
+/* 0, or UV_EINVAL when an option is out of range; |opts| not NULL.  The
+ * body of fy_breaker_opts_check(). */
 int fy__breaker_sm_validate(const fy_breaker_opts_t *opts);
 /* Bytes of window memory a validated |opts| needs (may be 0). */
 size_t fy__breaker_sm_window_bytes(const fy_breaker_opts_t *opts);

@@ -43,7 +43,9 @@ static int codes_ok(const int *codes, unsigned count) {
   return 1;
 }
 
-int fy__retry_opts_check(const fy_retry_opts_t *o) {
+int fy_retry_opts_check(const fy_retry_opts_t *o) {
+  if (o == NULL)
+    return UV_EINVAL;
   if (o->max_attempts < 1 || o->max_attempts > FY_RETRY_ATTEMPTS_MAX)
     return UV_EINVAL;
   if (o->initial_delay_ms > FY_RETRY_DELAY_LIMIT_MS ||
@@ -66,6 +68,14 @@ int fy__retry_opts_check(const fy_retry_opts_t *o) {
   if (!codes_ok(o->non_retryable, o->non_retryable_count) ||
       !codes_ok(o->retryable, o->retryable_count))
     return UV_EINVAL;
+  /* An allow-list with nothing on it would retry nothing at all: that is
+   * max_attempts 1 said by mistake, not a configuration. */
+  if (o->codes_mode == FY_RETRY_CODES_ONLY) {
+    if (o->retryable_count == 0)
+      return UV_EINVAL;
+  } else if (o->codes_mode != FY_RETRY_CODES_ADD) {
+    return UV_EINVAL;
+  }
   return 0;
 }
 
@@ -227,6 +237,10 @@ int fy__retry_sm_is_retryable(const fy_retry_opts_t *o, int status) {
     return 0;
   if (in_list(o->retryable, o->retryable_count, status))
     return 1;
+  /* An allow-list: what it does not name is final, even a failure the
+   * default would retry. */
+  if (o->codes_mode == FY_RETRY_CODES_ONLY)
+    return 0;
   return fy__retry_sm_default_retryable(status);
 }
 

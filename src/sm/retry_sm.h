@@ -9,8 +9,7 @@
 
 #include "fortify/retry.h"
 
-/* 0, or UV_EINVAL when any option is out of range, NaN or infinite. */
-int fy__retry_opts_check(const fy_retry_opts_t *opts);
+/* The options are checked by fy_retry_opts_check() (fortify/retry.h). */
 
 /* splitmix64: |seed| 0 picks a seed from uv_hrtime() mixed with |salt|. */
 uint64_t fy__retry_sm_rng_seed(uint64_t seed, uint64_t salt);
@@ -34,7 +33,8 @@ uint64_t fy__retry_sm_backoff(const fy_retry_opts_t *opts, unsigned attempt,
                            fy__retry_sm_seq_t *seq, uint64_t *rng);
 
 /* 1 when |status| (non-zero) should be retried, by the precedence of the
- * options: predicate, non-retryable list, retryable list, default. */
+ * options: predicate, non-retryable list, retryable list, then the default
+ * (FY_RETRY_CODES_ADD) or nothing (FY_RETRY_CODES_ONLY). */
 int fy__retry_sm_is_retryable(const fy_retry_opts_t *opts, int status);
 
 /* The default classification alone. */

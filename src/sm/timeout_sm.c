@@ -17,7 +17,7 @@
 /* ---- pure state machine ------------------------------------------------ */
 
 
-int fy__timeout_opts_check(const fy_timeout_opts_t *opts) {
+int fy_timeout_opts_check(const fy_timeout_opts_t *opts) {
   if (opts == NULL)
     return UV_EINVAL;
   if (opts->timeout_ms > FY_TIMEOUT_MAX_MS ||
@@ -30,6 +30,10 @@ int fy__timeout_opts_check(const fy_timeout_opts_t *opts) {
   if ((unsigned)opts->scope > (unsigned)FY_TIMEOUT_PER_TRY)
     return UV_EINVAL;
   return 0;
+}
+
+int fy__timeout_opts_check(const fy_timeout_opts_t *opts) {
+  return fy_timeout_opts_check(opts);
 }
 
 static uint64_t at_or_never(uint64_t now, uint64_t ms) {

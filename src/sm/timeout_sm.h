@@ -8,7 +8,7 @@
 
 #include "fortify/timeout.h"
 
-/* Validate options: 0 or UV_EINVAL. */
+/* fy_timeout_opts_check() under its internal name. */
 int fy__timeout_opts_check(const fy_timeout_opts_t *opts);
 
 /* Arm the limits at |now|.  Each limit is in ms, 0 = off; |parent_at| is the

@@ -266,14 +266,27 @@ static void probe_destroy(fy_policy_t *p) {
 }
 
 static const fy_policy_vtable_t probe_vt_default = {
-    probe_kind,     sizeof(pframe_t), probe_start,    probe_child_done,
-    NULL,           probe_progress,   probe_deadline, probe_close,
-    probe_destroy};
+    .kind = probe_kind,
+    .frame_size = sizeof(pframe_t),
+    .start = probe_start,
+    .child_done = probe_child_done,
+    .progress = probe_progress,
+    .deadline = probe_deadline,
+    .close = probe_close,
+    .destroy = probe_destroy,
+};
 
 static const fy_policy_vtable_t probe_vt_cancel = {
-    probe_kind,     sizeof(pframe_t), probe_start,    probe_child_done,
-    probe_cancel,   probe_progress,   probe_deadline, probe_close,
-    probe_destroy};
+    .kind = probe_kind,
+    .frame_size = sizeof(pframe_t),
+    .start = probe_start,
+    .child_done = probe_child_done,
+    .cancel = probe_cancel,
+    .progress = probe_progress,
+    .deadline = probe_deadline,
+    .close = probe_close,
+    .destroy = probe_destroy,
+};
 
 int probe_new(fy_ctx_t *ctx, probe_t *probe, const char *name) {
   const fy_policy_vtable_t *vt = probe->cancel == PROBE_CANCEL_DEFAULT

@@ -31,7 +31,8 @@ enum {
 /* ---- options ------------------------------------------------------------- */
 
 /* The parts of the request stack a flag configures; each part validates
- * its own options when it is created. */
+ * its own options (fy_<part>_opts_check(), or the curl adapter's
+ * constructor). */
 typedef enum {
   FETCH_PART_CURL = 0, /* the adapter */
   FETCH_PART_TOTAL,    /* total timeout */

@@ -9,10 +9,12 @@
  * kind (fy_preset_opts_t has no field for it) and --no-breaker (the bundle
  * always has its per-host stage).
  *
- * Ranges are not checked here: each part's constructor validates its own
- * options, and when one says UV_EINVAL the flags that configure that part
- * are tried one at a time against the defaults, so that the message can
- * name the flag at fault. */
+ * Ranges are not checked here: each part's fy_<part>_opts_check() (the
+ * check its constructor makes) validates its own options before anything
+ * is created, and when one says UV_EINVAL the flags that configure that
+ * part are checked one at a time against the defaults, so that the message
+ * can name the flag at fault.  The curl adapter has no such check: its
+ * options are validated by fy_curl_new() alone. */
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -135,6 +137,25 @@ static void cfg_apply(fetch_cfg_t *c, const fetch_opts_t *o) {
 
 /* ---- parts --------------------------------------------------------------- */
 
+/* The part's own check of its options in |c|: 0 or UV_EINVAL, and 1 for
+ * the curl adapter, which only fy_curl_new() checks. */
+static int part_check(fetch_part_t part, const fetch_cfg_t *c) {
+  switch (part) {
+  case FETCH_PART_TOTAL:
+    if (c->total.timeout_ms == 0)
+      return 0; /* no total timeout */
+    return fy_timeout_opts_check(&c->total);
+  case FETCH_PART_RETRY:
+    return fy_retry_opts_check(&c->retry);
+  case FETCH_PART_HOSTS:
+    return fy_curl_hosts_opts_check(&c->hosts);
+  case FETCH_PART_ATTEMPT:
+    return fy_timeout_opts_check(&c->attempt);
+  default:
+    return 1;
+  }
+}
+
 static int part_new(fy_ctx_t *ctx, fetch_part_t part, const fetch_cfg_t *c,
                     void **out) {
   *out = NULL;
@@ -156,48 +177,44 @@ static int part_new(fy_ctx_t *ctx, fetch_part_t part, const fetch_cfg_t *c,
   }
 }
 
-static void part_close(fetch_part_t part, void *obj) {
-  if (obj == NULL)
-    return;
-  switch (part) {
-  case FETCH_PART_CURL:
-    fy_curl_close(obj, NULL, NULL);
-    break;
-  case FETCH_PART_TOTAL:
-  case FETCH_PART_ATTEMPT:
-    fy_timeout_close(obj, NULL, NULL);
-    break;
-  case FETCH_PART_RETRY:
-    fy_retry_close(obj, NULL, NULL);
-    break;
-  case FETCH_PART_HOSTS:
-    fy_curl_hosts_close(obj, NULL, NULL);
-    break;
-  default:
-    break;
-  }
+/* Whether |o->sets[i]| is the value in effect: no later set of the same
+ * flag overrides it. */
+static int in_effect(const fetch_opts_t *o, unsigned i) {
+  unsigned j;
+  for (j = i + 1; j < o->nsets; j++)
+    if (o->sets[j].flag == o->sets[i].flag)
+      return 0;
+  return 1;
 }
 
-/* The first flag of |part| that alone, over the defaults, makes the part
- * refuse its options; NULL when only their combination is refused. */
-static const fetch_set_t *blame(fy_ctx_t *ctx, fetch_part_t part,
-                                const fetch_opts_t *o) {
+/* The first flag of |part| whose value in effect alone, over the
+ * defaults, makes the part's check refuse its options; NULL when only
+ * their combination is refused.  For the curl adapter, which has no check
+ * of its own: its flag when only one of its flags was given (the defaults
+ * being valid, that one is at fault), else NULL. */
+static const fetch_set_t *blame(fetch_part_t part, const fetch_opts_t *o) {
+  const fetch_set_t *only = NULL;
   fetch_cfg_t probe;
   unsigned i;
-  void *obj;
-  int rc;
 
   for (i = 0; i < o->nsets; i++) {
-    if (o->sets[i].flag->part != part)
+    if (o->sets[i].flag->part != part || !in_effect(o, i))
       continue;
     cfg_defaults(&probe);
     o->sets[i].flag->apply(&probe, o->sets[i].value);
-    rc = part_new(ctx, part, &probe, &obj);
-    part_close(part, obj);
-    if (rc == UV_EINVAL)
+    switch (part_check(part, &probe)) {
+    case 0:
+      break;
+    case 1:
+      if (only != NULL)
+        return NULL; /* two flags, no check to tell them apart */
+      only = &o->sets[i];
+      break;
+    default:
       return &o->sets[i];
+    }
   }
-  return NULL;
+  return only;
 }
 
 static void print_value(const fetch_set_t *s) {
@@ -216,8 +233,7 @@ static const char *const part_names[] = {
     [FETCH_PART_HOSTS] = "the per-host breakers",
     [FETCH_PART_ATTEMPT] = "the per-try timeout"};
 
-static int part_failed(fy_ctx_t *ctx, fetch_part_t part, const fetch_opts_t *o,
-                       int rc) {
+static int part_failed(fetch_part_t part, const fetch_opts_t *o, int rc) {
   const fetch_set_t *s;
   unsigned i;
   const char *sep = "";
@@ -227,7 +243,7 @@ static int part_failed(fy_ctx_t *ctx, fetch_part_t part, const fetch_opts_t *o,
             fy_strerror(rc));
     return FETCH_EXIT_INTERNAL;
   }
-  s = blame(ctx, part, o);
+  s = blame(part, o);
   if (s != NULL) {
     fprintf(stderr, FETCH_PROG ": --%s ", s->flag->name);
     print_value(s);
@@ -308,13 +324,21 @@ int fetch_stack_new(fy_ctx_t *ctx, const fetch_opts_t *o,
     rc = check_timeouts(&cfg);
   if (rc != FETCH_EXIT_OK)
     return rc;
+  /* Every option that can be checked is, before anything is made. */
+  for (p = 0; p < FETCH_PART__COUNT; p++) {
+    if (p == FETCH_PART_HOSTS && o->no_breaker)
+      continue;
+    rc = part_check((fetch_part_t)p, &cfg);
+    if (rc < 0)
+      return part_failed((fetch_part_t)p, o, rc);
+  }
   /* Whatever is made before a failure is closed with the context. */
   for (p = 0; p < FETCH_PART__COUNT; p++) {
     if (p == FETCH_PART_HOSTS && o->no_breaker)
       continue;
     rc = part_new(ctx, (fetch_part_t)p, &cfg, &parts[p]);
     if (rc != 0)
-      return part_failed(ctx, (fetch_part_t)p, o, rc);
+      return part_failed((fetch_part_t)p, o, rc);
   }
   s->curl = parts[FETCH_PART_CURL];
   s->total = parts[FETCH_PART_TOTAL];
