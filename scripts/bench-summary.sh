@@ -91,13 +91,13 @@ END {
   printf "\nSummary (%s): ratios of best samples, one run\n", FILENAME
 
   print "\nfortify vs peer (how many times cheaper fortify is):"
-  vs_peer("breaker.closed", "peer.cockatiel.breaker", 20)
-  vs_peer("retry.no_retry", "peer.cockatiel.retry", 20)
-  vs_peer("bulkhead.free_slot", "peer.cockatiel.bulkhead", 20)
-  vs_peer("timeout.set_cancel", "peer.cockatiel.timeout", 20)
-  vs_peer("pipeline.5", "peer.cockatiel.pipeline4", 50)
+  vs_peer("breaker.closed", "peer.cockatiel.breaker", 4)
+  vs_peer("retry.no_retry", "peer.cockatiel.retry", 4)
+  vs_peer("bulkhead.free_slot", "peer.cockatiel.bulkhead", 4)
+  vs_peer("timeout.set_cancel", "peer.cockatiel.timeout", 4)
+  vs_peer("fallback.primary_ok", "peer.cockatiel.fallback", 4)
+  vs_peer("pipeline.5", "peer.cockatiel.pipeline4", 100)
   vs_peer("breaker.closed", "peer.opossum.breaker", 0)
-  vs_peer("fallback.primary_ok", "peer.cockatiel.fallback", 0)
   vs_peer("breaker.closed.sync", "peer.cockatiel.breaker", 0)
   vs_peer("bulkhead.free_slot.sync", "peer.cockatiel.bulkhead", 0)
   vs_peer("timeout.watch", "peer.cockatiel.timeout", 0)
@@ -111,14 +111,17 @@ END {
       fmt(NS["op.bare"])
   else
     print "\nover op.bare: op.bare missing"
-  split("breaker.closed retry.no_retry bulkhead.free_slot " \
-        "timeout.set_cancel pipeline.5", T, " ")
+  split("op.pipeline.passthrough_0 breaker.closed bulkhead.free_slot " \
+        "retry.no_retry fallback.primary_ok timeout.set_cancel pipeline.5", \
+        T, " ")
   for (i = 1; i in T; i++) TARGETED[T[i]] = 1
-  over_bare("breaker.closed", 5)
-  over_bare("retry.no_retry", 5)
-  over_bare("bulkhead.free_slot", 5)
-  over_bare("timeout.set_cancel", 5)
-  over_bare("pipeline.5", 25)
+  over_bare("op.pipeline.passthrough_0", 5)
+  over_bare("breaker.closed", 7)
+  over_bare("bulkhead.free_slot", 7)
+  over_bare("retry.no_retry", 8)
+  over_bare("fallback.primary_ok", 8)
+  over_bare("timeout.set_cancel", 8)
+  over_bare("pipeline.5", 20)
   for (i = 1; i <= n; i++) {
     f = ORDER[i]
     if (f ~ /^(peer|timer|curl)\./ || f == "op.bare") continue
@@ -160,8 +163,11 @@ END {
     rk = RPS["curl.raw_keep.rps"]
     if (isnum(rk) && rk > 0)
       printf "  curl.pipeline.rps / curl.raw_keep.rps = %s / %s = %.3f" \
-        "  info (raw keeping the polls of pooled connections, as the" \
-        " adapter does)\n", fmt(pl), fmt(rk), pl / rk
+        "  >= 0.88  %s (raw keeping the polls of pooled connections, as" \
+        " the adapter does)\n", fmt(pl), fmt(rk), pl / rk, \
+        verdict(pl / rk >= 0.88)
+    else
+      unmeasured++
   } else {
     print "  not measured (no curl.raw.rps and curl.pipeline.rps lines yet)"
   }
