@@ -722,8 +722,6 @@ Test(fetch, help_documents_every_flag) {
                                       "--breaker-failures",
                                       "--breaker-open",
                                       "--no-breaker",
-                                      "--rate",
-                                      "--hedge",
                                       "--method",
                                       "-X,",
                                       "--header",
@@ -836,8 +834,8 @@ Test(fetch, malformed_values_are_usage_errors) {
       {{"--jitter", "lots", u}, "--jitter 'lots'"},
       {{"-c", "0", u}, "--concurrency '0'"},
       {{"-c", "10001", u}, "--concurrency '10001'"},
-      {{"--rate", "10", u}, "not available yet"},
-      {{"--hedge", "50", u}, "not available yet"},
+      {{"--rate", "10", u}, "unknown option '--rate'"},
+      {{"--hedge", "50", u}, "unknown option '--hedge'"},
       {{"--data-file", "/nonexistent/fy", u}, "--data-file"},
   };
   url(u, base, "/x");

@@ -52,8 +52,6 @@ static const char usage_body[] =
     "  --breaker-open MS         open -> half-open after (default 30000)\n"
     "  --no-breaker              no breakers at all\n"
     "Not available yet (exit status 2)\n"
-    "  --rate RPS                per-host rate limit (a later issue)\n"
-    "  --hedge MS                hedged requests (a later issue)\n"
     "Requests\n"
     "  -X, --method METHOD       GET (default; POST with a body), HEAD, PUT,\n"
     "                            DELETE, PATCH or any other token\n"
@@ -87,8 +85,6 @@ enum {
   OPT_NO_BREAKER,
   OPT_BODY,
   OPT_NO_PROGRESS,
-  OPT_RATE,
-  OPT_HEDGE,
   OPT_FLAG = 1000
 };
 
@@ -103,8 +99,6 @@ static const struct option tool_options[] = {
     {"body", no_argument, NULL, OPT_BODY},
     {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
     {"quiet", no_argument, NULL, 'q'},
-    {"rate", required_argument, NULL, OPT_RATE},
-    {"hedge", required_argument, NULL, OPT_HEDGE},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'}};
 
@@ -282,14 +276,6 @@ static int read_data_file(fetch_opts_t *o, const char *path) {
   return FETCH_EXIT_OK;
 }
 
-static int not_yet(const char *flag, const char *what) {
-  fprintf(stderr,
-          FETCH_PROG ": --%s: %s is not available yet (it comes with a "
-                     "later release of fortify)\n",
-          flag, what);
-  return FETCH_EXIT_USAGE;
-}
-
 static int print_help(void) {
   fputs(usage_head, stdout);
   fputs(usage_body, stdout);
@@ -311,10 +297,6 @@ static int on_option(fetch_opts_t *o, int c, const char *arg, int *done) {
     return print_help();
   case 'V':
     return print_version();
-  case OPT_RATE:
-    return not_yet("rate", "per-host rate limiting");
-  case OPT_HEDGE:
-    return not_yet("hedge", "hedging");
   }
   *done = 0;
   switch (c) {
