@@ -166,6 +166,10 @@ void fa_install_exhausted(long from) {
   FA.fail_from = from;
 }
 
+void fa_fail_next(void) { FA.fail_at = FA.requests; }
+
+void fa_fail_all(int on) { FA.fail_from = on ? FA.requests : -1; }
+
 void fa_restore(void) {
   cr_assert_eq(fy_replace_allocator(malloc, realloc, calloc, free), 0);
 }

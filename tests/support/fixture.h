@@ -76,6 +76,10 @@ void fa_free(void *ptr);
 void fa_install(long fail_at);
 /* The same, with an exhausted heap: request |from| and all later fail. */
 void fa_install_exhausted(long from);
+/* On the installed allocator: fail the next request only; or, with |on|,
+ * every request from the next one on (0: none any more). */
+void fa_fail_next(void);
+void fa_fail_all(int on);
 void fa_restore(void);
 
 #endif /* FY_TEST_FIXTURE_H */
