@@ -49,14 +49,14 @@ typedef enum {
 /* Where failure and slow-call rates come from. */
 typedef enum {
   FY_BREAKER_WINDOW_NONE = 0, /* no rates: only the trip predicate over
-                                 counts (Fortify's model) */
+                                 the period's counts */
   FY_BREAKER_WINDOW_COUNT,    /* the last window_calls outcomes */
   FY_BREAKER_WINDOW_TIME,     /* the outcomes of the last window_ms */
   FY_BREAKER_WINDOW__COUNT
 } fy_breaker_window_t;
 
-/* Counts.  The first six are Fortify's counts plus slow calls: they cover
- * the current period, which starts at every state change, at
+/* Counts.  The first six, slow calls included, are those of the current
+ * period, which starts at every state change, at
  * fy_breaker_reset() and, while closed, every interval_ms.  The window_*
  * fields are the sliding window's totals (0 without a window).  All 64-bit:
  * they never wrap in practice. */
@@ -95,7 +95,7 @@ typedef void (*fy_breaker_state_fn)(fy_breaker_state_t from,
 typedef struct fy_breaker_opts_s {
   const char *name;               /* copied; NULL: "" */
 
-  /* Fortify's fields. */
+  /* Trials, period, open duration, trip predicate and callbacks. */
   uint32_t max_requests;          /* trial permits in half-open and the
                                      successes that close it; 0 -> 1 */
   uint64_t interval_ms;           /* closed: reset the counts this often;

@@ -4,10 +4,7 @@
  * (src/sm/breaker_sm.c, which takes |now| and is tested without a loop) to
  * a context: an embedded deadline for the eager open -> half-open move,
  * classification and latency of outcomes, in-order delivery of state
- * changes, and the pipeline vtable.
- *
- * Codes such as W3 are rows of the table "Fortify weaknesses fixed" in
- * docs/breaker.md. */
+ * changes, and the pipeline vtable. */
 #include "internal.h"
 
 #include "breaker_sm.h"
@@ -16,7 +13,7 @@
 struct fy_breaker_s {
   fy_policy_t *policy;
   fy_ctx_t *ctx;
-  fy_deadline_t timer;  /* open -> half-open, on time (W3) */
+  fy_deadline_t timer;  /* open -> half-open, on time, even without calls */
   uint64_t armed;       /* expiry of |timer|, FY_TIME_NEVER when idle */
   fy_classify_fn classify;
   fy_breaker_state_fn on_state_change;
@@ -46,7 +43,7 @@ static void sync_timer(fy_breaker_t *b) {
 /* Deliver queued state changes, oldest first, to on_state_change and then
  * to the listeners.  A callback that changes the breaker again only queues
  * more: the outermost notify() delivers them, in order, once the one being
- * delivered has reached everybody.  Nothing is ever dropped (W5). */
+ * delivered has reached everybody.  Nothing is ever dropped. */
 static void notify(fy_breaker_t *b) {
   fy_breaker_state_t from, to;
   if (b->delivering || b->core.ev_len == 0)

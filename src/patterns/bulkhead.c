@@ -8,10 +8,7 @@
  * 0 without spawning: its state is linked in the queue and its own timer
  * bounds the wait.  When a slot frees, the head of the queue gets it and its
  * child is spawned right there, before anything else can run, so a call that
- * arrives at that moment finds the slot taken (no barging).
- *
- * Codes such as W33 are entries of the list "Fortify weaknesses fixed" in
- * docs/bulkhead.md. */
+ * arrives at that moment finds the slot taken (no barging). */
 #include "internal.h"
 #include "bulkhead_sm.h"
 
@@ -38,7 +35,7 @@ typedef struct bh_frame_s {
   int phase;
 } bh_frame_t;
 
-/* W35: whether the caller gave up (cancellation requested for this frame
+/* Whether the caller gave up (cancellation requested for this frame
  * or any frame above it).  Checked before a slot is looked at, so a call
  * whose caller already gave up never runs, whatever the slots say. */
 static int caller_cancelled(const fy_frame_t *f) {
@@ -140,10 +137,10 @@ static void dispatch(fy_bulkhead_t *bh) {
     st = fy_container_of(w, bh_frame_t, waiter);
     f = st->frame;
     st->phase = BH_RUNNING;
-    fy_frame_disarm(f); /* the queue timeout bounds waiting only (W33) */
+    fy_frame_disarm(f); /* the queue timeout bounds the wait, not the run */
     emit_queue(bh, f, 0);
     if (caller_cancelled(f)) {
-      /* W33: the caller left (seen by a listener, or above a layer that
+      /* The caller left (seen by a listener, or above a layer that
        * keeps cancellation to itself): the work is never started. */
       st->phase = BH_ENDED;
       fy__bulkhead_sm_release(&bh->core);
@@ -213,7 +210,7 @@ static void bh_cancel(fy_policy_t *p, fy_frame_t *f) {
 
   switch (st->phase) {
   case BH_QUEUED:
-    /* W33: a waiter whose caller gives up leaves at once, never runs. */
+    /* A waiter whose caller gives up leaves at once, never runs. */
     leave_queue(bh, st);
     write_verdict(bh, f, UV_ECANCELED);
     fy_frame_done(f, UV_ECANCELED);

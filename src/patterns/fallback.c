@@ -6,10 +6,7 @@
  * A frame goes through two phases.  PRIMARY: one child in the layer below.
  * FALLBACK: one attempt of the fallback operation, spawned directly under
  * the frame with fy_frame_spawn_op().  The state machine is small enough to
- * live in the hooks; it reads no time.
- *
- * W37 is an entry of the list "Fortify weaknesses fixed" in
- * docs/fallback.md. */
+ * live in the hooks; it reads no time. */
 #include "internal.h"
 
 struct fy_fallback_s {
@@ -56,8 +53,8 @@ static void run_fallback(fy_fallback_t *fb, fy_frame_t *f, int primary) {
   fy_policy_emit(fb->policy, FY_EV_FALLBACK, fy__frame_call(f), primary, 0, 0);
   if (fb->on_fallback != NULL)
     fb->on_fallback(primary, fb->user_data);
-  /* W37: a call cancelled meanwhile (by on_fallback, a listener, an outer
-   * timeout) never starts the fallback. */
+  /* A call cancelled meanwhile (by on_fallback, a listener, an outer
+   * timeout) never starts the fallback: its caller has left. */
   if (fy__frame_is_cancelled(f)) {
     fy_frame_done(f, UV_ECANCELED);
     return;
@@ -102,7 +99,8 @@ static void fb_child_done(fy_policy_t *p, fy_frame_t *f, fy_frame_t *child,
     return;
   }
   /* The fallback attempt's own outcome cleared the detail: write it again
-   * so that both errors stay readable (W37). */
+   * so that both errors stay readable (the primary's in cause, the
+   * fallback's in state). */
   write_verdict(fb, f, st->primary, status);
   if (status == 0) {
     fy__frame_adopt_result(f, child);

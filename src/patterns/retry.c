@@ -8,10 +8,7 @@
  * driver: a frame is either running a try (PHASE_TRY), waiting
  * in a backoff (PHASE_BACKOFF), starting the next try from the timer
  * (PHASE_FIRING: user callbacks run there and may cancel or close
- * anything), or finished (PHASE_DONE).
- *
- * Codes such as W13 are rows of the table "Fortify weaknesses fixed" in
- * docs/retry.md. */
+ * anything), or finished (PHASE_DONE). */
 #include <math.h>
 #include <string.h>
 
@@ -232,8 +229,9 @@ static void emit_retry(fy_retry_t *r, fy_frame_t *f,
   fy_ctx_emit(ctx, &ev);
 }
 
-/* The backoff ended: tell the user (W13: only now, when the retry really
- * starts), then start the next try. */
+/* The backoff ended: tell the user (only now, when the retry really
+ * starts, so that a retry abandoned during its wait is never reported),
+ * then start the next try. */
 static void retry_deadline(fy_policy_t *p, fy_frame_t *f) {
   fy_retry_t *r = fy__policy_impl(p);
   retry_frame_t *rf = fy__frame_state(f);
@@ -282,7 +280,7 @@ static void retry_cancel(fy_policy_t *p, fy_frame_t *f) {
   }
   /* Waiting, or between the timer and the next spawn: nothing runs below,
    * so the call ends now; the failure it was retrying stays in
-   * detail.cause (W13). */
+   * detail.cause, so a cancel does not lose the last error. */
   if (rf->phase == PHASE_FIRING)
     finish(r, f, rf, UV_ECANCELED, stop);
 }

@@ -9,10 +9,7 @@
  * the child with fy_frame_detach() (the operation's cancel hook runs, its
  * late outcome and result are freed by the core) and completes the frame at
  * once, so the call finishes on time whether or not the operation
- * cooperates.
- *
- * Codes such as W28 are rows of the table "Weaknesses fixed" in
- * docs/timeout.md. */
+ * cooperates. */
 #include <string.h>
 
 #include "internal.h"
@@ -154,7 +151,8 @@ static int timeout_start(fy_policy_t *p, fy_frame_t *f) {
       total = override;
   }
   /* The inherited deadline is read before this layer tightens it, so an
-   * expiry that belongs to an enclosing layer is told apart (W28). */
+   * expiry that belongs to an enclosing layer is told apart: it ends the
+   * call with FY_EDEADLINE, not with this policy's UV_ETIMEDOUT. */
   fy__timeout_sm_start(&tf->sm, now, total, t->first_byte_ms, t->idle_ms,
                        fy__frame_deadline(f));
   tf->armed_at = FY_TIME_NEVER;

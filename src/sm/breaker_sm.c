@@ -5,9 +5,6 @@
  * ordered ring of state changes.  It takes |now| and knows nothing of a
  * context, a loop or a frame (declared in breaker_sm.h, tested without a
  * loop).
- *
- * Codes such as W1 are rows of the table "Fortify weaknesses fixed" in
- * docs/breaker.md.
  */
 #include <assert.h>
 #include <string.h>
@@ -301,8 +298,8 @@ void fy__breaker_sm_advance(fy__breaker_sm_t *b, uint64_t now) {
     transition(b, FY_BREAKER_HALF_OPEN, now);
     return;
   }
-  /* Fortify's tumbling interval: the counts (not the window, not the
-   * generation) restart, anchored at the first access after it ended. */
+  /* A tumbling interval: the counts (not the window, not the generation)
+   * restart, anchored at the first access after it ended. */
   if (b->state == FY_BREAKER_CLOSED && now >= b->interval_end) {
     clear_period(b);
     b->interval_end = fy_time_add(now, b->interval_ms);
@@ -364,7 +361,8 @@ static void refuse(fy__breaker_sm_t *b, fy__breaker_sm_verdict_t *v, uint64_t no
   v->state = fy__breaker_sm_state(b);
   if (b->mode == FY_BREAKER_FORCED_OPEN)
     return; /* no trip behind it, no scheduled end */
-  /* W7: the counts that opened it, kept until it closes. */
+  /* A refusal explains itself: the counts that opened it, kept until it
+   * closes. */
   memcpy(v->n, b->trip_n, sizeof(v->n));
   if (b->state == FY_BREAKER_OPEN && b->open_until > now)
     v->retry_after_ms = b->open_until - now;
@@ -390,7 +388,8 @@ int fy__breaker_sm_acquire(fy__breaker_sm_t *b, fy_breaker_permit_t *permit, uin
     permit->kind = FY__BREAKER_SM_P_CLOSED;
   } else if (b->state == FY_BREAKER_HALF_OPEN &&
              b->counts.inflight < b->max_requests) {
-    /* W1: trials are permits taken at admission, not completed calls. */
+    /* Trials are permits taken at admission, not completed calls, so at
+     * most max_requests are ever in flight. */
     permit->kind = FY__BREAKER_SM_P_TRIAL;
   } else {
     refuse(b, v, now);
@@ -540,8 +539,8 @@ int fy__breaker_sm_set_mode(fy__breaker_sm_t *b, fy_breaker_mode_t mode, uint64_
 }
 
 void fy__breaker_sm_reset(fy__breaker_sm_t *b, uint64_t now) {
-  /* W6: a new generation always, a notification only if what callers see
-   * changes. */
+  /* A new generation always, a notification only if what callers see
+   * changes: a reset of a closed breaker tells nobody. */
   transition(b, FY_BREAKER_CLOSED, now);
 }
 

@@ -3,9 +3,6 @@
  * Retry's pure half: option checks, the PRNG, the backoff formulas, the
  * classification of outcomes and the decision after each one.  No context,
  * no frame (declared in retry_sm.h, tested without a loop).
- *
- * Codes such as W10 are rows of the table "Fortify weaknesses fixed" in
- * docs/retry.md.
  */
 #include <assert.h>
 #include <math.h>
@@ -52,8 +49,8 @@ int fy_retry_opts_check(const fy_retry_opts_t *o) {
       o->max_delay_ms > FY_RETRY_DELAY_LIMIT_MS ||
       o->max_retry_after_ms > FY_RETRY_DELAY_LIMIT_MS)
     return UV_EINVAL;
-  /* isfinite() is false for NaN too: a NaN multiplier must not pass as it
-   * does in Fortify (W11). */
+  /* isfinite() is false for NaN too: a NaN multiplier must not pass, or
+   * every delay would land on the cap. */
   if (!isfinite(o->multiplier) || o->multiplier < 1.0 ||
       o->multiplier > FY_RETRY_MULTIPLIER_MAX)
     return UV_EINVAL;
@@ -192,8 +189,9 @@ uint64_t fy__retry_sm_backoff(const fy_retry_opts_t *o, unsigned attempt,
     x = jitter(o, t, rng);
     break;
   }
-  /* The cap applies after the jitter (W10).  Written so that NaN and
-   * infinities land on the cap and nothing negative escapes. */
+  /* The cap applies after the jitter too, so no delay ever exceeds it.
+   * Written so that NaN and infinities land on the cap and nothing negative
+   * escapes. */
   if (!(x < cap))
     x = cap;
   if (!(x > 0.0))
@@ -219,7 +217,7 @@ static int in_list(const int *codes, unsigned count, int status) {
 int fy__retry_sm_default_retryable(int status) {
   /* The library's own refusals say "not now" about a policy, cancellation
    * says the caller left, FY_EDEADLINE says the enclosing budget is spent:
-   * retrying any of them only adds load (W12). */
+   * retrying any of them only adds load. */
   return status != 0 && status != UV_ECANCELED && status != FY_EDEADLINE &&
          !fy_is_refusal(status);
 }

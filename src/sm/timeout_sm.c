@@ -3,9 +3,6 @@
  * The timeout's pure state machine: from the instant the limits were armed
  * and the progress marks seen since, the nearest instant at which a stage
  * may fire and which stage has fired by a given |now|.
- *
- * Codes such as W29 are rows of the table "Weaknesses fixed" in
- * docs/timeout.md.
  */
 #include <assert.h>
 #include <string.h>
@@ -50,7 +47,7 @@ void fy__timeout_sm_start(fy__timeout_sm_t *sm, uint64_t now,
   sm->idle_ms = idle_ms;
   sm->total_at = at_or_never(now, total_ms);
   sm->first_byte_at = at_or_never(now, first_byte_ms);
-  /* Idle runs from the start, not from the first mark (W29): a stream that
+  /* Idle runs from the start, not from the first mark: a stream that
    * never delivers anything must still time out. */
   sm->idle_at = at_or_never(now, idle_ms);
   sm->parent_at = parent_at;
