@@ -1,117 +1,31 @@
 /* Copyright (c) 2026 the fortify authors. MIT licensed.
  *
  * Bulkhead: the policy on a manual-clock context (the pure state machine's
- * tests are in test_bulkhead_sm.c).  Every loop test ends with finish(): close the
- * context, run the loop until its close callback ran, uv_loop_close() == 0. */
+ * tests are in test_bulkhead_sm.c).  Every loop test ends with finish()
+ * (fx_finish_counted): close the context, run the loop until its close
+ * callback ran, uv_loop_close() == 0, and no block left allocated. */
 #include <stdlib.h>
 #include <string.h>
 
 #include <criterion/criterion.h>
 
 #include "fortify.h"
+#include "fixture.h"
 
-/* ---- fixture ----------------------------------------------------------- */
+/* ---- fixture: FX at 1000 ms with the counting allocator (support/) ---- */
 
-static uv_loop_t loop;
-static fy_ctx_t *ctx;
-static int ctx_closed;
+static void setup(void) { fx_init_counted(&FX, 1000); }
+static void finish(void) { fx_finish_counted(&FX); }
 
-static long live_allocs;
-static int fail_allocs;
-
-static void *cnt_malloc(size_t n) {
-  void *p = fail_allocs ? NULL : malloc(n);
-  live_allocs += p != NULL;
-  return p;
-}
-static void *cnt_realloc(void *p, size_t n) {
-  void *q = fail_allocs ? NULL : realloc(p, n);
-  live_allocs += p == NULL && q != NULL;
-  return q;
-}
-static void *cnt_calloc(size_t c, size_t n) {
-  void *p = fail_allocs ? NULL : calloc(c, n);
-  live_allocs += p != NULL;
-  return p;
-}
-static void cnt_free(void *p) {
-  live_allocs -= p != NULL;
-  free(p);
-}
-
-static void setup(void) {
-  fy_ctx_opts_t o;
-  memset(&o, 0, sizeof(o));
-  o.manual_clock = 1;
-  o.manual_start_ms = 1000;
-  cr_assert_eq(fy_replace_allocator(cnt_malloc, cnt_realloc, cnt_calloc,
-                                    cnt_free),
-               0);
-  cr_assert_eq(uv_loop_init(&loop), 0);
-  cr_assert_eq(fy_ctx_new(&loop, &o, &ctx), 0);
-}
-
-static void on_ctx_closed(void *obj, void *ud) {
-  (void)obj;
-  (void)ud;
-  ctx_closed++;
-}
-
-static void finish(void) {
-  cr_assert_eq(fy_ctx_close(ctx, on_ctx_closed, NULL), 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  cr_assert_eq(ctx_closed, 1);
-  cr_assert_eq(uv_loop_close(&loop), 0);
-  cr_assert_eq(live_allocs, 0, "leaked %ld blocks", live_allocs);
-}
-
-/* ---- a controllable operation ------------------------------------------ */
-
-typedef struct work_s {
-  int sync;           /* report inside start with sync_status */
-  int sync_status;
-  int refuse;         /* the refuser policy below refuses with this */
-  int started;
-  int cancelled;
-  int start_seq;      /* global order in which attempts started */
-  fy_attempt_t *attempt;
-} work_t;
-
-static int start_seq;
-
-static int work_start(fy_attempt_t *a, void *arg) {
-  work_t *w = arg;
-  w->started++;
-  w->start_seq = ++start_seq;
-  w->attempt = a;
-  if (w->sync) {
-    w->attempt = NULL;
-    fy_attempt_done(a, w->sync_status);
-  }
-  return 0;
-}
-
-static void work_cancel(fy_attempt_t *a, void *arg) {
-  work_t *w = arg;
-  w->cancelled++;
-  w->attempt = NULL;
-  fy_attempt_done(a, UV_ECANCELED);
-}
-
-static const fy_op_t work_op = {work_start, work_cancel};
-
-static void work_finish(work_t *w, int status) {
-  fy_attempt_t *a = w->attempt;
-  cr_assert_not_null(a, "attempt not running");
-  w->attempt = NULL;
-  cr_assert_eq(fy_attempt_done(a, status), 0);
-}
+/* The operation is a top_t per call (support/probe.h): asynchronous unless
+ * scripted, reported with top_finish(), cancelled synchronously. */
 
 /* ---- calls ------------------------------------------------------------- */
 
 typedef struct req_s {
   fy_call_t call;
-  work_t work;
+  top_t work;
+  int refuse;         /* the refuser policy below refuses with this */
   int done;
   int status;
   int seq;
@@ -132,7 +46,8 @@ static void on_done(fy_call_t *call, int status) {
 }
 
 static int start(req_t *r, fy_pipeline_t *pl) {
-  return fy_call_start(&r->call, pl, &work_op, &r->work, on_done);
+  r->work.data = r;
+  return fy_call_start(&r->call, pl, &top_op_cancel_sync, &r->work, on_done);
 }
 
 /* ---- recording callbacks ----------------------------------------------- */
@@ -146,15 +61,7 @@ static void record_rejected(int reason, void *ud) {
   rejected[nrejected++] = reason;
 }
 
-static fy_event_t events[64];
-static int nevents;
-
-static void record_event(fy_ctx_t *c, const fy_event_t *ev, void *ud) {
-  (void)c;
-  (void)ud;
-  cr_assert_lt(nevents, 64);
-  events[nevents++] = *ev;
-}
+static evrec_t E; /* the events, when a test listens */
 
 static fy_bulkhead_t *make_bh(uint32_t max_concurrent, uint32_t max_queue,
                               uint64_t timeout, fy_bulkhead_order_t order) {
@@ -167,14 +74,14 @@ static fy_bulkhead_t *make_bh(uint32_t max_concurrent, uint32_t max_queue,
   o.order = order;
   o.on_rejected = record_rejected;
   o.name = "bh";
-  cr_assert_eq(fy_bulkhead_new(ctx, &o, &bh), 0);
+  cr_assert_eq(fy_bulkhead_new(FX.ctx, &o, &bh), 0);
   cr_assert_not_null(bh);
   return bh;
 }
 
 static fy_pipeline_t *make_pl(fy_policy_t *const *policies, size_t n) {
   fy_pipeline_t *pl = NULL;
-  cr_assert_eq(fy_pipeline_new(ctx, policies, n, &pl), 0);
+  cr_assert_eq(fy_pipeline_new(FX.ctx, policies, n, &pl), 0);
   return pl;
 }
 
@@ -202,7 +109,7 @@ Test(bulkhead, opts_defaults) {
   fy_bulkhead_opts_init(NULL); /* no crash */
 
   setup();
-  cr_assert_eq(fy_bulkhead_new(ctx, NULL, &bh), 0);
+  cr_assert_eq(fy_bulkhead_new(FX.ctx, NULL, &bh), 0);
   cr_assert_str_eq(fy_policy_kind(fy_bulkhead_policy(bh)), "bulkhead");
   cr_assert_eq(fy_bulkhead_active(bh), 0);
   cr_assert_eq(fy_bulkhead_queued(bh), 0);
@@ -241,7 +148,7 @@ Test(bulkhead, bad_options_create_nothing) {
   fy_bulkhead_t *bh;
   long before;
   setup();
-  before = live_allocs;
+  before = FA.live;
 
 #define EXPECT_EINVAL(field, value)                                            \
   do {                                                                         \
@@ -249,9 +156,9 @@ Test(bulkhead, bad_options_create_nothing) {
     o.field = value;                                                           \
     cr_assert_eq(fy_bulkhead_opts_check(&o), UV_EINVAL, #field);               \
     bh = (fy_bulkhead_t *)&o;                                                  \
-    cr_assert_eq(fy_bulkhead_new(ctx, &o, &bh), UV_EINVAL, #field);           \
+    cr_assert_eq(fy_bulkhead_new(FX.ctx, &o, &bh), UV_EINVAL, #field);        \
     cr_assert_null(bh, #field);                                                \
-    cr_assert_eq(live_allocs, before, #field);                                 \
+    cr_assert_eq(FA.live, before, #field);                                     \
   } while (0)
 
   EXPECT_EINVAL(max_concurrent, 0);
@@ -268,23 +175,23 @@ Test(bulkhead, bad_options_create_nothing) {
   fy_bulkhead_opts_init(&o);
   cr_assert_eq(fy_bulkhead_new(NULL, &o, &bh), UV_EINVAL);
   cr_assert_null(bh);
-  cr_assert_eq(fy_bulkhead_new(ctx, &o, NULL), UV_EINVAL);
+  cr_assert_eq(fy_bulkhead_new(FX.ctx, &o, NULL), UV_EINVAL);
 
   /* The largest values are accepted. */
   o.max_concurrent = FY_BULKHEAD_LIMIT_MAX;
   o.max_queue = FY_BULKHEAD_LIMIT_MAX;
   o.queue_timeout_ms = FY_BULKHEAD_TIMEOUT_MAX;
   o.order = FY_BULKHEAD_LIFO;
-  cr_assert_eq(fy_bulkhead_new(ctx, &o, &bh), 0);
+  cr_assert_eq(fy_bulkhead_new(FX.ctx, &o, &bh), 0);
 
   /* Out of memory: nothing created either. */
-  before = live_allocs;
-  fail_allocs = 1;
+  before = FA.live;
+  fa_fail_all(1);
   bh = (fy_bulkhead_t *)&o;
-  cr_assert_eq(fy_bulkhead_new(ctx, NULL, &bh), UV_ENOMEM);
-  fail_allocs = 0;
+  cr_assert_eq(fy_bulkhead_new(FX.ctx, NULL, &bh), UV_ENOMEM);
+  fa_fail_all(0);
   cr_assert_null(bh);
-  cr_assert_eq(live_allocs, before);
+  cr_assert_eq(FA.live, before);
   finish();
 }
 
@@ -309,10 +216,10 @@ Test(bulkhead, free_slot_runs_the_call) {
   bh = make_bh(2, 0, 0, FY_BULKHEAD_FIFO);
   pl = pl_of(bh);
   cr_assert_eq(start(&a, pl), 0);
-  cr_assert_eq(a.work.started, 1);
+  cr_assert_eq(a.work.starts, 1);
   cr_assert_eq(fy_bulkhead_active(bh), 1);
-  work_finish(&a.work, 0);
-  fy_ctx_advance(ctx, 0);
+  top_finish(&a.work, 0);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(a.done, 1);
   cr_assert_eq(a.status, 0);
   cr_assert_null(a.detail.by_kind, "the operation decided, not the bulkhead");
@@ -324,17 +231,14 @@ Test(bulkhead, free_slot_runs_the_call) {
 Test(bulkhead, full_without_queue_is_refused_synchronously) {
   fy_bulkhead_t *bh;
   fy_pipeline_t *pl;
-  fy_listener_t *l;
   req_t a = {0}, b = {0};
   setup();
-  cr_assert_eq(fy_ctx_listen(ctx, FY_EV_MASK(FY_EV_REJECT), record_event,
-                             NULL, &l),
-               0);
+  evrec_listen(&E, FX.ctx, FY_EV_MASK(FY_EV_REJECT));
   bh = make_bh(1, 0, 0, FY_BULKHEAD_FIFO);
   pl = pl_of(bh);
   cr_assert_eq(start(&a, pl), 0);
   cr_assert_eq(start(&b, pl), FY_EBULKHEADFULL);
-  cr_assert_eq(b.work.started, 0);
+  cr_assert_eq(b.work.starts, 0);
   cr_assert_eq(b.call.status, FY_EBULKHEADFULL);
   cr_assert_str_eq(b.call.detail.by_kind, "bulkhead");
   cr_assert_str_eq(b.call.detail.by_name, "bh");
@@ -345,14 +249,14 @@ Test(bulkhead, full_without_queue_is_refused_synchronously) {
   cr_assert_eq(b.call.detail.n[3], 0); /* max_queue */
   cr_assert_eq(nrejected, 1);
   cr_assert_eq(rejected[0], FY_EBULKHEADFULL);
-  cr_assert_eq(nevents, 1);
-  cr_assert_eq(events[0].type, FY_EV_REJECT);
-  cr_assert_eq(events[0].status, FY_EBULKHEADFULL);
-  cr_assert_eq(events[0].call, &b.call);
-  cr_assert_str_eq(events[0].policy_kind, "bulkhead");
-  cr_assert_str_eq(events[0].policy_name, "bh");
-  work_finish(&a.work, 0);
-  fy_ctx_advance(ctx, 0);
+  cr_assert_eq(E.n, 1);
+  cr_assert_eq(E.ev[0].type, FY_EV_REJECT);
+  cr_assert_eq(E.ev[0].status, FY_EBULKHEADFULL);
+  cr_assert_eq(E.ev[0].call, &b.call);
+  cr_assert_str_eq(E.ev[0].policy_kind, "bulkhead");
+  cr_assert_str_eq(E.ev[0].policy_name, "bh");
+  top_finish(&a.work, 0);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(a.done, 1);
   cr_assert_eq(b.done, 0, "a refused call's callback never runs");
   finish();
@@ -372,10 +276,10 @@ Test(bulkhead, queue_is_fifo_by_default) {
   cr_assert_eq(fy_bulkhead_active(bh), 1);
   cr_assert_eq(fy_bulkhead_queued(bh), 3);
   for (i = 0; i < 4; i++) {
-    cr_assert_eq(r[i].work.started, 1, "call %d", i);
-    cr_assert_eq(r[i].work.start_seq, i + 1);
-    work_finish(&r[i].work, 0);
-    fy_ctx_advance(ctx, 0);
+    cr_assert_eq(r[i].work.starts, 1, "call %d", i);
+    cr_assert_eq(r[i].work.order[0], i + 1);
+    top_finish(&r[i].work, 0);
+    fy_ctx_advance(FX.ctx, 0);
     cr_assert_eq(r[i].done, 1);
   }
   cr_assert_eq(fy_bulkhead_active(bh), 0);
@@ -395,10 +299,10 @@ Test(bulkhead, queue_lifo_serves_newest_first) {
     cr_assert_eq(start(&r[i], pl), 0);
   for (i = 0; i < 4; i++) {
     req_t *cur = &r[order[i]];
-    cr_assert_eq(cur->work.started, 1, "call %d", order[i]);
-    cr_assert_eq(cur->work.start_seq, i + 1);
-    work_finish(&cur->work, 0);
-    fy_ctx_advance(ctx, 0);
+    cr_assert_eq(cur->work.starts, 1, "call %d", order[i]);
+    cr_assert_eq(cur->work.order[0], i + 1);
+    top_finish(&cur->work, 0);
+    fy_ctx_advance(FX.ctx, 0);
   }
   for (i = 0; i < 4; i++)
     cr_assert_eq(r[i].done, 1);
@@ -415,18 +319,18 @@ Test(bulkhead, w32_queue_slot_is_freed_when_execution_starts) {
   cr_assert_eq(start(&a, pl), 0);
   cr_assert_eq(start(&b, pl), 0);
   cr_assert_eq(fy_bulkhead_queued(bh), 1);
-  work_finish(&a.work, 0);
+  top_finish(&a.work, 0);
   /* b got the slot at once and left the queue: its queue slot is free
    * although it is still running. */
-  cr_assert_eq(b.work.started, 1);
+  cr_assert_eq(b.work.starts, 1);
   cr_assert_eq(fy_bulkhead_active(bh), 1);
   cr_assert_eq(fy_bulkhead_queued(bh), 0);
   cr_assert_eq(start(&c, pl), 0, "the queue has room again");
   cr_assert_eq(fy_bulkhead_queued(bh), 1);
   cr_assert_eq(start(&d, pl), FY_EBULKHEADFULL);
-  work_finish(&b.work, 0);
-  work_finish(&c.work, 0);
-  fy_ctx_advance(ctx, 0);
+  top_finish(&b.work, 0);
+  top_finish(&c.work, 0);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(a.done + b.done + c.done, 3);
   finish();
 }
@@ -442,7 +346,7 @@ static req_t *barge_b;
 
 static void barge_then(req_t *r) {
   (void)r;
-  barge_b_started_at_callback = barge_b->work.started;
+  barge_b_started_at_callback = barge_b->work.starts;
   barge_permit_rc = fy_bulkhead_try_acquire(barge_bh);
   cr_assert_eq(start(&barge_c, barge_pl), 0);
 }
@@ -456,17 +360,17 @@ Test(bulkhead, no_barging_past_a_waiter) {
   a.then = barge_then;
   cr_assert_eq(start(&a, barge_pl), 0);
   cr_assert_eq(start(&b, barge_pl), 0);
-  work_finish(&a.work, 0);
-  fy_ctx_advance(ctx, 0);
+  top_finish(&a.work, 0);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(a.done, 1);
   cr_assert_eq(barge_b_started_at_callback, 1, "b had the slot first");
   cr_assert_eq(barge_permit_rc, FY_EBULKHEADFULL);
-  cr_assert_eq(barge_c.work.started, 0, "c waits behind b");
+  cr_assert_eq(barge_c.work.starts, 0, "c waits behind b");
   cr_assert_eq(fy_bulkhead_queued(barge_bh), 1);
-  work_finish(&b.work, 0);
-  cr_assert_eq(barge_c.work.started, 1);
-  work_finish(&barge_c.work, 0);
-  fy_ctx_advance(ctx, 0);
+  top_finish(&b.work, 0);
+  cr_assert_eq(barge_c.work.starts, 1);
+  top_finish(&barge_c.work, 0);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(barge_c.done, 1);
   finish();
 }
@@ -474,24 +378,21 @@ Test(bulkhead, no_barging_past_a_waiter) {
 Test(bulkhead, queue_timeout_rejects_asynchronously) {
   fy_bulkhead_t *bh;
   fy_pipeline_t *pl;
-  fy_listener_t *l;
   req_t a = {0}, b = {0};
   setup();
-  cr_assert_eq(fy_ctx_listen(ctx,
-                             FY_EV_MASK(FY_EV_REJECT) | FY_EV_MASK(FY_EV_QUEUE),
-                             record_event, NULL, &l),
-               0);
+  evrec_listen(&E, FX.ctx,
+               FY_EV_MASK(FY_EV_REJECT) | FY_EV_MASK(FY_EV_QUEUE));
   bh = make_bh(1, 1, 100, FY_BULKHEAD_FIFO);
   pl = pl_of(bh);
   cr_assert_eq(start(&a, pl), 0);
   cr_assert_eq(start(&b, pl), 0, "queued, not refused");
-  fy_ctx_advance(ctx, 99);
+  fy_ctx_advance(FX.ctx, 99);
   cr_assert_eq(b.done, 0);
   cr_assert_eq(fy_bulkhead_queued(bh), 1);
-  fy_ctx_advance(ctx, 1);
+  fy_ctx_advance(FX.ctx, 1);
   cr_assert_eq(b.done, 1);
   cr_assert_eq(b.status, FY_EQUEUETIMEOUT);
-  cr_assert_eq(b.work.started, 0);
+  cr_assert_eq(b.work.starts, 0);
   cr_assert_str_eq(b.detail.by_kind, "bulkhead");
   cr_assert_eq(b.detail.state, FY_EQUEUETIMEOUT);
   cr_assert_eq(b.detail.n[0], 1);
@@ -501,21 +402,21 @@ Test(bulkhead, queue_timeout_rejects_asynchronously) {
   cr_assert_eq(nrejected, 1);
   cr_assert_eq(rejected[0], FY_EQUEUETIMEOUT);
   /* queue(1), queue(0), reject */
-  cr_assert_eq(nevents, 3);
-  cr_assert_eq(events[0].type, FY_EV_QUEUE);
-  cr_assert_eq(events[0].value, 1);
-  cr_assert_eq(events[0].from, 0);
-  cr_assert_eq(events[0].to, 1);
-  cr_assert_eq(events[1].type, FY_EV_QUEUE);
-  cr_assert_eq(events[1].value, 0);
-  cr_assert_eq(events[1].from, 1);
-  cr_assert_eq(events[1].to, 0);
-  cr_assert_eq(events[2].type, FY_EV_REJECT);
-  cr_assert_eq(events[2].status, FY_EQUEUETIMEOUT);
-  cr_assert_eq(events[2].time_ms, 1100);
+  cr_assert_eq(E.n, 3);
+  cr_assert_eq(E.ev[0].type, FY_EV_QUEUE);
+  cr_assert_eq(E.ev[0].value, 1);
+  cr_assert_eq(E.ev[0].from, 0);
+  cr_assert_eq(E.ev[0].to, 1);
+  cr_assert_eq(E.ev[1].type, FY_EV_QUEUE);
+  cr_assert_eq(E.ev[1].value, 0);
+  cr_assert_eq(E.ev[1].from, 1);
+  cr_assert_eq(E.ev[1].to, 0);
+  cr_assert_eq(E.ev[2].type, FY_EV_REJECT);
+  cr_assert_eq(E.ev[2].status, FY_EQUEUETIMEOUT);
+  cr_assert_eq(E.ev[2].time_ms, 1100);
   cr_assert_eq(fy_bulkhead_active(bh), 1);
-  work_finish(&a.work, 0);
-  fy_ctx_advance(ctx, 0);
+  top_finish(&a.work, 0);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(a.status, 0);
   finish();
 }
@@ -529,15 +430,15 @@ Test(bulkhead, queue_timeout_bounds_waiting_only) {
   pl = pl_of(bh);
   cr_assert_eq(start(&a, pl), 0);
   cr_assert_eq(start(&b, pl), 0);
-  fy_ctx_advance(ctx, 99);
-  work_finish(&a.work, 0); /* b starts 1 ms before its queue timeout */
-  cr_assert_eq(b.work.started, 1);
-  cr_assert_eq(fy_ctx_pending_deadlines(ctx), 0, "queue timer disarmed");
-  fy_ctx_advance(ctx, 10000);
+  fy_ctx_advance(FX.ctx, 99);
+  top_finish(&a.work, 0); /* b starts 1 ms before its queue timeout */
+  cr_assert_eq(b.work.starts, 1);
+  cr_assert_eq(fy_ctx_pending_deadlines(FX.ctx), 0, "queue timer disarmed");
+  fy_ctx_advance(FX.ctx, 10000);
   cr_assert_eq(b.done, 0, "running work is not interrupted");
-  cr_assert_eq(b.work.cancelled, 0);
-  work_finish(&b.work, 0);
-  fy_ctx_advance(ctx, 0);
+  cr_assert_eq(b.work.cancels, 0);
+  top_finish(&b.work, 0);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(b.status, 0);
   cr_assert_eq(nrejected, 0);
   finish();
@@ -552,18 +453,18 @@ Test(bulkhead, lifo_queue_timeout_expires_each_waiter_on_time) {
   pl = pl_of(bh);
   cr_assert_eq(start(&a, pl), 0);
   cr_assert_eq(start(&b, pl), 0);
-  fy_ctx_advance(ctx, 50);
+  fy_ctx_advance(FX.ctx, 50);
   cr_assert_eq(start(&c, pl), 0);
-  fy_ctx_advance(ctx, 50);
+  fy_ctx_advance(FX.ctx, 50);
   cr_assert_eq(b.status, FY_EQUEUETIMEOUT);
   cr_assert_eq(c.done, 0);
-  fy_ctx_advance(ctx, 49);
+  fy_ctx_advance(FX.ctx, 49);
   cr_assert_eq(c.done, 0);
-  fy_ctx_advance(ctx, 1);
+  fy_ctx_advance(FX.ctx, 1);
   cr_assert_eq(c.status, FY_EQUEUETIMEOUT);
   cr_assert_eq(nrejected, 2);
-  work_finish(&a.work, 0);
-  fy_ctx_advance(ctx, 0);
+  top_finish(&a.work, 0);
+  fy_ctx_advance(FX.ctx, 0);
   finish();
 }
 
@@ -580,17 +481,17 @@ Test(bulkhead, w33_cancelled_waiter_leaves_at_once_and_never_runs) {
   cr_assert_eq(fy_call_cancel(&b.call), 0);
   cr_assert_eq(b.done, 0, "never inside fy_call_cancel");
   cr_assert_eq(fy_bulkhead_queued(bh), 1, "left the queue at once");
-  fy_ctx_advance(ctx, 0);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(b.done, 1);
   cr_assert_eq(b.status, UV_ECANCELED);
   cr_assert_str_eq(b.detail.by_kind, "bulkhead");
   cr_assert_eq(b.detail.state, UV_ECANCELED);
   cr_assert_eq(nrejected, 0, "a caller's cancel is not a rejection");
-  work_finish(&a.work, 0);
-  cr_assert_eq(b.work.started, 0, "never dispatched");
-  cr_assert_eq(c.work.started, 1);
-  work_finish(&c.work, 0);
-  fy_ctx_advance(ctx, 0);
+  top_finish(&a.work, 0);
+  cr_assert_eq(b.work.starts, 0, "never dispatched");
+  cr_assert_eq(c.work.starts, 1);
+  top_finish(&c.work, 0);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(a.done + b.done + c.done, 3);
   finish();
 }
@@ -605,13 +506,13 @@ Test(bulkhead, cancel_running_call_frees_its_slot_for_the_queue) {
   cr_assert_eq(start(&a, pl), 0);
   cr_assert_eq(start(&b, pl), 0);
   cr_assert_eq(fy_call_cancel(&a.call), 0);
-  cr_assert_eq(a.work.cancelled, 1);
-  cr_assert_eq(b.work.started, 0, "a's outcome arrives from a fresh stack");
-  fy_ctx_advance(ctx, 0);
+  cr_assert_eq(a.work.cancels, 1);
+  cr_assert_eq(b.work.starts, 0, "a's outcome arrives from a fresh stack");
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(a.status, UV_ECANCELED);
-  cr_assert_eq(b.work.started, 1);
-  work_finish(&b.work, 0);
-  fy_ctx_advance(ctx, 0);
+  cr_assert_eq(b.work.starts, 1);
+  top_finish(&b.work, 0);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(b.status, 0);
   finish();
 }
@@ -658,17 +559,17 @@ static void w35_case(uint32_t max_concurrent, uint32_t max_queue,
   bh = make_bh(max_concurrent, max_queue, 0, FY_BULKHEAD_FIFO);
   if (hold_permit)
     cr_assert_eq(fy_bulkhead_try_acquire(bh), 0);
-  cr_assert_eq(fy_policy_new(ctx, &gate_vt, 0, "gate", &gate), 0);
+  cr_assert_eq(fy_policy_new(FX.ctx, &gate_vt, 0, "gate", &gate), 0);
   layers[0] = gate;
   layers[1] = fy_bulkhead_policy(bh);
   pl = make_pl(layers, 2);
   cr_assert_eq(start(&a, pl), 0);
   cr_assert_eq(fy_call_cancel(&a.call), 0);
   cr_assert_eq(gate_spawn_rc, UV_ECANCELED, "refused, deterministically");
-  cr_assert_eq(a.work.started, 0);
+  cr_assert_eq(a.work.starts, 0);
   cr_assert_eq(fy_bulkhead_queued(bh), 0, "not queued either");
   cr_assert_eq(fy_bulkhead_active(bh), (size_t)hold_permit);
-  fy_ctx_advance(ctx, 0);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(a.done, 1);
   cr_assert_eq(a.status, UV_ECANCELED);
   cr_assert_eq(nrejected, 0);
@@ -715,7 +616,7 @@ Test(bulkhead, w33_waiter_whose_caller_left_is_not_dispatched) {
   req_t a = {0}, b = {0};
   setup();
   bh = make_bh(1, 1, 0, FY_BULKHEAD_FIFO);
-  cr_assert_eq(fy_policy_new(ctx, &shield_vt, 0, "shield", &shield), 0);
+  cr_assert_eq(fy_policy_new(FX.ctx, &shield_vt, 0, "shield", &shield), 0);
   layers[0] = shield;
   layers[1] = fy_bulkhead_policy(bh);
   pl = make_pl(layers, 2);
@@ -723,10 +624,10 @@ Test(bulkhead, w33_waiter_whose_caller_left_is_not_dispatched) {
   cr_assert_eq(start(&b, pl), 0);
   cr_assert_eq(fy_call_cancel(&b.call), 0);
   cr_assert_eq(fy_bulkhead_queued(bh), 1, "the shield kept the cancel");
-  work_finish(&a.work, 0);
-  cr_assert_eq(b.work.started, 0, "never dispatched");
+  top_finish(&a.work, 0);
+  cr_assert_eq(b.work.starts, 0, "never dispatched");
   cr_assert_eq(fy_bulkhead_active(bh), 0);
-  fy_ctx_advance(ctx, 0);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(a.status, 0);
   cr_assert_eq(b.done, 1);
   cr_assert_eq(b.status, UV_ECANCELED);
@@ -738,10 +639,10 @@ Test(bulkhead, w33_waiter_whose_caller_left_is_not_dispatched) {
  * refused completes with the refusal and the slot goes to the next. ---- */
 
 static int refuser_start(fy_policy_t *p, fy_frame_t *f) {
-  work_t *w = fy_frame_call(f)->arg;
+  req_t *r = ((top_t *)fy_frame_call(f)->arg)->data;
   (void)p;
-  if (w->refuse)
-    return w->refuse;
+  if (r->refuse)
+    return r->refuse;
   return fy_frame_spawn(f, NULL);
 }
 
@@ -758,35 +659,35 @@ Test(bulkhead, refused_dispatch_completes_waiter_and_tries_next) {
   req_t a = {0}, b = {0}, c = {0}, d = {0};
   setup();
   bh = make_bh(1, 3, 0, FY_BULKHEAD_FIFO);
-  cr_assert_eq(fy_policy_new(ctx, &refuser_vt, 0, "refuser", &refuser), 0);
+  cr_assert_eq(fy_policy_new(FX.ctx, &refuser_vt, 0, "refuser", &refuser), 0);
   layers[0] = fy_bulkhead_policy(bh);
   layers[1] = refuser;
   pl = make_pl(layers, 2);
   cr_assert_eq(start(&a, pl), 0);
-  b.work.refuse = FY_ECIRCUITOPEN;
-  c.work.refuse = FY_EKEY;
+  b.refuse = FY_ECIRCUITOPEN;
+  c.refuse = FY_EKEY;
   cr_assert_eq(start(&b, pl), 0);
   cr_assert_eq(start(&c, pl), 0);
   cr_assert_eq(start(&d, pl), 0);
-  work_finish(&a.work, 0);
-  cr_assert_eq(d.work.started, 1);
+  top_finish(&a.work, 0);
+  cr_assert_eq(d.work.starts, 1);
   cr_assert_eq(fy_bulkhead_active(bh), 1);
   cr_assert_eq(fy_bulkhead_queued(bh), 0);
-  fy_ctx_advance(ctx, 0);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(b.status, FY_ECIRCUITOPEN);
   cr_assert_eq(c.status, FY_EKEY);
   cr_assert_eq(d.done, 0);
   /* A refusal in the layer below, at admission with a free slot, is
    * returned as is and gives the slot back. */
-  work_finish(&d.work, 0);
+  top_finish(&d.work, 0);
   cr_assert_eq(fy_bulkhead_active(bh), 0);
   {
     req_t e = {0};
-    e.work.refuse = FY_ECIRCUITOPEN;
+    e.refuse = FY_ECIRCUITOPEN;
     cr_assert_eq(start(&e, pl), FY_ECIRCUITOPEN);
     cr_assert_eq(fy_bulkhead_active(bh), 0);
   }
-  fy_ctx_advance(ctx, 0);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(a.done + b.done + c.done + d.done, 4);
   cr_assert_eq(nrejected, 0);
   finish();
@@ -801,7 +702,7 @@ static req_t barge2_c;
 static void barge2_then(req_t *r) {
   (void)r;
   cr_assert_eq(start(&barge2_c, barge2_pl), 0);
-  cr_assert_eq(barge2_c.work.started, 0, "must not barge");
+  cr_assert_eq(barge2_c.work.starts, 0, "must not barge");
 }
 
 Test(bulkhead, no_barging_while_a_refused_waiter_completes) {
@@ -810,26 +711,26 @@ Test(bulkhead, no_barging_while_a_refused_waiter_completes) {
   req_t a = {0}, b = {0}, d = {0};
   setup();
   bh = make_bh(1, 3, 0, FY_BULKHEAD_FIFO);
-  cr_assert_eq(fy_policy_new(ctx, &refuser_vt, 0, "refuser", &refuser), 0);
+  cr_assert_eq(fy_policy_new(FX.ctx, &refuser_vt, 0, "refuser", &refuser), 0);
   layers[0] = fy_bulkhead_policy(bh);
   layers[1] = refuser;
   barge2_pl = make_pl(layers, 2);
-  b.work.refuse = FY_ECIRCUITOPEN;
+  b.refuse = FY_ECIRCUITOPEN;
   b.then = barge2_then;
   cr_assert_eq(start(&a, barge2_pl), 0);
   cr_assert_eq(start(&b, barge2_pl), 0);
   cr_assert_eq(start(&d, barge2_pl), 0);
-  work_finish(&a.work, 0);
+  top_finish(&a.work, 0);
   cr_assert_eq(b.done, 1, "b's callback ran inside the dispatch");
   cr_assert_eq(b.status, FY_ECIRCUITOPEN);
-  cr_assert_eq(d.work.started, 1, "the slot went to d, the older waiter");
-  cr_assert_eq(barge2_c.work.started, 0);
+  cr_assert_eq(d.work.starts, 1, "the slot went to d, the older waiter");
+  cr_assert_eq(barge2_c.work.starts, 0);
   cr_assert_eq(fy_bulkhead_queued(bh), 1);
-  work_finish(&d.work, 0);
-  cr_assert_eq(barge2_c.work.started, 1);
-  cr_assert_gt(barge2_c.work.start_seq, d.work.start_seq);
-  work_finish(&barge2_c.work, 0);
-  fy_ctx_advance(ctx, 0);
+  top_finish(&d.work, 0);
+  cr_assert_eq(barge2_c.work.starts, 1);
+  cr_assert_gt(barge2_c.work.order[0], d.work.order[0]);
+  top_finish(&barge2_c.work, 0);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(a.done + d.done + barge2_c.done, 3);
   finish();
 }
@@ -841,18 +742,17 @@ Test(bulkhead, op_reporting_inside_start_when_dispatched) {
   setup();
   bh = make_bh(1, 2, 0, FY_BULKHEAD_FIFO);
   pl = pl_of(bh);
-  b.work.sync = 1;
-  b.work.sync_status = UV_EPIPE;
+  top_script(&b.work, TOP_SYNC, UV_EPIPE);
   cr_assert_eq(start(&a, pl), 0);
   cr_assert_eq(start(&b, pl), 0);
   cr_assert_eq(start(&c, pl), 0);
-  work_finish(&a.work, 0);
-  cr_assert_eq(b.work.started, 1);
-  fy_ctx_advance(ctx, 0);
+  top_finish(&a.work, 0);
+  cr_assert_eq(b.work.starts, 1);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(b.status, UV_EPIPE);
-  cr_assert_eq(c.work.started, 1, "b's slot went to c");
-  work_finish(&c.work, 0);
-  fy_ctx_advance(ctx, 0);
+  cr_assert_eq(c.work.starts, 1, "b's slot went to c");
+  top_finish(&c.work, 0);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(c.status, 0);
   cr_assert_eq(fy_bulkhead_active(bh), 0);
   finish();
@@ -891,17 +791,17 @@ Test(bulkhead, sync_permits_share_slots_with_pipeline_calls) {
   pl = pl_of(bh);
   cr_assert_eq(fy_bulkhead_try_acquire(bh), 0);
   cr_assert_eq(start(&a, pl), 0);
-  cr_assert_eq(a.work.started, 0, "waits for the permit");
+  cr_assert_eq(a.work.starts, 0, "waits for the permit");
   cr_assert_eq(fy_bulkhead_queued(bh), 1);
   cr_assert_eq(start(&b, pl), FY_EBULKHEADFULL);
   fy_bulkhead_release(bh); /* a starts inside the release */
-  cr_assert_eq(a.work.started, 1);
+  cr_assert_eq(a.work.starts, 1);
   cr_assert_eq(fy_bulkhead_try_acquire(bh), FY_EBULKHEADFULL,
                "the slot went to the waiter");
-  work_finish(&a.work, 0);
+  top_finish(&a.work, 0);
   cr_assert_eq(fy_bulkhead_try_acquire(bh), 0);
   fy_bulkhead_release(bh);
-  fy_ctx_advance(ctx, 0);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(a.status, 0);
   finish();
 }
@@ -918,13 +818,13 @@ Test(bulkhead, sync_acquire_never_barges_past_queued_calls) {
   cr_assert_eq(start(&b, pl), 0);
   cr_assert_eq(fy_bulkhead_queued(bh), 1);
   fy_bulkhead_release(bh); /* b takes it */
-  cr_assert_eq(b.work.started, 1);
+  cr_assert_eq(b.work.starts, 1);
   cr_assert_eq(fy_bulkhead_try_acquire(bh), FY_EBULKHEADFULL);
-  work_finish(&a.work, 0);
-  work_finish(&b.work, 0);
+  top_finish(&a.work, 0);
+  top_finish(&b.work, 0);
   cr_assert_eq(fy_bulkhead_try_acquire(bh), 0);
   fy_bulkhead_release(bh);
-  fy_ctx_advance(ctx, 0);
+  fy_ctx_advance(FX.ctx, 0);
   finish();
 }
 
@@ -941,29 +841,26 @@ static void on_bh_closed(void *obj, void *ud) {
 Test(bulkhead, w36_rejections_are_distinct) {
   fy_bulkhead_t *bh;
   fy_pipeline_t *pl;
-  fy_listener_t *l;
   req_t a = {0}, b = {0}, c = {0}, d = {0};
   int i, reasons = 0;
   setup();
-  cr_assert_eq(fy_ctx_listen(ctx, FY_EV_MASK(FY_EV_REJECT), record_event,
-                             NULL, &l),
-               0);
+  evrec_listen(&E, FX.ctx, FY_EV_MASK(FY_EV_REJECT));
   bh = make_bh(1, 1, 100, FY_BULKHEAD_FIFO);
   pl = pl_of(bh);
   cr_assert_eq(start(&a, pl), 0);
   cr_assert_eq(start(&b, pl), 0);
   cr_assert_eq(start(&c, pl), FY_EBULKHEADFULL); /* full */
-  fy_ctx_advance(ctx, 100);
+  fy_ctx_advance(FX.ctx, 100);
   cr_assert_eq(b.status, FY_EQUEUETIMEOUT); /* waited too long */
   cr_assert_eq(start(&d, pl), 0);
   cr_assert_eq(fy_bulkhead_close(bh, on_bh_closed, bh), 0);
   cr_assert_eq(fy_bulkhead_close(bh, on_bh_closed, bh), FY_ECLOSED);
   cr_assert_eq(fy_bulkhead_try_acquire(bh), FY_ECLOSED); /* closing */
-  fy_ctx_advance(ctx, 0);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(d.status, UV_ECANCELED, "rule 4");
   cr_assert_eq(d.detail.state, FY_ECLOSED);
   cr_assert_eq(a.status, UV_ECANCELED);
-  cr_assert_eq(a.work.cancelled, 1);
+  cr_assert_eq(a.work.cancels, 1);
   cr_assert_eq(closed_obj_ok, 1, "close callback names the handle");
 
   cr_assert_eq(nrejected, 4);
@@ -971,14 +868,14 @@ Test(bulkhead, w36_rejections_are_distinct) {
   cr_assert_eq(rejected[1], FY_EQUEUETIMEOUT);
   cr_assert_eq(rejected[2], FY_ECLOSED); /* try_acquire */
   cr_assert_eq(rejected[3], FY_ECLOSED); /* d, queued at close */
-  cr_assert_eq(nevents, 4);
+  cr_assert_eq(E.n, 4);
   for (i = 0; i < 4; i++) {
-    cr_assert_eq(events[i].type, FY_EV_REJECT);
-    cr_assert_eq(events[i].status, rejected[i]);
+    cr_assert_eq(E.ev[i].type, FY_EV_REJECT);
+    cr_assert_eq(E.ev[i].status, rejected[i]);
     reasons |= 1 << i;
   }
-  cr_assert_null(events[2].call);
-  cr_assert_eq(events[3].call, &d.call);
+  cr_assert_null(E.ev[2].call);
+  cr_assert_eq(E.ev[3].call, &d.call);
   cr_assert_eq(reasons, 15);
   /* After close, the core refuses with FY_ECLOSED in the bulkhead's name. */
   {
@@ -1004,13 +901,13 @@ Test(bulkhead, close_with_queued_and_running_calls) {
   cr_assert_eq(fy_bulkhead_queued(bh), 2);
   cr_assert_eq(fy_bulkhead_close(bh, on_bh_closed, bh), 0);
   cr_assert_eq(closed_obj_ok, 0);
-  fy_ctx_advance(ctx, 0);
+  fy_ctx_advance(FX.ctx, 0);
   for (i = 0; i < 4; i++) {
     cr_assert_eq(r[i].done, 1, "call %d completes once", i);
     cr_assert_eq(r[i].status, UV_ECANCELED);
   }
-  cr_assert_eq(r[0].work.cancelled + r[1].work.cancelled, 2);
-  cr_assert_eq(r[2].work.started + r[3].work.started, 0);
+  cr_assert_eq(r[0].work.cancels + r[1].work.cancels, 2);
+  cr_assert_eq(r[2].work.starts + r[3].work.starts, 0);
   cr_assert_eq(r[2].detail.state, FY_ECLOSED);
   cr_assert_eq(nrejected, 2);
   cr_assert_eq(closed_obj_ok, 1);
@@ -1028,13 +925,13 @@ Test(bulkhead, closing_bulkhead_does_not_dispatch_waiters) {
   cr_assert_eq(start(&a, pl), 0);
   cr_assert_eq(start(&b, pl), 0);
   cr_assert_eq(fy_bulkhead_close(bh, NULL, NULL), 0);
-  work_finish(&a.work, 0); /* before the close hook ran */
-  cr_assert_eq(b.work.started, 0, "no new work once closing");
-  fy_ctx_advance(ctx, 0);
+  top_finish(&a.work, 0); /* before the close hook ran */
+  cr_assert_eq(b.work.starts, 0, "no new work once closing");
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(a.status, 0);
   cr_assert_eq(b.status, UV_ECANCELED);
   cr_assert_eq(b.detail.state, FY_ECLOSED);
-  cr_assert_eq(b.work.started, 0);
+  cr_assert_eq(b.work.starts, 0);
   cr_assert_eq(nrejected, 1);
   cr_assert_eq(rejected[0], FY_ECLOSED);
   finish();
@@ -1044,23 +941,21 @@ Test(bulkhead, pipeline_close_cancels_queued_calls) {
   fy_bulkhead_t *bh;
   fy_pipeline_t *pl;
   req_t a = {0}, b = {0};
-  int pl_closed = 0;
+  fx_closed_t pl_closed = {0};
   setup();
   bh = make_bh(1, 1, 0, FY_BULKHEAD_FIFO);
   pl = pl_of(bh);
   cr_assert_eq(start(&a, pl), 0);
   cr_assert_eq(start(&b, pl), 0);
-  cr_assert_eq(fy_pipeline_close(pl, on_ctx_closed, NULL), 0);
-  fy_ctx_advance(ctx, 0);
+  cr_assert_eq(fy_pipeline_close(pl, fx_obj_closed, &pl_closed), 0);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(a.status, UV_ECANCELED);
   cr_assert_eq(b.status, UV_ECANCELED);
-  cr_assert_eq(b.work.started, 0);
+  cr_assert_eq(b.work.starts, 0);
   cr_assert_eq(nrejected, 0);
   cr_assert_eq(fy_bulkhead_active(bh), 0);
   cr_assert_eq(fy_bulkhead_queued(bh), 0);
-  pl_closed = ctx_closed; /* on_ctx_closed counted the pipeline */
-  cr_assert_eq(pl_closed, 1);
-  ctx_closed = 0;
+  cr_assert_eq(pl_closed.n, 1);
   finish();
 }
 
@@ -1086,14 +981,14 @@ Test(bulkhead, reentrancy_on_rejected_closes_the_bulkhead) {
   o.max_concurrent = 1;
   o.max_queue = 1;
   o.on_rejected = close_bh_on_reject;
-  cr_assert_eq(fy_bulkhead_new(ctx, &o, &reent_bh), 0);
+  cr_assert_eq(fy_bulkhead_new(FX.ctx, &o, &reent_bh), 0);
   reent_pl = pl_of(reent_bh);
   cr_assert_eq(start(&a, reent_pl), 0);
   cr_assert_eq(start(&b, reent_pl), 0);
   cr_assert_eq(start(&c, reent_pl), FY_EBULKHEADFULL);
   cr_assert_eq(reent_close_rc, 0);
   cr_assert_eq(a.done + b.done, 0);
-  fy_ctx_advance(ctx, 0);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(a.done, 1);
   cr_assert_eq(b.done, 1);
   cr_assert_eq(c.done, 0);
@@ -1129,11 +1024,11 @@ Test(bulkhead, reentrancy_on_rejected_closes_the_pipeline) {
   o.max_queue = 1;
   o.queue_timeout_ms = 10;
   o.on_rejected = close_pl_on_reject;
-  cr_assert_eq(fy_bulkhead_new(ctx, &o, &reent_bh), 0);
+  cr_assert_eq(fy_bulkhead_new(FX.ctx, &o, &reent_bh), 0);
   reent_pl = pl_of(reent_bh);
   cr_assert_eq(start(&a, reent_pl), 0);
   cr_assert_eq(start(&b, reent_pl), 0);
-  fy_ctx_advance(ctx, 10);
+  fy_ctx_advance(FX.ctx, 10);
   cr_assert_eq(b.done, 1);
   cr_assert_eq(b.status, FY_EQUEUETIMEOUT);
   cr_assert_eq(a.done, 1);
@@ -1168,18 +1063,19 @@ Test(bulkhead, reentrancy_listener_calls_back_into_the_bulkhead) {
   listen_bh = make_bh(1, 1, 0, FY_BULKHEAD_FIFO);
   pl = pl_of(listen_bh);
   cr_assert_eq(start(&a, pl), 0);
-  cr_assert_eq(fy_ctx_listen(ctx, FY_EV_MASK(FY_EV_QUEUE), listener_calls_back,
+  cr_assert_eq(fy_ctx_listen(FX.ctx, FY_EV_MASK(FY_EV_QUEUE),
+                             listener_calls_back,
                              NULL, &l),
                0);
   cr_assert_eq(start(&b, pl), 0);
-  work_finish(&a.work, 0);
+  top_finish(&a.work, 0);
   cr_assert_eq(nlisten, 2);
   cr_assert_eq(listen_acquire_rc[0], FY_EBULKHEADFULL); /* b joined */
   cr_assert_eq(listen_acquire_rc[1], FY_EBULKHEADFULL); /* b left, runs */
-  cr_assert_eq(b.work.started, 1);
+  cr_assert_eq(b.work.starts, 1);
   fy_listener_remove(l);
-  work_finish(&b.work, 0);
-  fy_ctx_advance(ctx, 0);
+  top_finish(&b.work, 0);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(a.status, 0);
   cr_assert_eq(b.status, 0);
   cr_assert_eq(nrejected, 2);
@@ -1208,16 +1104,17 @@ Test(bulkhead, reentrancy_listener_cancels_waiter_being_dispatched) {
   cr_assert_eq(start(&b, pl), 0);
   cr_assert_eq(start(&c, pl), 0);
   cancel_on_leave = &b.call;
-  cr_assert_eq(fy_ctx_listen(ctx, FY_EV_MASK(FY_EV_QUEUE), cancel_when_leaving,
+  cr_assert_eq(fy_ctx_listen(FX.ctx, FY_EV_MASK(FY_EV_QUEUE),
+                             cancel_when_leaving,
                              NULL, &l),
                0);
-  work_finish(&a.work, 0);
-  cr_assert_eq(b.work.started, 0);
-  cr_assert_eq(c.work.started, 1);
-  fy_ctx_advance(ctx, 0);
+  top_finish(&a.work, 0);
+  cr_assert_eq(b.work.starts, 0);
+  cr_assert_eq(c.work.starts, 1);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(b.status, UV_ECANCELED);
-  work_finish(&c.work, 0);
-  fy_ctx_advance(ctx, 0);
+  top_finish(&c.work, 0);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(c.status, 0);
   finish();
 }
@@ -1228,7 +1125,7 @@ static int reuse_rounds;
 
 static void reuse_then(req_t *r) {
   if (++reuse_rounds < 3) {
-    r->work.sync = 1;
+    top_script(&r->work, TOP_SYNC, 0);
     cr_assert_eq(start(r, reuse_pl), 0);
   }
 }
@@ -1240,9 +1137,9 @@ Test(bulkhead, completion_callback_reuses_its_call) {
   bh = make_bh(1, 0, 0, FY_BULKHEAD_FIFO);
   reuse_pl = pl_of(bh);
   a.then = reuse_then;
-  a.work.sync = 1;
+  top_script(&a.work, TOP_SYNC, 0);
   cr_assert_eq(start(&a, reuse_pl), 0);
-  fy_ctx_advance(ctx, 0);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(a.done, 3);
   cr_assert_eq(fy_bulkhead_active(bh), 0);
   finish();

@@ -9,61 +9,12 @@
 #include <criterion/criterion.h>
 
 #include "fortify.h"
+#include "fixture.h"
 
-/* ---- fixture ----------------------------------------------------------- */
+/* ---- fixture: FX at 1000 ms with the counting allocator (support/) ---- */
 
-static uv_loop_t loop;
-static fy_ctx_t *ctx;
-static int ctx_closed;
-
-static long live_allocs;
-static int fail_allocs;
-
-static void *cnt_malloc(size_t n) {
-  void *p = fail_allocs ? NULL : malloc(n);
-  live_allocs += p != NULL;
-  return p;
-}
-static void *cnt_realloc(void *p, size_t n) {
-  void *q = fail_allocs ? NULL : realloc(p, n);
-  live_allocs += p == NULL && q != NULL;
-  return q;
-}
-static void *cnt_calloc(size_t c, size_t n) {
-  void *p = fail_allocs ? NULL : calloc(c, n);
-  live_allocs += p != NULL;
-  return p;
-}
-static void cnt_free(void *p) {
-  live_allocs -= p != NULL;
-  free(p);
-}
-
-static void setup(void) {
-  fy_ctx_opts_t o;
-  memset(&o, 0, sizeof(o));
-  o.manual_clock = 1;
-  o.manual_start_ms = 1000;
-  cr_assert_eq(fy_replace_allocator(cnt_malloc, cnt_realloc, cnt_calloc,
-                                    cnt_free),
-               0);
-  cr_assert_eq(uv_loop_init(&loop), 0);
-  cr_assert_eq(fy_ctx_new(&loop, &o, &ctx), 0);
-}
-
-static void on_ctx_closed(void *obj, void *ud) {
-  (void)obj;
-  (void)ud;
-  ctx_closed++;
-}
-
-static void finish(void) {
-  cr_assert_eq(fy_ctx_close(ctx, on_ctx_closed, NULL), 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  cr_assert_eq(ctx_closed, 1);
-  cr_assert_eq(uv_loop_close(&loop), 0);
-  cr_assert_eq(live_allocs, 0, "leaked %ld blocks", live_allocs);
-}
+static void setup(void) { fx_init_counted(&FX, 1000); }
+static void finish(void) { fx_finish_counted(&FX); }
 
 /* ---- results: an int counts how often it was destroyed ------------------ */
 
@@ -71,61 +22,16 @@ static int primary_res, fallback_res;
 
 static void bump(void *p) { (*(int *)p)++; }
 
-/* ---- controllable operations: the primary and the fallback ------------- */
-
-typedef struct work_s {
-  int sync;        /* report inside start with sync_status */
-  int sync_status;
-  int *result;     /* attached before reporting, destroyed with bump */
-  int started;
-  int cancelled;
-  int seen_cause;  /* attempt->call->detail.cause at start */
-  const char *seen_kind;
-  unsigned seen_index;
-  fy_attempt_t *attempt;
-} work_t;
-
-static int work_start(fy_attempt_t *a, void *arg) {
-  work_t *w = arg;
-  w->started++;
-  w->attempt = a;
-  w->seen_index = a->index;
-  if (a->call != NULL) {
-    w->seen_cause = a->call->detail.cause;
-    w->seen_kind = a->call->detail.by_kind;
-  }
-  if (w->sync) {
-    w->attempt = NULL;
-    if (w->result != NULL)
-      fy_attempt_set_result(a, w->result, bump);
-    fy_attempt_done(a, w->sync_status);
-  }
-  return 0;
-}
-
-static void work_cancel(fy_attempt_t *a, void *arg) {
-  work_t *w = arg;
-  w->cancelled++;
-  w->attempt = NULL;
-  fy_attempt_done(a, UV_ECANCELED);
-}
-
-static const fy_op_t work_op = {work_start, work_cancel};
-
-static void work_finish(work_t *w, int status) {
-  fy_attempt_t *a = w->attempt;
-  cr_assert_not_null(a, "attempt not running");
-  w->attempt = NULL;
-  if (w->result != NULL)
-    fy_attempt_set_result(a, w->result, bump);
-  cr_assert_eq(fy_attempt_done(a, status), 0);
-}
+/* ---- the primary and the fallback: a top_t each (support/probe.h),
+ * asynchronous unless scripted, reported with top_finish(), cancelled
+ * synchronously; |result| (destroyed with bump) is attached to each report
+ * but the cancel's. ---- */
 
 /* ---- calls ------------------------------------------------------------- */
 
 typedef struct req_s {
   fy_call_t call;
-  work_t primary;
+  top_t primary;
   int done;
   int status;
   void *result;
@@ -149,12 +55,13 @@ static void on_done(fy_call_t *call, int status) {
 }
 
 static int start(req_t *r, fy_pipeline_t *pl) {
-  return fy_call_start(&r->call, pl, &work_op, &r->primary, on_done);
+  return fy_call_start(&r->call, pl, &top_op_cancel_sync, &r->primary,
+                       on_done);
 }
 
 /* ---- the fallback under test ------------------------------------------- */
 
-static work_t fb_work;
+static top_t fb_work;
 static int fallback_calls[8];
 static int nfallback;
 
@@ -168,20 +75,20 @@ static fy_fallback_t *make_fb(fy_classify_fn classify, fy_fallback_cb cb) {
   fy_fallback_opts_t o;
   fy_fallback_t *fb = NULL;
   fy_fallback_opts_init(&o);
-  o.op = &work_op;
+  o.op = &top_op_cancel_sync;
   o.arg = &fb_work;
   if (classify != NULL)
     o.should_fallback = classify;
   o.on_fallback = cb != NULL ? cb : record_fallback;
   o.name = "fb";
-  cr_assert_eq(fy_fallback_new(ctx, &o, &fb), 0);
+  cr_assert_eq(fy_fallback_new(FX.ctx, &o, &fb), 0);
   cr_assert_not_null(fb);
   return fb;
 }
 
 static fy_pipeline_t *make_pl(fy_policy_t *const *policies, size_t n) {
   fy_pipeline_t *pl = NULL;
-  cr_assert_eq(fy_pipeline_new(ctx, policies, n, &pl), 0);
+  cr_assert_eq(fy_pipeline_new(FX.ctx, policies, n, &pl), 0);
   return pl;
 }
 
@@ -190,15 +97,7 @@ static fy_pipeline_t *pl_of(fy_fallback_t *fb) {
   return make_pl(&p, 1);
 }
 
-static fy_event_t events[16];
-static int nevents;
-
-static void record_event(fy_ctx_t *c, const fy_event_t *ev, void *ud) {
-  (void)c;
-  (void)ud;
-  cr_assert_lt(nevents, 16);
-  events[nevents++] = *ev;
-}
+static evrec_t E; /* the events, when a test listens */
 
 /* ======================================================================== *
  * Options.
@@ -218,47 +117,47 @@ Test(fallback, opts_defaults) {
 }
 
 Test(fallback, bad_options_create_nothing) {
-  static const fy_op_t no_start = {NULL, work_cancel};
+  const fy_op_t no_start = {NULL, top_op_cancel_sync.cancel};
   fy_fallback_opts_t o;
   fy_fallback_t *fb;
   long before;
   setup();
-  before = live_allocs;
+  before = FA.live;
 
   fb = (fy_fallback_t *)&o;
   cr_assert_eq(fy_fallback_opts_check(NULL), UV_EINVAL);
-  cr_assert_eq(fy_fallback_new(ctx, NULL, &fb), UV_EINVAL, "no operation");
+  cr_assert_eq(fy_fallback_new(FX.ctx, NULL, &fb), UV_EINVAL, "no operation");
   cr_assert_null(fb);
   fy_fallback_opts_init(&o);
   /* The defaults alone are not valid: there is no operation. */
   cr_assert_eq(fy_fallback_opts_check(&o), UV_EINVAL);
   fb = (fy_fallback_t *)&o;
-  cr_assert_eq(fy_fallback_new(ctx, &o, &fb), UV_EINVAL, "op NULL");
+  cr_assert_eq(fy_fallback_new(FX.ctx, &o, &fb), UV_EINVAL, "op NULL");
   cr_assert_null(fb);
   o.op = &no_start;
   cr_assert_eq(fy_fallback_opts_check(&o), UV_EINVAL);
   fb = (fy_fallback_t *)&o;
-  cr_assert_eq(fy_fallback_new(ctx, &o, &fb), UV_EINVAL, "op->start NULL");
+  cr_assert_eq(fy_fallback_new(FX.ctx, &o, &fb), UV_EINVAL, "op->start NULL");
   cr_assert_null(fb);
-  o.op = &work_op;
+  o.op = &top_op_cancel_sync;
   cr_assert_eq(fy_fallback_opts_check(&o), 0);
   o.should_fallback = NULL; /* the default classifier */
   cr_assert_eq(fy_fallback_opts_check(&o), 0);
   cr_assert_eq(fy_fallback_new(NULL, &o, &fb), UV_EINVAL);
   cr_assert_null(fb);
-  cr_assert_eq(fy_fallback_new(ctx, &o, NULL), UV_EINVAL);
-  cr_assert_eq(live_allocs, before);
+  cr_assert_eq(fy_fallback_new(FX.ctx, &o, NULL), UV_EINVAL);
+  cr_assert_eq(FA.live, before);
 
-  fail_allocs = 1;
+  fa_fail_all(1);
   fb = (fy_fallback_t *)&o;
-  cr_assert_eq(fy_fallback_new(ctx, &o, &fb), UV_ENOMEM);
-  fail_allocs = 0;
+  cr_assert_eq(fy_fallback_new(FX.ctx, &o, &fb), UV_ENOMEM);
+  fa_fail_all(0);
   cr_assert_null(fb);
-  cr_assert_eq(live_allocs, before);
+  cr_assert_eq(FA.live, before);
 
   /* should_fallback NULL means the default. */
   o.should_fallback = NULL;
-  cr_assert_eq(fy_fallback_new(ctx, &o, &fb), 0);
+  cr_assert_eq(fy_fallback_new(FX.ctx, &o, &fb), 0);
   cr_assert_str_eq(fy_policy_kind(fy_fallback_policy(fb)), "fallback");
   finish();
 }
@@ -275,57 +174,54 @@ Test(fallback, null_handles_are_harmless) {
 Test(fallback, primary_success_passes_through) {
   fy_fallback_t *fb;
   fy_pipeline_t *pl;
-  fy_listener_t *l;
   req_t a = {0};
   setup();
-  cr_assert_eq(fy_ctx_listen(ctx, FY_EV_MASK(FY_EV_FALLBACK), record_event,
-                             NULL, &l),
-               0);
+  evrec_listen(&E, FX.ctx, FY_EV_MASK(FY_EV_FALLBACK));
   fb = make_fb(NULL, NULL);
   pl = pl_of(fb);
   a.primary.result = &primary_res;
+  a.primary.result_dtor = bump;
   cr_assert_eq(start(&a, pl), 0);
-  work_finish(&a.primary, 0);
-  fy_ctx_advance(ctx, 0);
+  top_finish(&a.primary, 0);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(a.done, 1);
   cr_assert_eq(a.status, 0);
   cr_assert_eq(a.result, &primary_res);
   cr_assert_eq(primary_res, 1, "destroyed once, after the callback");
   cr_assert_null(a.detail.by_kind);
   cr_assert_eq(a.detail.attempts, 1);
-  cr_assert_eq(fb_work.started, 0);
+  cr_assert_eq(fb_work.starts, 0);
   cr_assert_eq(nfallback, 0);
-  cr_assert_eq(nevents, 0, "no event when the primary succeeds");
+  cr_assert_eq(E.n, 0, "no event when the primary succeeds");
   finish();
 }
 
 Test(fallback, primary_failure_runs_the_fallback_asynchronously) {
   fy_fallback_t *fb;
   fy_pipeline_t *pl;
-  fy_listener_t *l;
   req_t a = {0};
   setup();
-  cr_assert_eq(fy_ctx_listen(ctx, FY_EV_MASK(FY_EV_FALLBACK), record_event,
-                             NULL, &l),
-               0);
+  evrec_listen(&E, FX.ctx, FY_EV_MASK(FY_EV_FALLBACK));
   fb = make_fb(NULL, NULL);
   pl = pl_of(fb);
   a.primary.result = &primary_res;
+  a.primary.result_dtor = bump;
   fb_work.result = &fallback_res;
+  fb_work.result_dtor = bump;
   a.take = 1;
   cr_assert_eq(start(&a, pl), 0);
-  work_finish(&a.primary, UV_ECONNRESET);
-  cr_assert_eq(fb_work.started, 1);
+  top_finish(&a.primary, UV_ECONNRESET);
+  cr_assert_eq(fb_work.starts, 1);
   cr_assert_eq(primary_res, 1, "the primary's result is destroyed");
-  cr_assert_eq(fb_work.seen_cause, UV_ECONNRESET,
+  cr_assert_eq(fb_work.cause[fb_work.starts - 1], UV_ECONNRESET,
                "the fallback reads the primary's error");
-  cr_assert_str_eq(fb_work.seen_kind, "fallback");
-  cr_assert_eq(fb_work.seen_index, 1);
+  cr_assert_str_eq(fb_work.by_kind[fb_work.starts - 1], "fallback");
+  cr_assert_eq(fb_work.index[fb_work.starts - 1], 1);
   cr_assert_eq(a.done, 0, "the fallback is asynchronous");
-  fy_ctx_advance(ctx, 500);
+  fy_ctx_advance(FX.ctx, 500);
   cr_assert_eq(a.done, 0);
-  work_finish(&fb_work, 0);
-  fy_ctx_advance(ctx, 0);
+  top_finish(&fb_work, 0);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(a.done, 1);
   cr_assert_eq(a.status, 0);
   cr_assert_eq(a.result, &fallback_res, "the fallback's result");
@@ -337,11 +233,11 @@ Test(fallback, primary_failure_runs_the_fallback_asynchronously) {
   cr_assert_eq(a.detail.attempts, 2);
   cr_assert_eq(nfallback, 1);
   cr_assert_eq(fallback_calls[0], UV_ECONNRESET);
-  cr_assert_eq(nevents, 1);
-  cr_assert_eq(events[0].type, FY_EV_FALLBACK);
-  cr_assert_eq(events[0].status, UV_ECONNRESET);
-  cr_assert_eq(events[0].call, &a.call);
-  cr_assert_str_eq(events[0].policy_kind, "fallback");
+  cr_assert_eq(E.n, 1);
+  cr_assert_eq(E.ev[0].type, FY_EV_FALLBACK);
+  cr_assert_eq(E.ev[0].status, UV_ECONNRESET);
+  cr_assert_eq(E.ev[0].call, &a.call);
+  cr_assert_str_eq(E.ev[0].policy_kind, "fallback");
   finish();
 }
 
@@ -353,11 +249,13 @@ Test(fallback, w37_fallback_failure_keeps_both_errors) {
   fb = make_fb(NULL, NULL);
   pl = pl_of(fb);
   a.primary.result = &primary_res;
+  a.primary.result_dtor = bump;
   fb_work.result = &fallback_res;
+  fb_work.result_dtor = bump;
   cr_assert_eq(start(&a, pl), 0);
-  work_finish(&a.primary, UV_ECONNRESET);
-  work_finish(&fb_work, UV_EHOSTUNREACH);
-  fy_ctx_advance(ctx, 0);
+  top_finish(&a.primary, UV_ECONNRESET);
+  top_finish(&fb_work, UV_EHOSTUNREACH);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(a.done, 1);
   cr_assert_eq(a.status, FY_EFALLBACK);
   cr_assert_str_eq(a.detail.by_kind, "fallback");
@@ -378,25 +276,21 @@ Test(fallback, cancelling_the_primary_does_not_trigger_the_fallback) {
   pl = pl_of(fb);
   cr_assert_eq(start(&a, pl), 0);
   cr_assert_eq(fy_call_cancel(&a.call), 0);
-  fy_ctx_advance(ctx, 0);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(a.done, 1);
   cr_assert_eq(a.status, UV_ECANCELED);
-  cr_assert_eq(a.primary.cancelled, 1);
-  cr_assert_eq(fb_work.started, 0);
+  cr_assert_eq(a.primary.cancels, 1);
+  cr_assert_eq(fb_work.starts, 0);
   cr_assert_eq(nfallback, 0);
   finish();
 }
 
 /* A primary that reports a real failure after cancellation was requested
  * still does not start the fallback. */
-static void report_failure_on_cancel(fy_attempt_t *a, void *arg) {
-  work_t *w = arg;
-  w->cancelled++;
-  w->attempt = NULL;
-  fy_attempt_done(a, UV_EIO);
+static void report_failure_on_cancel(top_t *top, fy_attempt_t *a) {
+  (void)a;
+  top_report(top, top->starts - 1, UV_EIO);
 }
-
-static const fy_op_t stubborn_op = {work_start, report_failure_on_cancel};
 
 Test(fallback, cancelled_call_never_starts_the_fallback) {
   fy_fallback_t *fb;
@@ -405,12 +299,14 @@ Test(fallback, cancelled_call_never_starts_the_fallback) {
   setup();
   fb = make_fb(NULL, NULL);
   pl = pl_of(fb);
-  cr_assert_eq(fy_call_start(&a.call, pl, &stubborn_op, &a.primary, on_done),
+  a.primary.on_cancel = report_failure_on_cancel;
+  cr_assert_eq(fy_call_start(&a.call, pl, &top_op_cancel_later, &a.primary,
+                             on_done),
                0);
   cr_assert_eq(fy_call_cancel(&a.call), 0);
-  fy_ctx_advance(ctx, 0);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(a.status, UV_EIO, "the real outcome won the race");
-  cr_assert_eq(fb_work.started, 0);
+  cr_assert_eq(fb_work.starts, 0);
   finish();
 }
 
@@ -422,12 +318,13 @@ Test(fallback, cancel_while_the_fallback_runs) {
   fb = make_fb(NULL, NULL);
   pl = pl_of(fb);
   a.primary.result = &primary_res;
+  a.primary.result_dtor = bump;
   cr_assert_eq(start(&a, pl), 0);
-  work_finish(&a.primary, UV_ETIMEDOUT);
-  cr_assert_eq(fb_work.started, 1);
+  top_finish(&a.primary, UV_ETIMEDOUT);
+  cr_assert_eq(fb_work.starts, 1);
   cr_assert_eq(fy_call_cancel(&a.call), 0);
-  cr_assert_eq(fb_work.cancelled, 1);
-  fy_ctx_advance(ctx, 0);
+  cr_assert_eq(fb_work.cancels, 1);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(a.done, 1);
   cr_assert_eq(a.status, UV_ECANCELED);
   cr_assert_eq(a.detail.cause, UV_ETIMEDOUT);
@@ -449,24 +346,25 @@ Test(fallback, classifier_decides_what_triggers) {
   req_t a = {0}, b = {0};
   setup();
   fy_fallback_opts_init(&o);
-  o.op = &work_op;
+  o.op = &top_op_cancel_sync;
   o.arg = &fb_work;
   o.should_fallback = only_timeouts;
   o.user_data = &fb_work;
-  cr_assert_eq(fy_fallback_new(ctx, &o, &fb), 0);
+  cr_assert_eq(fy_fallback_new(FX.ctx, &o, &fb), 0);
   pl = pl_of(fb);
   a.primary.result = &primary_res;
+  a.primary.result_dtor = bump;
   cr_assert_eq(start(&a, pl), 0);
-  work_finish(&a.primary, UV_ECONNREFUSED);
-  fy_ctx_advance(ctx, 0);
+  top_finish(&a.primary, UV_ECONNREFUSED);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(a.status, UV_ECONNREFUSED, "passed through unchanged");
   cr_assert_eq(a.result, &primary_res, "with its result");
-  cr_assert_eq(fb_work.started, 0);
+  cr_assert_eq(fb_work.starts, 0);
   cr_assert_eq(start(&b, pl), 0);
-  work_finish(&b.primary, UV_ETIMEDOUT);
-  cr_assert_eq(fb_work.started, 1);
-  work_finish(&fb_work, 0);
-  fy_ctx_advance(ctx, 0);
+  top_finish(&b.primary, UV_ETIMEDOUT);
+  cr_assert_eq(fb_work.starts, 1);
+  top_finish(&fb_work, 0);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(b.status, 0);
   cr_assert_eq(b.detail.cause, UV_ETIMEDOUT);
   finish();
@@ -479,14 +377,14 @@ Test(fallback, fallback_op_completing_inside_start) {
   setup();
   fb = make_fb(NULL, NULL);
   pl = pl_of(fb);
-  fb_work.sync = 1;
-  fb_work.sync_status = 0;
+  top_script(&fb_work, TOP_SYNC, 0);
   fb_work.result = &fallback_res;
+  fb_work.result_dtor = bump;
   cr_assert_eq(start(&a, pl), 0);
-  work_finish(&a.primary, UV_ECONNRESET);
-  cr_assert_eq(fb_work.started, 1);
+  top_finish(&a.primary, UV_ECONNRESET);
+  cr_assert_eq(fb_work.starts, 1);
   cr_assert_eq(a.done, 0, "delivered from a fresh stack");
-  fy_ctx_advance(ctx, 0);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(a.done, 1);
   cr_assert_eq(a.status, 0);
   cr_assert_eq(a.result, &fallback_res);
@@ -507,19 +405,21 @@ Test(fallback, primary_refused_at_start_runs_the_fallback) {
   fb = make_fb(NULL, NULL);
   fy_bulkhead_opts_init(&bo);
   bo.max_concurrent = 1;
-  cr_assert_eq(fy_bulkhead_new(ctx, &bo, &bh), 0);
+  cr_assert_eq(fy_bulkhead_new(FX.ctx, &bo, &bh), 0);
   cr_assert_eq(fy_bulkhead_try_acquire(bh), 0);
   layers[0] = fy_fallback_policy(fb);
   layers[1] = fy_bulkhead_policy(bh);
   pl = make_pl(layers, 2);
-  fb_work.sync = 1; /* even a synchronous fallback is delivered later */
+  /* even a synchronous fallback is delivered later */
+  top_script(&fb_work, TOP_SYNC, 0);
   fb_work.result = &fallback_res;
+  fb_work.result_dtor = bump;
   cr_assert_eq(start(&a, pl), 0, "not refused: the fallback answers");
-  cr_assert_eq(a.primary.started, 0);
-  cr_assert_eq(fb_work.started, 1);
-  cr_assert_eq(fb_work.seen_cause, FY_EBULKHEADFULL);
+  cr_assert_eq(a.primary.starts, 0);
+  cr_assert_eq(fb_work.starts, 1);
+  cr_assert_eq(fb_work.cause[fb_work.starts - 1], FY_EBULKHEADFULL);
   cr_assert_eq(a.done, 0);
-  fy_ctx_advance(ctx, 0);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(a.done, 1);
   cr_assert_eq(a.status, 0);
   cr_assert_eq(a.result, &fallback_res);
@@ -549,15 +449,15 @@ Test(fallback, refusal_not_classified_as_failure_stays_synchronous) {
   fb = make_fb(refusals_pass, NULL);
   fy_bulkhead_opts_init(&bo);
   bo.max_concurrent = 1;
-  cr_assert_eq(fy_bulkhead_new(ctx, &bo, &bh), 0);
+  cr_assert_eq(fy_bulkhead_new(FX.ctx, &bo, &bh), 0);
   cr_assert_eq(fy_bulkhead_try_acquire(bh), 0);
   layers[0] = fy_fallback_policy(fb);
   layers[1] = fy_bulkhead_policy(bh);
   pl = make_pl(layers, 2);
   cr_assert_eq(start(&a, pl), FY_EBULKHEADFULL);
   cr_assert_str_eq(a.call.detail.by_kind, "bulkhead");
-  cr_assert_eq(fb_work.started, 0);
-  fy_ctx_advance(ctx, 0);
+  cr_assert_eq(fb_work.starts, 0);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(a.done, 0, "a refusal's callback never runs");
   fy_bulkhead_release(bh);
   finish();
@@ -573,11 +473,11 @@ Test(fallback, fallback_that_cannot_start_fails_with_both_errors) {
   cr_assert_eq(start(&a, pl), 0);
   /* The fallback attempt needs a new block (the primary's is still alive),
    * and the allocator refuses it. */
-  fail_allocs = 1;
-  work_finish(&a.primary, UV_ECONNRESET);
-  fail_allocs = 0;
-  cr_assert_eq(fb_work.started, 0);
-  fy_ctx_advance(ctx, 0);
+  fa_fail_all(1);
+  top_finish(&a.primary, UV_ECONNRESET);
+  fa_fail_all(0);
+  cr_assert_eq(fb_work.starts, 0);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(a.done, 1);
   cr_assert_eq(a.status, FY_EFALLBACK);
   cr_assert_eq(a.detail.cause, UV_ECONNRESET);
@@ -604,20 +504,20 @@ Test(fallback, close_with_calls_in_flight) {
   pl = pl_of(fb);
   cr_assert_eq(start(&a, pl), 0); /* primary running */
   cr_assert_eq(start(&b, pl), 0);
-  work_finish(&b.primary, UV_EIO); /* fallback running */
-  cr_assert_eq(fb_work.started, 1);
+  top_finish(&b.primary, UV_EIO); /* fallback running */
+  cr_assert_eq(fb_work.starts, 1);
   cr_assert_eq(fy_fallback_close(fb, on_fb_closed, fb), 0);
   cr_assert_eq(fy_fallback_close(fb, on_fb_closed, fb), FY_ECLOSED);
   cr_assert_eq(start(&c, pl), FY_ECLOSED);
   cr_assert_str_eq(c.call.detail.by_kind, "fallback");
-  fy_ctx_advance(ctx, 0);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(a.done, 1);
   cr_assert_eq(b.done, 1);
   cr_assert_eq(a.status, UV_ECANCELED);
   cr_assert_eq(b.status, UV_ECANCELED);
-  cr_assert_eq(a.primary.cancelled, 1);
-  cr_assert_eq(fb_work.cancelled, 1);
-  cr_assert_eq(fb_work.started, 1, "the cancelled primary ran no fallback");
+  cr_assert_eq(a.primary.cancels, 1);
+  cr_assert_eq(fb_work.cancels, 1);
+  cr_assert_eq(fb_work.starts, 1, "the cancelled primary ran no fallback");
   cr_assert_eq(closed_obj_ok, 1, "close callback names the handle");
   finish();
 }
@@ -643,13 +543,13 @@ Test(fallback, reentrancy_on_fallback_closes_the_pipeline) {
   fb = make_fb(NULL, close_pipeline_on_fallback);
   reent_pl = pl_of(fb);
   cr_assert_eq(start(&a, reent_pl), 0);
-  work_finish(&a.primary, UV_ECONNRESET);
+  top_finish(&a.primary, UV_ECONNRESET);
   cr_assert_eq(nfallback, 1);
-  fy_ctx_advance(ctx, 0);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(a.done, 1);
   cr_assert_eq(a.status, UV_ECANCELED);
-  cr_assert_eq(fb_work.started, 1);
-  cr_assert_eq(fb_work.cancelled, 1, "the fallback was cancelled");
+  cr_assert_eq(fb_work.starts, 1);
+  cr_assert_eq(fb_work.cancels, 1, "the fallback was cancelled");
   cr_assert_eq(reent_pl_closed, 1);
   finish();
 }
@@ -668,8 +568,8 @@ Test(fallback, reentrancy_on_fallback_closes_the_fallback) {
   reent_fb = make_fb(NULL, close_fallback_on_fallback);
   pl = pl_of(reent_fb);
   cr_assert_eq(start(&a, pl), 0);
-  work_finish(&a.primary, UV_ECONNRESET);
-  fy_ctx_advance(ctx, 0);
+  top_finish(&a.primary, UV_ECONNRESET);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(a.done, 1);
   cr_assert_eq(a.status, UV_ECANCELED);
   cr_assert_eq(closed_obj_ok, 1);
@@ -692,11 +592,11 @@ Test(fallback, reentrancy_on_fallback_cancels_the_call) {
   pl = pl_of(fb);
   cancel_me = &a.call;
   cr_assert_eq(start(&a, pl), 0);
-  work_finish(&a.primary, UV_ECONNRESET);
-  fy_ctx_advance(ctx, 0);
+  top_finish(&a.primary, UV_ECONNRESET);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(a.done, 1);
   cr_assert_eq(a.status, UV_ECANCELED);
-  cr_assert_eq(fb_work.started, 0, "the fallback never started");
+  cr_assert_eq(fb_work.starts, 0, "the fallback never started");
   cr_assert_str_eq(a.detail.by_kind, "fallback");
   cr_assert_eq(a.detail.cause, UV_ECONNRESET);
   cr_assert_eq(a.detail.state, 0, "no fallback error: it never ran");
@@ -716,7 +616,7 @@ Test(fallback, reentrancy_on_fallback_cancels_inside_call_start) {
   fb = make_fb(NULL, cancel_call_on_fallback);
   fy_bulkhead_opts_init(&bo);
   bo.max_concurrent = 1;
-  cr_assert_eq(fy_bulkhead_new(ctx, &bo, &bh), 0);
+  cr_assert_eq(fy_bulkhead_new(FX.ctx, &bo, &bh), 0);
   cr_assert_eq(fy_bulkhead_try_acquire(bh), 0);
   layers[0] = fy_fallback_policy(fb);
   layers[1] = fy_bulkhead_policy(bh);
@@ -724,10 +624,10 @@ Test(fallback, reentrancy_on_fallback_cancels_inside_call_start) {
   cancel_me = &a.call;
   cr_assert_eq(start(&a, pl), 0);
   cr_assert_eq(a.done, 0);
-  fy_ctx_advance(ctx, 0);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(a.done, 1);
   cr_assert_eq(a.status, UV_ECANCELED);
-  cr_assert_eq(fb_work.started, 0);
+  cr_assert_eq(fb_work.starts, 0);
   fy_bulkhead_release(bh);
   finish();
 }
@@ -738,7 +638,7 @@ static fy_fallback_t *listen_fb;
 static void listener_calls_back(fy_ctx_t *c, const fy_event_t *ev, void *ud) {
   (void)c;
   (void)ud;
-  record_event(c, ev, ud);
+  evrec_cb(c, ev, &E);
   cr_assert_eq(fy_policy_active(fy_fallback_policy(listen_fb)), 1);
   cr_assert_eq(ev->call->detail.cause, ev->status,
                "the verdict is written before the event");
@@ -751,14 +651,14 @@ Test(fallback, reentrancy_listener_reads_state) {
   setup();
   listen_fb = make_fb(NULL, NULL);
   pl = pl_of(listen_fb);
-  cr_assert_eq(fy_ctx_listen(ctx, FY_EV_MASK(FY_EV_FALLBACK),
+  cr_assert_eq(fy_ctx_listen(FX.ctx, FY_EV_MASK(FY_EV_FALLBACK),
                              listener_calls_back, NULL, &l),
                0);
   cr_assert_eq(start(&a, pl), 0);
-  work_finish(&a.primary, UV_EPIPE);
-  cr_assert_eq(nevents, 1);
-  work_finish(&fb_work, 0);
-  fy_ctx_advance(ctx, 0);
+  top_finish(&a.primary, UV_EPIPE);
+  cr_assert_eq(E.n, 1);
+  top_finish(&fb_work, 0);
+  fy_ctx_advance(FX.ctx, 0);
   cr_assert_eq(a.status, 0);
   finish();
 }
@@ -772,11 +672,11 @@ Test(fallback, ctx_close_with_calls_pending) {
   pl = pl_of(fb);
   cr_assert_eq(start(&a, pl), 0);
   cr_assert_eq(start(&b, pl), 0);
-  work_finish(&b.primary, UV_EIO);
+  top_finish(&b.primary, UV_EIO);
   finish();
   cr_assert_eq(a.done, 1);
   cr_assert_eq(b.done, 1);
   cr_assert_eq(a.status, UV_ECANCELED);
   cr_assert_eq(b.status, UV_ECANCELED);
-  cr_assert_eq(fb_work.cancelled, 1);
+  cr_assert_eq(fb_work.cancels, 1);
 }

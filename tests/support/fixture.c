@@ -64,6 +64,16 @@ void fx_finish(fx_t *fx) {
   cr_assert_eq(uv_loop_close(&fx->loop), 0, "handles left open on the loop");
 }
 
+void fx_init_counted(fx_t *fx, uint64_t start_ms) {
+  fa_install(-1);
+  fx_init(fx, start_ms);
+}
+
+void fx_finish_counted(fx_t *fx) {
+  fx_finish(fx);
+  cr_assert_eq(FA.live, 0, "leaked %ld blocks", FA.live);
+}
+
 void fx_obj_closed(void *obj, void *user_data) {
   fx_closed_t *c = user_data;
   c->n++;

@@ -8,6 +8,7 @@
 
 #include <fortify.h>
 
+#include "evrec.h"
 #include "probe.h"
 
 typedef struct fx_s {
@@ -27,6 +28,11 @@ extern fx_t FX;
 void fx_init(fx_t *fx, uint64_t start_ms);
 /* Loop + real-clock context. */
 void fx_init_real(fx_t *fx);
+
+/* fx_init() with the counting allocator installed first (fa_install(-1)),
+ * and fx_finish() that also checks no block is left (FA.live == 0). */
+void fx_init_counted(fx_t *fx, uint64_t start_ms);
+void fx_finish_counted(fx_t *fx);
 
 /* Ask the context to close (legal from inside any callback); a second
  * request is a no-op.  Returns what fy_ctx_close() returned. */

@@ -5,12 +5,15 @@
  * written outside the library. */
 #include "probe.h"
 
+#include <criterion/criterion.h>
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 int g_nested;
 unsigned g_completions;
+unsigned g_starts;
 
 /* ---- counted results --------------------------------------------------- */
 
@@ -60,6 +63,7 @@ void probe_reset(void) {
   tres_nerrors = 0;
   g_nested = 0;
   g_completions = 0;
+  g_starts = 0;
 }
 
 /* ---- the probe policy -------------------------------------------------- */
@@ -327,16 +331,33 @@ static unsigned key_of(const fy_attempt_t *a) {
   return (unsigned)(uintptr_t)a->data;
 }
 
-int top_report(top_t *top, unsigned k, int status) {
+static void top_attach_result(top_t *top, fy_attempt_t *a) {
+  if (top->with_results)
+    fy_attempt_set_result(a, tres_new(), tres_dtor);
+  else if (top->result != NULL)
+    fy_attempt_set_result(a, top->result, top->result_dtor);
+}
+
+static int top_report_(top_t *top, unsigned k, int status, int cancelled) {
   fy_attempt_t *a;
   if (k >= TOP_MAX_ATTEMPTS || top->att[k] == NULL)
     return UV_ENOENT;
   a = top->att[k];
   top->att[k] = NULL; /* dead once reported */
-  if (top->with_results)
-    fy_attempt_set_result(a, tres_new(), tres_dtor);
+  if (!cancelled || top->with_results)
+    top_attach_result(top, a);
   top->reports++;
   return fy_attempt_done(a, status);
+}
+
+int top_report(top_t *top, unsigned k, int status) {
+  return top_report_(top, k, status, 0);
+}
+
+void top_finish(top_t *top, int status) {
+  cr_assert_gt(top->starts, 0, "attempt not running");
+  cr_assert_not_null(top->att[top->starts - 1], "attempt not running");
+  cr_assert_eq(top_report(top, top->starts - 1, status), 0);
 }
 
 unsigned top_live(const top_t *top) {
@@ -365,6 +386,11 @@ static int top_start(fy_attempt_t *a, void *arg) {
   top->index[k] = a->index;
   top->remaining[k] = fy_attempt_remaining(a);
   top->call_at_start[k] = a->call;
+  top->order[k] = ++g_starts;
+  if (a->call != NULL) {
+    top->cause[k] = a->call->detail.cause;
+    top->by_kind[k] = a->call->detail.by_kind;
+  }
   if (top->on_start != NULL)
     top->on_start(top, a);
   if (top->att[k] == NULL)
@@ -380,8 +406,7 @@ static int top_start(fy_attempt_t *a, void *arg) {
   case TOP_START_ERROR:
     /* The core finishes the attempt with this code. */
     top->att[k] = NULL;
-    if (top->with_results)
-      fy_attempt_set_result(a, tres_new(), tres_dtor);
+    top_attach_result(top, a);
     return step.status;
   case TOP_ASYNC:
   default:
@@ -403,7 +428,8 @@ static void top_cancel_sync(fy_attempt_t *a, void *arg) {
   unsigned k = key_of(a);
   top_note_cancel(top, a);
   if (top->att[k] != NULL)
-    top_report(top, k, top->cancel_status ? top->cancel_status : UV_ECANCELED);
+    top_report_(top, k, top->cancel_status ? top->cancel_status : UV_ECANCELED,
+                1);
 }
 
 static void top_cancel_later(fy_attempt_t *a, void *arg) {

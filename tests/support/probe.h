@@ -134,6 +134,10 @@ struct top_s {
   top_step_t steps[TOP_MAX_STEPS];
   unsigned nsteps;
   int with_results;     /* attach a counted result before each report */
+  void *result;         /* else, when set: attach this one (with
+                           result_dtor) before each report that is not
+                           the synchronous cancel's */
+  fy_result_dtor result_dtor;
   int cancel_status;    /* reported by a synchronous cancel; 0: ECANCELED */
   top_hook_fn on_start; /* runs first inside start */
   top_hook_fn on_cancel;/* runs first inside cancel */
@@ -148,7 +152,13 @@ struct top_s {
   uint64_t remaining[TOP_MAX_ATTEMPTS];/* fy_attempt_remaining() at start */
   int cancelled[TOP_MAX_ATTEMPTS];     /* cancel hook ran for it */
   fy_call_t *call_at_start[TOP_MAX_ATTEMPTS];
+  unsigned order[TOP_MAX_ATTEMPTS];    /* g_starts after this start */
+  int cause[TOP_MAX_ATTEMPTS];         /* call->detail.cause at start */
+  const char *by_kind[TOP_MAX_ATTEMPTS];/* call->detail.by_kind at start */
 };
+
+/* Attempts started so far by every top_t (1-based start order). */
+extern unsigned g_starts;
 
 extern const fy_op_t top_op_nocancel;   /* cancel hook NULL */
 extern const fy_op_t top_op_cancel_sync;/* reports from inside cancel */
@@ -160,6 +170,9 @@ void top_push(top_t *top, top_kind_t kind, int status);
 /* Report attempt |k| (start order) with |status|, attaching a counted result
  * when with_results.  Returns what fy_attempt_done() returned. */
 int top_report(top_t *top, unsigned k, int status);
+/* Report the newest attempt with |status|, asserting it was still waiting
+ * and fy_attempt_done() returned 0. */
+void top_finish(top_t *top, int status);
 /* Number of attempts still waiting for a report. */
 unsigned top_live(const top_t *top);
 /* Report every live attempt with |status|. */
