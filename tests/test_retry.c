@@ -2,98 +2,33 @@
  *
  * Tests of the retry pattern: its options, then the policy on a manual
  * clock (the pure parts, backoff formulas, classification and decision,
- * are tested in test_retry_sm.c).  Every fixture here is local to this file. */
+ * are tested in test_retry_sm.c). */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fortify.h"
+#include "fixture.h"
 #include "retry_cases.h"
 
 #define HOUR_MS ((uint64_t)60 * 60 * 1000)
 #define DAY_MS (24 * HOUR_MS)
 
-/* ---- allocator that counts (and can fail) ------------------------------ */
-static long live_allocs;
-static long total_allocs;
-static int fail_allocs;
-
-static void *c_malloc(size_t n) {
-  void *p;
-  if (fail_allocs)
-    return NULL;
-  p = malloc(n);
-  if (p != NULL) {
-    live_allocs++;
-    total_allocs++;
-  }
-  return p;
-}
-
-static void *c_realloc(void *p, size_t n) {
-  void *q;
-  if (fail_allocs)
-    return NULL;
-  q = realloc(p, n);
-  total_allocs++;
-  if (p == NULL && q != NULL)
-    live_allocs++;
-  return q;
-}
-
-static void *c_calloc(size_t a, size_t b) {
-  void *p;
-  if (fail_allocs)
-    return NULL;
-  p = calloc(a, b);
-  if (p != NULL) {
-    live_allocs++;
-    total_allocs++;
-  }
-  return p;
-}
-
-static void c_free(void *p) {
-  if (p != NULL)
-    live_allocs--;
-  free(p);
-}
-
-/* ---- loop and context -------------------------------------------------- */
-static uv_loop_t loop;
-static fy_ctx_t *ctx;
+/* ---- fixture: FX on a manual clock at 5000 ms (support/fixture.h) ----- */
 static uint64_t t0;
 
-static void count_close(void *obj, void *user_data) {
-  (void)obj;
-  (*(int *)user_data)++;
-}
-
 static void setup_ctx(void) {
-  fy_ctx_opts_t o;
-  memset(&o, 0, sizeof(o));
-  o.manual_clock = 1;
-  o.manual_start_ms = 5000;
-  cr_assert_eq(uv_loop_init(&loop), 0);
-  cr_assert_eq(fy_ctx_new(&loop, &o, &ctx), 0);
-  t0 = fy_ctx_now(ctx);
+  fx_init(&FX, 5000);
+  t0 = fy_ctx_now(FX.ctx);
 }
 
 /* Run the loop until a close already requested has finished. */
-static void drain_loop(int *closed) {
-  uv_run(&loop, UV_RUN_DEFAULT);
-  cr_assert_eq(*closed, 1);
-  cr_assert_eq(uv_loop_close(&loop), 0);
+static void drain_loop(fx_closed_t *closed) {
+  uv_run(&FX.loop, UV_RUN_DEFAULT);
+  cr_assert_eq(closed->n, 1);
+  cr_assert_eq(uv_loop_close(&FX.loop), 0);
 }
-
-static void finish_ctx(void) {
-  int closed = 0;
-  cr_assert_eq(fy_ctx_close(ctx, count_close, &closed), 0);
-  drain_loop(&closed);
-}
-
-static void advance(uint64_t ms) { cr_assert_eq(fy_ctx_advance(ctx, ms), 0); }
 
 /* ---- counted results --------------------------------------------------- */
 static int results_live;
@@ -165,11 +100,11 @@ static int op_start(fy_attempt_t *a, void *arg) {
   slot_t *sl = &ops.slots[i % MAX_TRIES];
   (void)arg;
   if (i < MAX_TRIES)
-    ops.start_at[i] = fy_ctx_now(ctx);
+    ops.start_at[i] = fy_ctx_now(FX.ctx);
   if (s->fail_start)
     return s->status;
   memset(sl, 0, sizeof(*sl));
-  fy_deadline_init(ctx, &sl->dl, on_slot_timer);
+  fy_deadline_init(FX.ctx, &sl->dl, on_slot_timer);
   sl->a = a;
   sl->status = s->status;
   sl->hint = s->retry_after;
@@ -200,23 +135,23 @@ static void op_cancel(fy_attempt_t *a, void *arg) {
 static const fy_op_t test_op = {op_start, op_cancel};
 
 /* ---- calls ------------------------------------------------------------- */
-typedef struct tcall_s {
+typedef struct rcall_s {
   fy_call_t call;
   int done;
   int status;
   uint64_t at;
   int had_result;
-} tcall_t;
+} rcall_t;
 
 static void on_call_done(fy_call_t *call, int status) {
-  tcall_t *tc = fy_container_of(call, tcall_t, call);
+  rcall_t *tc = fy_container_of(call, rcall_t, call);
   tc->done++;
   tc->status = status;
-  tc->at = fy_ctx_now(ctx);
+  tc->at = fy_ctx_now(FX.ctx);
   tc->had_result = fy_call_result(call) != NULL;
 }
 
-static int start_call(tcall_t *tc, fy_pipeline_t *pl, unsigned flags) {
+static int start_call(rcall_t *tc, fy_pipeline_t *pl, unsigned flags) {
   fy_call_opts_t co;
   memset(&co, 0, sizeof(co));
   co.flags = flags;
@@ -244,7 +179,7 @@ typedef struct rec_s {
 static rec_t recs[MAX_TRIES];
 static unsigned nrecs;
 static int retry_action;
-static int closed_flag;
+static fx_closed_t closed_flag;
 static fy_retry_t *retry;
 static fy_pipeline_t *pl_main;
 
@@ -256,7 +191,7 @@ static void on_retry_rec(fy_call_t *call, unsigned attempt, int last,
     recs[nrecs].attempt = attempt;
     recs[nrecs].last = last;
     recs[nrecs].delay = delay;
-    recs[nrecs].at = fy_ctx_now(ctx);
+    recs[nrecs].at = fy_ctx_now(FX.ctx);
   }
   nrecs++;
   switch (retry_action) {
@@ -264,13 +199,13 @@ static void on_retry_rec(fy_call_t *call, unsigned attempt, int last,
     cr_assert_eq(fy_call_cancel(call), 0);
     break;
   case ACT_CLOSE_PIPELINE:
-    cr_assert_eq(fy_pipeline_close(pl_main, count_close, &closed_flag), 0);
+    cr_assert_eq(fy_pipeline_close(pl_main, fx_obj_closed, &closed_flag), 0);
     break;
   case ACT_CLOSE_POLICY:
-    cr_assert_eq(fy_retry_close(retry, count_close, &closed_flag), 0);
+    cr_assert_eq(fy_retry_close(retry, fx_obj_closed, &closed_flag), 0);
     break;
   case ACT_CLOSE_CTX:
-    cr_assert_eq(fy_ctx_close(ctx, count_close, &closed_flag), 0);
+    cr_assert_eq(fy_ctx_close(FX.ctx, fx_obj_closed, &closed_flag), 0);
     break;
   default:
     break;
@@ -324,7 +259,7 @@ static const fy_policy_vtable_t refuser_vt = {
 static refuser_t *new_refuser(int code, uint64_t hint, unsigned times,
                               fy_policy_t **out) {
   refuser_t *rs;
-  cr_assert_eq(fy_policy_new(ctx, &refuser_vt, sizeof(refuser_t), "lim",
+  cr_assert_eq(fy_policy_new(FX.ctx, &refuser_vt, sizeof(refuser_t), "lim",
                              out),
                0);
   rs = fy_policy_impl(*out);
@@ -368,7 +303,7 @@ static const fy_policy_vtable_t budget_vt = {
 static fy_policy_t *new_budget(uint64_t deadline_in, uint64_t enforce_in) {
   fy_policy_t *p;
   budget_t *b;
-  cr_assert_eq(fy_policy_new(ctx, &budget_vt, sizeof(budget_t), "budget",
+  cr_assert_eq(fy_policy_new(FX.ctx, &budget_vt, sizeof(budget_t), "budget",
                              &p),
                0);
   b = fy_policy_impl(p);
@@ -382,14 +317,14 @@ static void make(const fy_retry_opts_t *o, fy_policy_t *outer,
                  fy_policy_t *inner) {
   fy_policy_t *layers[3];
   size_t n = 0;
-  cr_assert_eq(fy_retry_new(ctx, o, &retry), 0);
+  cr_assert_eq(fy_retry_new(FX.ctx, o, &retry), 0);
   cr_assert_not_null(retry);
   if (outer != NULL)
     layers[n++] = outer;
   layers[n++] = fy_retry_policy(retry);
   if (inner != NULL)
     layers[n++] = inner;
-  cr_assert_eq(fy_pipeline_new(ctx, layers, n, &pl_main), 0);
+  cr_assert_eq(fy_pipeline_new(FX.ctx, layers, n, &pl_main), 0);
 }
 
 static int by_retry(const fy_call_t *call) {
@@ -515,24 +450,23 @@ Test(retry, bad_options_rejected_nothing_created) {
   size_t i;
   long before;
 
-  cr_assert_eq(fy_replace_allocator(c_malloc, c_realloc, c_calloc, c_free),
-               0);
+  fa_install(-1);
   setup_ctx();
-  before = live_allocs;
+  before = FA.live;
   for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     fy_retry_opts_t o;
     fy_retry_t *r = (fy_retry_t *)&o; /* must be overwritten with NULL */
     fy_retry_opts_init(&o);
     bad[i](&o);
     cr_assert_eq(fy_retry_opts_check(&o), UV_EINVAL, "case %zu", i);
-    cr_assert_eq(fy_retry_new(ctx, &o, &r), UV_EINVAL, "case %zu", i);
+    cr_assert_eq(fy_retry_new(FX.ctx, &o, &r), UV_EINVAL, "case %zu", i);
     cr_assert_null(r, "case %zu", i);
-    cr_assert_eq(live_allocs, before, "case %zu allocated", i);
+    cr_assert_eq(FA.live, before, "case %zu allocated", i);
   }
-  fy_ctx_stats(ctx, &st);
+  fy_ctx_stats(FX.ctx, &st);
   cr_assert_eq(st.frames, 0);
-  finish_ctx();
-  cr_assert_eq(live_allocs, 0);
+  fx_finish(&FX);
+  cr_assert_eq(FA.live, 0);
 }
 
 /* W11: Fortify lets a NaN multiplier through (every later delay becomes
@@ -552,7 +486,7 @@ Test(retry, w11_nan_inf_negative_overflow_rejected) {
     fy_retry_opts_init(&o);
     o.multiplier = bad_mult[i];
     r = (fy_retry_t *)&o;
-    cr_assert_eq(fy_retry_new(ctx, &o, &r), UV_EINVAL, "multiplier %g",
+    cr_assert_eq(fy_retry_new(FX.ctx, &o, &r), UV_EINVAL, "multiplier %g",
                  bad_mult[i]);
     cr_assert_null(r);
   }
@@ -560,25 +494,25 @@ Test(retry, w11_nan_inf_negative_overflow_rejected) {
     fy_retry_opts_init(&o);
     o.jitter = FY_RETRY_JITTER_RATIO;
     o.jitter_ratio = bad_ratio[i];
-    cr_assert_eq(fy_retry_new(ctx, &o, &r), UV_EINVAL, "ratio %g",
+    cr_assert_eq(fy_retry_new(FX.ctx, &o, &r), UV_EINVAL, "ratio %g",
                  bad_ratio[i]);
     /* Checked even when another jitter kind is selected. */
     o.jitter = FY_RETRY_JITTER_NONE;
-    cr_assert_eq(fy_retry_new(ctx, &o, &r), UV_EINVAL);
+    cr_assert_eq(fy_retry_new(FX.ctx, &o, &r), UV_EINVAL);
   }
   fy_retry_opts_init(&o);
   o.initial_delay_ms = (uint64_t)-1; /* a negative stored unsigned */
-  cr_assert_eq(fy_retry_new(ctx, &o, &r), UV_EINVAL);
+  cr_assert_eq(fy_retry_new(FX.ctx, &o, &r), UV_EINVAL);
   fy_retry_opts_init(&o);
   o.max_retry_after_ms = UINT64_MAX;
-  cr_assert_eq(fy_retry_new(ctx, &o, &r), UV_EINVAL);
+  cr_assert_eq(fy_retry_new(FX.ctx, &o, &r), UV_EINVAL);
   /* The edges are accepted. */
   fy_retry_opts_init(&o);
   o.multiplier = 1.0;
-  cr_assert_eq(fy_retry_new(ctx, &o, &r), 0);
+  cr_assert_eq(fy_retry_new(FX.ctx, &o, &r), 0);
   o.multiplier = 100.0;
-  cr_assert_eq(fy_retry_new(ctx, &o, &r), 0);
-  finish_ctx();
+  cr_assert_eq(fy_retry_new(FX.ctx, &o, &r), 0);
+  fx_finish(&FX);
 }
 
 Test(retry, opts_check_is_the_constructors_check) {
@@ -607,12 +541,12 @@ Test(retry, opts_check_is_the_constructors_check) {
   o.retryable[0] = UV_EPIPE;
   o.retryable_count = 1;
   cr_assert_eq(fy_retry_opts_check(&o), 0);
-  cr_assert_eq(fy_ctx_pending_deadlines(ctx), 0);
-  cr_assert_eq(fy_retry_new(ctx, &o, &r), 0);
+  cr_assert_eq(fy_ctx_pending_deadlines(FX.ctx), 0);
+  cr_assert_eq(fy_retry_new(FX.ctx, &o, &r), 0);
   o.retryable_count = 0;
   cr_assert_eq(fy_retry_opts_check(&o), UV_EINVAL);
-  cr_assert_eq(fy_retry_new(ctx, &o, &r), UV_EINVAL);
-  finish_ctx();
+  cr_assert_eq(fy_retry_new(FX.ctx, &o, &r), UV_EINVAL);
+  fx_finish(&FX);
 }
 
 Test(retry, edge_options_accepted) {
@@ -636,23 +570,23 @@ Test(retry, edge_options_accepted) {
       o.non_retryable[i] = -100 - (int)i;
     }
   }
-  cr_assert_eq(fy_retry_new(ctx, &o, &r), 0);
+  cr_assert_eq(fy_retry_new(FX.ctx, &o, &r), 0);
   o.multiplier = FY_RETRY_MULTIPLIER_MAX;
   o.max_attempts = 1;
   o.name = "edge";
-  cr_assert_eq(fy_retry_new(ctx, &o, &r), 0);
+  cr_assert_eq(fy_retry_new(FX.ctx, &o, &r), 0);
   cr_assert_str_eq(fy_policy_name(fy_retry_policy(r)), "edge");
   cr_assert_str_eq(fy_policy_kind(fy_retry_policy(r)), "retry");
-  finish_ctx();
+  fx_finish(&FX);
 }
 
 Test(retry, new_argument_errors) {
   fy_retry_t *r = (fy_retry_t *)&r;
   setup_ctx();
-  cr_assert_eq(fy_retry_new(ctx, NULL, NULL), UV_EINVAL);
+  cr_assert_eq(fy_retry_new(FX.ctx, NULL, NULL), UV_EINVAL);
   cr_assert_eq(fy_retry_new(NULL, NULL, &r), UV_EINVAL);
   cr_assert_null(r);
-  cr_assert_eq(fy_retry_new(ctx, NULL, &r), 0); /* NULL: the defaults */
+  cr_assert_eq(fy_retry_new(FX.ctx, NULL, &r), 0); /* NULL: the defaults */
   cr_assert_not_null(r);
   cr_assert_null(fy_retry_policy(NULL));
   cr_assert_eq(fy_retry_close(NULL, NULL, NULL), 0);
@@ -662,24 +596,23 @@ Test(retry, new_argument_errors) {
     cr_assert_eq(st.retries, 0);
     fy_retry_stats(r, NULL);
   }
-  finish_ctx();
+  fx_finish(&FX);
 }
 
 Test(retry, new_enomem_and_closing_ctx) {
   fy_retry_t *r = (fy_retry_t *)&r;
-  int closed = 0;
-  cr_assert_eq(fy_replace_allocator(c_malloc, c_realloc, c_calloc, c_free),
-               0);
+  fx_closed_t closed = {0};
+  fa_install(-1);
   setup_ctx();
-  fail_allocs = 1;
-  cr_assert_eq(fy_retry_new(ctx, NULL, &r), UV_ENOMEM);
+  fa_fail_all(1);
+  cr_assert_eq(fy_retry_new(FX.ctx, NULL, &r), UV_ENOMEM);
   cr_assert_null(r);
-  fail_allocs = 0;
-  cr_assert_eq(fy_ctx_close(ctx, count_close, &closed), 0);
-  cr_assert_eq(fy_retry_new(ctx, NULL, &r), FY_ECLOSED);
+  fa_fail_all(0);
+  cr_assert_eq(fy_ctx_close(FX.ctx, fx_obj_closed, &closed), 0);
+  cr_assert_eq(fy_retry_new(FX.ctx, NULL, &r), FY_ECLOSED);
   cr_assert_null(r);
   drain_loop(&closed);
-  cr_assert_eq(live_allocs, 0);
+  cr_assert_eq(FA.live, 0);
 }
 
 Test(retry, stop_names) {
@@ -702,7 +635,7 @@ Test(retry, retries_until_success) {
                              {0, 10, 0, 0, 0}};
   fy_retry_opts_t o;
   fy_retry_stats_t st;
-  tcall_t tc;
+  rcall_t tc;
 
   setup_ctx();
   o = opts_default();
@@ -710,13 +643,13 @@ Test(retry, retries_until_success) {
   script(3, s);
   ops.with_results = 1;
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
-  advance(0);
+  fx_advance(&FX, 0);
   cr_assert_eq(tc.done, 0);
-  advance(10);
+  fx_advance(&FX, 10);
   fy_retry_stats(retry, &st);
   cr_assert_eq(st.waiting, 1);
   cr_assert_eq(ops.started, 1);
-  advance(2000);
+  fx_advance(&FX, 2000);
   cr_assert_eq(tc.done, 1);
   cr_assert_eq(tc.status, 0);
   cr_assert_eq(ops.started, 3);
@@ -743,7 +676,7 @@ Test(retry, retries_until_success) {
   cr_assert_eq(st.waiting, 0);
   cr_assert_eq(st.retries, 2);
   cr_assert_eq(st.given_up, 0);
-  finish_ctx();
+  fx_finish(&FX);
 }
 
 Test(retry, w14_exhausted_reports_last_status_and_attempts) {
@@ -752,7 +685,7 @@ Test(retry, w14_exhausted_reports_last_status_and_attempts) {
                              {UV_EPIPE, 5, 0, 0, 0}};
   fy_retry_opts_t o;
   fy_retry_stats_t st;
-  tcall_t tc;
+  rcall_t tc;
 
   setup_ctx();
   o = opts_default();
@@ -760,7 +693,7 @@ Test(retry, w14_exhausted_reports_last_status_and_attempts) {
   script(3, s);
   ops.with_results = 1;
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
-  advance(10000);
+  fx_advance(&FX, 10000);
   cr_assert_eq(tc.done, 1);
   /* The last attempt's own status, not a new code. */
   cr_assert_eq(tc.status, UV_EPIPE);
@@ -775,14 +708,14 @@ Test(retry, w14_exhausted_reports_last_status_and_attempts) {
   cr_assert_eq(results_live, 0);
   fy_retry_stats(retry, &st);
   cr_assert_eq(st.given_up, 1);
-  finish_ctx();
+  fx_finish(&FX);
 }
 
 Test(retry, w14_non_retryable_first_failure_passes_through) {
   static const step_t s[] = {{UV_EACCES, 5, 0, 0, 0}};
   fy_retry_opts_t o;
   fy_retry_stats_t st;
-  tcall_t tc;
+  rcall_t tc;
 
   setup_ctx();
   o = opts_default();
@@ -791,7 +724,7 @@ Test(retry, w14_non_retryable_first_failure_passes_through) {
   make(&o, NULL, NULL);
   script(1, s);
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
-  advance(5);
+  fx_advance(&FX, 5);
   cr_assert_eq(tc.done, 1);
   cr_assert_eq(tc.status, UV_EACCES);
   cr_assert_eq(tc.call.detail.attempts, 1);
@@ -800,14 +733,14 @@ Test(retry, w14_non_retryable_first_failure_passes_through) {
   cr_assert_eq(nrecs, 0);
   fy_retry_stats(retry, &st);
   cr_assert_eq(st.given_up, 0);
-  cr_assert_eq(fy_ctx_pending_deadlines(ctx), 0);
-  finish_ctx();
+  cr_assert_eq(fy_ctx_pending_deadlines(FX.ctx), 0);
+  fx_finish(&FX);
 }
 
 /* Through a pipeline: tries that fail with UV_EPIPE (listed) then
  * UV_ECONNRESET (retried by default, not listed), then succeed. */
 static void run_listed_then_unlisted(fy_retry_codes_mode_t mode,
-                                     tcall_t *tc) {
+                                     rcall_t *tc) {
   static const step_t s[] = {{UV_EPIPE, 5, 0, 0, 0},
                              {UV_ECONNRESET, 5, 0, 0, 0},
                              {0, 5, 0, 0, 0}};
@@ -817,13 +750,13 @@ static void run_listed_then_unlisted(fy_retry_codes_mode_t mode,
   make(&o, NULL, NULL);
   script(3, s);
   cr_assert_eq(start_call(tc, pl_main, 0), 0);
-  advance(10000);
+  fx_advance(&FX, 10000);
   cr_assert_eq(tc->done, 1);
 }
 
 Test(retry, codes_only_through_a_pipeline) {
   fy_retry_stats_t st;
-  tcall_t tc;
+  rcall_t tc;
   setup_ctx();
   run_listed_then_unlisted(FY_RETRY_CODES_ONLY, &tc);
   /* The listed failure was retried, the unlisted one ended the call. */
@@ -837,11 +770,11 @@ Test(retry, codes_only_through_a_pipeline) {
   fy_retry_stats(retry, &st);
   cr_assert_eq(st.retries, 1);
   cr_assert_eq(st.given_up, 0);
-  finish_ctx();
+  fx_finish(&FX);
 }
 
 Test(retry, codes_add_through_a_pipeline) {
-  tcall_t tc;
+  rcall_t tc;
   setup_ctx();
   run_listed_then_unlisted(FY_RETRY_CODES_ADD, &tc);
   /* Both failures retried, as without the mode. */
@@ -850,13 +783,13 @@ Test(retry, codes_add_through_a_pipeline) {
   cr_assert_eq(tc.call.detail.state, FY_RETRY_STOP_SUCCESS);
   cr_assert_eq(nrecs, 2);
   cr_assert_eq(recs[1].last, UV_ECONNRESET);
-  finish_ctx();
+  fx_finish(&FX);
 }
 
 Test(retry, success_first_try_no_timer_no_verdict) {
   static const step_t s[] = {{0, 0, 0, 0, 0}};
   fy_retry_opts_t o;
-  tcall_t tc;
+  rcall_t tc;
 
   setup_ctx();
   o = opts_default();
@@ -864,13 +797,13 @@ Test(retry, success_first_try_no_timer_no_verdict) {
   script(1, s);
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
   cr_assert_eq(tc.done, 0); /* never inside fy_call_start */
-  cr_assert_eq(fy_ctx_pending_deadlines(ctx), 0);
-  advance(0);
+  cr_assert_eq(fy_ctx_pending_deadlines(FX.ctx), 0);
+  fx_advance(&FX, 0);
   cr_assert_eq(tc.done, 1);
   cr_assert_eq(tc.status, 0);
   cr_assert_null(tc.call.detail.by_kind);
   cr_assert_eq(tc.call.detail.attempts, 1);
-  finish_ctx();
+  fx_finish(&FX);
 }
 
 Test(retry, w12_refusals_cancel_deadline_not_retried) {
@@ -885,16 +818,16 @@ Test(retry, w12_refusals_cancel_deadline_not_retried) {
   make(&o, NULL, NULL);
   for (i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
     step_t s = {codes[i], 5, 100, 0, 0};
-    tcall_t tc;
+    rcall_t tc;
     script(1, &s);
     cr_assert_eq(start_call(&tc, pl_main, 0), 0);
-    advance(1000);
+    fx_advance(&FX, 1000);
     cr_assert_eq(tc.done, 1);
     cr_assert_eq(tc.status, codes[i]);
     cr_assert_eq(ops.started, 1, "%s retried", fy_err_name(codes[i]));
   }
   cr_assert_eq(nrecs, 0);
-  finish_ctx();
+  fx_finish(&FX);
 }
 
 Test(retry, op_start_failure_is_retried) {
@@ -902,7 +835,7 @@ Test(retry, op_start_failure_is_retried) {
                              {UV_ECONNREFUSED, 0, 0, 1, 0},
                              {0, 3, 0, 0, 0}};
   fy_retry_opts_t o;
-  tcall_t tc;
+  rcall_t tc;
 
   setup_ctx();
   o = opts_default();
@@ -910,13 +843,13 @@ Test(retry, op_start_failure_is_retried) {
   script(3, s);
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
   cr_assert_eq(tc.done, 0);
-  advance(1000);
+  fx_advance(&FX, 1000);
   cr_assert_eq(tc.done, 1);
   cr_assert_eq(tc.status, 0);
   cr_assert_eq(ops.started, 3);
   cr_assert_eq(ops.start_at[2] - t0, 300);
   cr_assert_eq(tc.call.detail.attempts, 3);
-  finish_ctx();
+  fx_finish(&FX);
 }
 
 Test(retry, zero_delay_retries_on_next_turn) {
@@ -924,7 +857,7 @@ Test(retry, zero_delay_retries_on_next_turn) {
                              {UV_EPIPE, 0, 0, 0, 0},
                              {0, 0, 0, 0, 0}};
   fy_retry_opts_t o;
-  tcall_t tc;
+  rcall_t tc;
 
   setup_ctx();
   o = opts_default();
@@ -933,19 +866,19 @@ Test(retry, zero_delay_retries_on_next_turn) {
   script(3, s);
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
   cr_assert_eq(ops.started, 1);
-  advance(0);
+  fx_advance(&FX, 0);
   cr_assert_eq(tc.done, 1);
   cr_assert_eq(tc.status, 0);
   cr_assert_eq(ops.started, 3);
   cr_assert_eq(tc.at, t0);
   cr_assert_eq(tc.call.detail.n[1], 0);
-  finish_ctx();
+  fx_finish(&FX);
 }
 
 Test(retry, w13_on_retry_fires_after_the_backoff) {
   static const step_t s[] = {{UV_EPIPE, 0, 0, 0, 0}, {0, 10, 0, 0, 0}};
   fy_retry_opts_t o;
-  tcall_t tc;
+  rcall_t tc;
 
   setup_ctx();
   o = opts_default();
@@ -953,35 +886,35 @@ Test(retry, w13_on_retry_fires_after_the_backoff) {
   make(&o, NULL, NULL);
   script(2, s);
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
-  advance(499);
+  fx_advance(&FX, 499);
   cr_assert_eq(nrecs, 0); /* not before the wait */
-  advance(1);
+  fx_advance(&FX, 1);
   cr_assert_eq(nrecs, 1);
   cr_assert_eq(recs[0].at - t0, 500);
   cr_assert_eq(ops.started, 2);
   cr_assert_eq(ops.start_at[1] - t0, 500);
-  advance(100);
+  fx_advance(&FX, 100);
   cr_assert_eq(tc.status, 0);
-  finish_ctx();
+  fx_finish(&FX);
 }
 
 Test(retry, w13_cancel_during_backoff_keeps_last_error) {
   static const step_t s[] = {{UV_ECONNRESET, 5, 0, 0, 0}, {0, 5, 0, 0, 0}};
   fy_retry_opts_t o;
   fy_retry_stats_t st;
-  tcall_t tc;
+  rcall_t tc;
 
   setup_ctx();
   o = opts_default();
   make(&o, NULL, NULL);
   script(2, s);
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
-  advance(50); /* failed at 5, waiting until 105 */
-  cr_assert_eq(fy_ctx_pending_deadlines(ctx), 1);
+  fx_advance(&FX, 50); /* failed at 5, waiting until 105 */
+  cr_assert_eq(fy_ctx_pending_deadlines(FX.ctx), 1);
   cr_assert_eq(fy_call_cancel(&tc.call), 0);
   cr_assert_eq(tc.done, 0); /* never inside fy_call_cancel */
-  cr_assert_eq(fy_ctx_pending_deadlines(ctx), 0); /* disarmed */
-  advance(0);
+  cr_assert_eq(fy_ctx_pending_deadlines(FX.ctx), 0); /* disarmed */
+  fx_advance(&FX, 0);
   cr_assert_eq(tc.done, 1);
   cr_assert_eq(tc.status, UV_ECANCELED);
   cr_assert(by_retry(&tc.call));
@@ -989,64 +922,64 @@ Test(retry, w13_cancel_during_backoff_keeps_last_error) {
   cr_assert_eq(tc.call.detail.cause, UV_ECONNRESET);
   cr_assert_eq(tc.call.detail.n[0], 1);
   cr_assert_eq(tc.call.detail.n[1], 45); /* slept 5..50 */
-  advance(1000);
+  fx_advance(&FX, 1000);
   cr_assert_eq(nrecs, 0); /* the abandoned retry was never announced */
   cr_assert_eq(ops.started, 1);
   cr_assert_eq(tc.done, 1);
   fy_retry_stats(retry, &st);
   cr_assert_eq(st.waiting, 0);
   cr_assert_eq(st.retries, 0);
-  finish_ctx();
+  fx_finish(&FX);
 }
 
 Test(retry, cancel_during_attempt) {
   static const step_t s[] = {{UV_EPIPE, 5, 0, 0, 0}, {0, 50, 0, 0, 0}};
   fy_retry_opts_t o;
-  tcall_t tc;
+  rcall_t tc;
 
   setup_ctx();
   o = opts_default();
   make(&o, NULL, NULL);
   script(2, s);
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
-  advance(120); /* second try in flight since 105 */
+  fx_advance(&FX, 120); /* second try in flight since 105 */
   cr_assert_eq(ops.started, 2);
   cr_assert_eq(fy_call_cancel(&tc.call), 0);
   cr_assert_eq(ops.cancels, 1);
-  advance(0);
+  fx_advance(&FX, 0);
   cr_assert_eq(tc.done, 1);
   cr_assert_eq(tc.status, UV_ECANCELED);
   cr_assert_eq(tc.call.detail.state, FY_RETRY_STOP_CANCELLED);
   cr_assert_eq(tc.call.detail.n[0], 2);
-  advance(1000);
+  fx_advance(&FX, 1000);
   cr_assert_eq(ops.started, 2);
   cr_assert_eq(tc.done, 1);
-  finish_ctx();
+  fx_finish(&FX);
 }
 
 Test(retry, op_cancels_its_own_call_from_start) {
   static const step_t s[] = {{UV_EPIPE, 5, 0, 0, 0},
                              {UV_EPIPE, 0, 0, 0, 1}};
   fy_retry_opts_t o;
-  tcall_t tc;
+  rcall_t tc;
 
   setup_ctx();
   o = opts_default();
   make(&o, NULL, NULL);
   script(2, s);
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
-  advance(1000);
+  fx_advance(&FX, 1000);
   cr_assert_eq(ops.started, 2);
   cr_assert_eq(ops.cancels, 1);
   cr_assert_eq(tc.done, 1);
   cr_assert_eq(tc.status, UV_ECANCELED);
-  finish_ctx();
+  fx_finish(&FX);
 }
 
 Test(retry, close_policy_with_frames_in_backoff) {
   static const step_t s[] = {{UV_EPIPE, 5, 0, 0, 0}};
   fy_retry_opts_t o;
-  tcall_t tc[3];
+  rcall_t tc[3];
   fy_retry_t *r2;
   int i;
 
@@ -1056,34 +989,34 @@ Test(retry, close_policy_with_frames_in_backoff) {
   script(1, s);
   for (i = 0; i < 3; i++)
     cr_assert_eq(start_call(&tc[i], pl_main, 0), 0);
-  advance(20);
-  cr_assert_eq(fy_ctx_pending_deadlines(ctx), 3);
-  cr_assert_eq(fy_retry_close(retry, count_close, &closed_flag), 0);
-  cr_assert_eq(fy_retry_close(retry, count_close, &closed_flag),
+  fx_advance(&FX, 20);
+  cr_assert_eq(fy_ctx_pending_deadlines(FX.ctx), 3);
+  cr_assert_eq(fy_retry_close(retry, fx_obj_closed, &closed_flag), 0);
+  cr_assert_eq(fy_retry_close(retry, fx_obj_closed, &closed_flag),
                FY_ECLOSED);
-  advance(0);
+  fx_advance(&FX, 0);
   for (i = 0; i < 3; i++) {
     cr_assert_eq(tc[i].done, 1);
     cr_assert_eq(tc[i].status, UV_ECANCELED);
     cr_assert_eq(tc[i].call.detail.state, FY_RETRY_STOP_CLOSED);
     cr_assert_eq(tc[i].call.detail.cause, UV_EPIPE);
   }
-  cr_assert_eq(closed_flag, 1);
-  cr_assert_eq(fy_ctx_pending_deadlines(ctx), 0);
-  advance(1000);
+  cr_assert_eq(closed_flag.n, 1);
+  cr_assert_eq(fy_ctx_pending_deadlines(FX.ctx), 0);
+  fx_advance(&FX, 1000);
   cr_assert_eq(ops.started, 3);
   /* The pipeline refuses new calls through the closed policy. */
   {
-    tcall_t late;
+    rcall_t late;
     cr_assert_eq(start_call(&late, pl_main, 0), FY_ECLOSED);
     cr_assert_eq(late.done, 0);
   }
   /* Closing a retry with nothing pending also reports once. */
-  cr_assert_eq(fy_retry_new(ctx, NULL, &r2), 0);
-  cr_assert_eq(fy_retry_close(r2, count_close, &closed_flag), 0);
-  advance(0);
-  cr_assert_eq(closed_flag, 2);
-  finish_ctx();
+  cr_assert_eq(fy_retry_new(FX.ctx, NULL, &r2), 0);
+  cr_assert_eq(fy_retry_close(r2, fx_obj_closed, &closed_flag), 0);
+  fx_advance(&FX, 0);
+  cr_assert_eq(closed_flag.n, 2);
+  fx_finish(&FX);
 }
 
 static fy_retry_t *closed_obj;
@@ -1095,30 +1028,31 @@ static void remember_close(void *obj, void *user_data) {
 Test(retry, close_policy_with_attempt_in_flight) {
   static const step_t s[] = {{0, 100, 0, 0, 0}};
   fy_retry_opts_t o;
-  tcall_t tc;
-  int closed = 0;
+  rcall_t tc;
+  fx_closed_t closed = {0};
 
   setup_ctx();
   o = opts_default();
   make(&o, NULL, NULL);
   script(1, s);
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
-  advance(10);
+  fx_advance(&FX, 10);
   cr_assert_eq(fy_retry_close(retry, remember_close, &closed), 0);
-  advance(0);
+  fx_advance(&FX, 0);
   cr_assert_eq(ops.cancels, 1);
   cr_assert_eq(tc.done, 1);
   cr_assert_eq(tc.status, UV_ECANCELED);
-  cr_assert_eq(closed, 1);
+  cr_assert_eq(closed.n, 1);
   cr_assert_eq(closed_obj, retry); /* the callback gets the retry */
-  finish_ctx();
+  fx_finish(&FX);
 }
 
 Test(retry, ctx_close_with_calls_in_backoff) {
   static const step_t s[] = {{UV_EPIPE, 5, 0, 0, 0}};
   fy_retry_opts_t o;
-  tcall_t tc[4];
-  int i, closed = 0;
+  rcall_t tc[4];
+  int i;
+  fx_closed_t closed = {0};
 
   setup_ctx();
   o = opts_default();
@@ -1126,16 +1060,16 @@ Test(retry, ctx_close_with_calls_in_backoff) {
   script(1, s);
   for (i = 0; i < 4; i++)
     cr_assert_eq(start_call(&tc[i], pl_main, 0), 0);
-  advance(6);
-  cr_assert_eq(fy_ctx_close(ctx, count_close, &closed), 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
+  fx_advance(&FX, 6);
+  cr_assert_eq(fy_ctx_close(FX.ctx, fx_obj_closed, &closed), 0);
+  uv_run(&FX.loop, UV_RUN_DEFAULT);
   for (i = 0; i < 4; i++) {
     cr_assert_eq(tc[i].done, 1);
     cr_assert_eq(tc[i].status, UV_ECANCELED);
     cr_assert_eq(tc[i].call.detail.cause, UV_EPIPE);
   }
-  cr_assert_eq(closed, 1);
-  cr_assert_eq(uv_loop_close(&loop), 0);
+  cr_assert_eq(closed.n, 1);
+  cr_assert_eq(uv_loop_close(&FX.loop), 0);
 }
 
 Test(retry, retry_after_from_operation) {
@@ -1143,14 +1077,14 @@ Test(retry, retry_after_from_operation) {
                              {UV_EAGAIN, 5, 50, 0, 0},
                              {0, 5, 0, 0, 0}};
   fy_retry_opts_t o;
-  tcall_t tc;
+  rcall_t tc;
 
   setup_ctx();
   o = opts_default();
   make(&o, NULL, NULL);
   script(3, s);
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
-  advance(5000);
+  fx_advance(&FX, 5000);
   cr_assert_eq(tc.status, 0);
   /* 700 > backoff 100: the hint wins; 50 < backoff 200: the backoff. */
   cr_assert_eq(ops.start_at[1] - t0, 5 + 700);
@@ -1159,21 +1093,21 @@ Test(retry, retry_after_from_operation) {
   cr_assert_eq(recs[1].delay, 200);
   cr_assert_eq(tc.call.detail.n[1], 900);
   cr_assert_eq(tc.call.detail.n[3], 0); /* the last try had no hint */
-  finish_ctx();
+  fx_finish(&FX);
 }
 
 Test(retry, retry_after_above_max_stops) {
   static const step_t s[] = {{UV_EAGAIN, 5, 40000, 0, 0}, {0, 5, 0, 0, 0}};
   fy_retry_opts_t o;
   fy_retry_stats_t st;
-  tcall_t tc;
+  rcall_t tc;
 
   setup_ctx();
   o = opts_default(); /* max_retry_after_ms 30000 */
   make(&o, NULL, NULL);
   script(2, s);
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
-  advance(5);
+  fx_advance(&FX, 5);
   cr_assert_eq(tc.done, 1);
   cr_assert_eq(tc.status, UV_EAGAIN);
   cr_assert_eq(ops.started, 1);
@@ -1183,13 +1117,13 @@ Test(retry, retry_after_above_max_stops) {
   cr_assert_eq(tc.call.detail.retry_after_ms, 40000); /* kept for caller */
   fy_retry_stats(retry, &st);
   cr_assert_eq(st.given_up, 1);
-  finish_ctx();
+  fx_finish(&FX);
 }
 
 Test(retry, retry_after_ignored_when_max_is_zero) {
   static const step_t s[] = {{UV_EAGAIN, 5, 40000, 0, 0}, {0, 5, 0, 0, 0}};
   fy_retry_opts_t o;
-  tcall_t tc;
+  rcall_t tc;
 
   setup_ctx();
   o = opts_default();
@@ -1197,10 +1131,10 @@ Test(retry, retry_after_ignored_when_max_is_zero) {
   make(&o, NULL, NULL);
   script(2, s);
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
-  advance(1000);
+  fx_advance(&FX, 1000);
   cr_assert_eq(tc.status, 0);
   cr_assert_eq(ops.start_at[1] - t0, 105);
-  finish_ctx();
+  fx_finish(&FX);
 }
 
 Test(retry, retry_after_from_inner_refusal) {
@@ -1208,7 +1142,7 @@ Test(retry, retry_after_from_inner_refusal) {
   fy_retry_opts_t o;
   fy_policy_t *lim;
   refuser_t *rs;
-  tcall_t tc;
+  rcall_t tc;
 
   setup_ctx();
   rs = new_refuser(FY_EBULKHEADFULL, 250, 1, &lim);
@@ -1220,25 +1154,25 @@ Test(retry, retry_after_from_inner_refusal) {
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
   cr_assert_eq(rs->refused, 1);
   cr_assert_eq(ops.started, 0);
-  advance(249);
+  fx_advance(&FX, 249);
   cr_assert_eq(ops.started, 0);
-  advance(1);
+  fx_advance(&FX, 1);
   cr_assert_eq(ops.started, 1); /* max(100, 250) */
   cr_assert_eq(recs[0].last, FY_EBULKHEADFULL);
   cr_assert_eq(recs[0].delay, 250);
-  advance(10);
+  fx_advance(&FX, 10);
   cr_assert_eq(tc.done, 1);
   cr_assert_eq(tc.status, 0);
   cr_assert_eq(tc.call.detail.attempts, 1);
   cr_assert_eq(tc.call.detail.n[0], 2);
   cr_assert_eq(tc.call.detail.cause, FY_EBULKHEADFULL);
-  finish_ctx();
+  fx_finish(&FX);
 }
 
 Test(retry, sync_refusal_not_retryable_returned_from_start) {
   fy_retry_opts_t o;
   fy_policy_t *lim;
-  tcall_t tc;
+  rcall_t tc;
 
   setup_ctx();
   new_refuser(FY_ECIRCUITOPEN, 1234, 100, &lim);
@@ -1246,20 +1180,20 @@ Test(retry, sync_refusal_not_retryable_returned_from_start) {
   make(&o, NULL, lim);
   script(1, (step_t[]){{0, 5, 0, 0, 0}});
   cr_assert_eq(start_call(&tc, pl_main, 0), FY_ECIRCUITOPEN);
-  advance(1000);
+  fx_advance(&FX, 1000);
   cr_assert_eq(tc.done, 0); /* rule 2: never called back */
   /* The refusing policy's detail is intact. */
   cr_assert_str_eq(tc.call.detail.by_kind, "refuser");
   cr_assert_eq(tc.call.detail.state, 42);
   cr_assert_eq(tc.call.detail.retry_after_ms, 1234);
   cr_assert_eq(ops.started, 0);
-  finish_ctx();
+  fx_finish(&FX);
 }
 
 Test(retry, sync_refusal_retryable_but_last_returned_from_start) {
   fy_retry_opts_t o;
   fy_policy_t *lim;
-  tcall_t tc;
+  rcall_t tc;
 
   setup_ctx();
   new_refuser(FY_EBULKHEADFULL, 10, 100, &lim);
@@ -1270,19 +1204,19 @@ Test(retry, sync_refusal_retryable_but_last_returned_from_start) {
   make(&o, NULL, lim);
   script(1, (step_t[]){{0, 5, 0, 0, 0}});
   cr_assert_eq(start_call(&tc, pl_main, 0), FY_EBULKHEADFULL);
-  advance(100);
+  fx_advance(&FX, 100);
   cr_assert_eq(tc.done, 0);
   cr_assert(by_retry(&tc.call));
   cr_assert_eq(tc.call.detail.state, FY_RETRY_STOP_EXHAUSTED);
   cr_assert_eq(tc.call.detail.retry_after_ms, 10);
-  finish_ctx();
+  fx_finish(&FX);
 }
 
 Test(retry, sync_refusals_retried_until_exhausted) {
   fy_retry_opts_t o;
   fy_policy_t *lim;
   refuser_t *rs;
-  tcall_t tc;
+  rcall_t tc;
 
   setup_ctx();
   rs = new_refuser(FY_EBULKHEADFULL, 0, 100, &lim);
@@ -1292,7 +1226,7 @@ Test(retry, sync_refusals_retried_until_exhausted) {
   make(&o, NULL, lim);
   script(1, (step_t[]){{0, 5, 0, 0, 0}});
   cr_assert_eq(start_call(&tc, pl_main, 0), 0); /* a retry is under way */
-  advance(1000);
+  fx_advance(&FX, 1000);
   cr_assert_eq(tc.done, 1);
   cr_assert_eq(tc.status, FY_EBULKHEADFULL);
   cr_assert_eq(rs->refused, 3);
@@ -1300,21 +1234,21 @@ Test(retry, sync_refusals_retried_until_exhausted) {
   cr_assert_eq(tc.call.detail.n[0], 3);
   cr_assert_eq(tc.call.detail.state, FY_RETRY_STOP_EXHAUSTED);
   cr_assert_eq(tc.at - t0, 300);
-  finish_ctx();
+  fx_finish(&FX);
 }
 
 Test(retry, deadline_cuts_off_the_backoff) {
   static const step_t s[] = {{UV_EPIPE, 10, 0, 0, 0}};
   fy_retry_opts_t o;
   fy_retry_stats_t st;
-  tcall_t tc;
+  rcall_t tc;
 
   setup_ctx();
   o = opts_default();
   make(&o, new_budget(250, 0), NULL);
   script(1, s);
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
-  advance(5000);
+  fx_advance(&FX, 5000);
   /* Fails at 10, retry at 110, fails at 120: 120 + 200 >= 250, so the
    * call ends at 120 with the real error instead of waiting. */
   cr_assert_eq(ops.started, 2);
@@ -1326,31 +1260,31 @@ Test(retry, deadline_cuts_off_the_backoff) {
   cr_assert_eq(tc.call.detail.n[2], 200);
   fy_retry_stats(retry, &st);
   cr_assert_eq(st.given_up, 1);
-  finish_ctx();
+  fx_finish(&FX);
 }
 
 Test(retry, deadline_passed_during_attempt) {
   static const step_t s[] = {{UV_EPIPE, 300, 0, 0, 0}};
   fy_retry_opts_t o;
-  tcall_t tc;
+  rcall_t tc;
 
   setup_ctx();
   o = opts_default();
   make(&o, new_budget(250, 0), NULL);
   script(1, s);
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
-  advance(5000);
+  fx_advance(&FX, 5000);
   cr_assert_eq(ops.started, 1);
   cr_assert_eq(tc.status, UV_EPIPE);
   cr_assert_eq(tc.call.detail.state, FY_RETRY_STOP_DEADLINE);
-  finish_ctx();
+  fx_finish(&FX);
 }
 
 Test(retry, enclosing_timeout_cancels_the_try) {
   static const step_t s[] = {{UV_EPIPE, 40, 0, 0, 0}};
   fy_retry_opts_t o;
   fy_ctx_stats_t cs;
-  tcall_t tc;
+  rcall_t tc;
 
   setup_ctx();
   o = opts_default();
@@ -1360,17 +1294,17 @@ Test(retry, enclosing_timeout_cancels_the_try) {
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
   /* Fails at 40, waits until 140 (< 150), the retry would fail at 180:
    * the budget fires at 150 and the try is cancelled. */
-  advance(1000);
+  fx_advance(&FX, 1000);
   cr_assert_eq(ops.started, 2);
   cr_assert_eq(ops.cancels, 1);
   cr_assert_eq(tc.done, 1);
   cr_assert_eq(tc.status, FY_EDEADLINE);
   cr_assert_eq(tc.at - t0, 150);
   cr_assert_str_eq(tc.call.detail.by_kind, "budget");
-  fy_ctx_stats(ctx, &cs);
+  fy_ctx_stats(FX.ctx, &cs);
   cr_assert_eq(cs.frames, 0);
   cr_assert_eq(cs.deadlines, 0);
-  finish_ctx();
+  fx_finish(&FX);
 }
 
 Test(retry, detached_while_waiting_frees_the_frame) {
@@ -1378,7 +1312,7 @@ Test(retry, detached_while_waiting_frees_the_frame) {
   fy_retry_opts_t o;
   fy_retry_stats_t st;
   fy_ctx_stats_t cs;
-  tcall_t tc;
+  rcall_t tc;
 
   setup_ctx();
   o = opts_default();
@@ -1387,10 +1321,10 @@ Test(retry, detached_while_waiting_frees_the_frame) {
   make(&o, new_budget(0, 50), NULL);
   script(1, s);
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
-  advance(20);
+  fx_advance(&FX, 20);
   fy_retry_stats(retry, &st);
   cr_assert_eq(st.waiting, 1);
-  advance(1000);
+  fx_advance(&FX, 1000);
   cr_assert_eq(tc.done, 1);
   cr_assert_eq(tc.status, FY_EDEADLINE);
   cr_assert_eq(tc.at - t0, 50);
@@ -1398,10 +1332,10 @@ Test(retry, detached_while_waiting_frees_the_frame) {
   cr_assert_eq(nrecs, 0);
   fy_retry_stats(retry, &st);
   cr_assert_eq(st.waiting, 0);
-  fy_ctx_stats(ctx, &cs);
+  fy_ctx_stats(FX.ctx, &cs);
   cr_assert_eq(cs.frames, 0);
   cr_assert_eq(cs.deadlines, 0);
-  finish_ctx();
+  fx_finish(&FX);
 }
 
 Test(retry, require_idempotent) {
@@ -1409,7 +1343,7 @@ Test(retry, require_idempotent) {
                              {UV_EPIPE, 5, 0, 0, 0},
                              {0, 5, 0, 0, 0}};
   fy_retry_opts_t o;
-  tcall_t tc;
+  rcall_t tc;
 
   setup_ctx();
   o = opts_default();
@@ -1417,38 +1351,38 @@ Test(retry, require_idempotent) {
   make(&o, NULL, NULL);
   script(3, s);
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
-  advance(1000);
+  fx_advance(&FX, 1000);
   cr_assert_eq(tc.status, UV_EPIPE);
   cr_assert_eq(ops.started, 1);
   cr_assert_eq(tc.call.detail.state, FY_RETRY_STOP_NOT_IDEMPOTENT);
   script(3, s);
   cr_assert_eq(start_call(&tc, pl_main, FY_CALL_IDEMPOTENT), 0);
-  advance(1000);
+  fx_advance(&FX, 1000);
   cr_assert_eq(tc.status, 0);
   cr_assert_eq(ops.started, 3);
-  finish_ctx();
+  fx_finish(&FX);
 }
 
 Test(retry, idempotent_flag_ignored_by_default) {
   static const step_t s[] = {{UV_EPIPE, 5, 0, 0, 0}, {0, 5, 0, 0, 0}};
   fy_retry_opts_t o;
-  tcall_t tc;
+  rcall_t tc;
   setup_ctx();
   o = opts_default();
   make(&o, NULL, NULL);
   script(2, s);
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
-  advance(1000);
+  fx_advance(&FX, 1000);
   cr_assert_eq(tc.status, 0);
   cr_assert_eq(ops.started, 2);
-  finish_ctx();
+  fx_finish(&FX);
 }
 
 Test(retry, predicate_decides) {
   static const step_t s[] = {{UV_EPIPE, 5, 0, 0, 0},
                              {UV_ECONNRESET, 5, 0, 0, 0}};
   fy_retry_opts_t o;
-  tcall_t tc;
+  rcall_t tc;
   setup_ctx();
   o = opts_default();
   o.is_retryable = pred_answer;
@@ -1457,12 +1391,12 @@ Test(retry, predicate_decides) {
   make(&o, NULL, NULL);
   script(2, s);
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
-  advance(1000);
+  fx_advance(&FX, 1000);
   cr_assert_eq(ops.started, 2); /* EPIPE retried, ECONNRESET final */
   cr_assert_eq(tc.status, UV_ECONNRESET);
   cr_assert_eq(tc.call.detail.state, FY_RETRY_STOP_NOT_RETRYABLE);
   cr_assert_eq(pred_calls, 2);
-  finish_ctx();
+  fx_finish(&FX);
 }
 
 /* ---- re-entrancy -------------------------------------------------------- */
@@ -1470,7 +1404,7 @@ Test(retry, predicate_decides) {
 Test(retry, on_retry_cancels_the_call) {
   static const step_t s[] = {{UV_EPIPE, 5, 0, 0, 0}, {0, 5, 0, 0, 0}};
   fy_retry_opts_t o;
-  tcall_t tc;
+  rcall_t tc;
 
   setup_ctx();
   o = opts_default();
@@ -1478,20 +1412,20 @@ Test(retry, on_retry_cancels_the_call) {
   make(&o, NULL, NULL);
   script(2, s);
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
-  advance(1000);
+  fx_advance(&FX, 1000);
   cr_assert_eq(nrecs, 1);
   cr_assert_eq(ops.started, 1); /* the retry did not start */
   cr_assert_eq(tc.done, 1);
   cr_assert_eq(tc.status, UV_ECANCELED);
   cr_assert_eq(tc.call.detail.cause, UV_EPIPE);
   cr_assert_eq(tc.call.detail.state, FY_RETRY_STOP_CANCELLED);
-  finish_ctx();
+  fx_finish(&FX);
 }
 
 Test(retry, on_retry_closes_the_pipeline) {
   static const step_t s[] = {{UV_EPIPE, 5, 0, 0, 0}, {0, 50, 0, 0, 0}};
   fy_retry_opts_t o;
-  tcall_t tc;
+  rcall_t tc;
 
   setup_ctx();
   o = opts_default();
@@ -1499,18 +1433,18 @@ Test(retry, on_retry_closes_the_pipeline) {
   make(&o, NULL, NULL);
   script(2, s);
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
-  advance(1000);
+  fx_advance(&FX, 1000);
   cr_assert_eq(nrecs, 1);
   cr_assert_eq(tc.done, 1);
   cr_assert_eq(tc.status, UV_ECANCELED);
-  cr_assert_eq(closed_flag, 1);
-  finish_ctx();
+  cr_assert_eq(closed_flag.n, 1);
+  fx_finish(&FX);
 }
 
 Test(retry, on_retry_closes_the_policy) {
   static const step_t s[] = {{UV_EPIPE, 5, 0, 0, 0}, {0, 5, 0, 0, 0}};
   fy_retry_opts_t o;
-  tcall_t tc;
+  rcall_t tc;
 
   setup_ctx();
   o = opts_default();
@@ -1518,20 +1452,20 @@ Test(retry, on_retry_closes_the_policy) {
   make(&o, NULL, NULL);
   script(2, s);
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
-  advance(1000);
+  fx_advance(&FX, 1000);
   cr_assert_eq(ops.started, 1);
   cr_assert_eq(tc.done, 1);
   cr_assert_eq(tc.status, UV_ECANCELED);
   cr_assert_eq(tc.call.detail.state, FY_RETRY_STOP_CLOSED);
   cr_assert_eq(tc.call.detail.cause, UV_EPIPE);
-  cr_assert_eq(closed_flag, 1);
-  finish_ctx();
+  cr_assert_eq(closed_flag.n, 1);
+  fx_finish(&FX);
 }
 
 Test(retry, on_retry_closes_the_context) {
   static const step_t s[] = {{UV_EPIPE, 5, 0, 0, 0}, {0, 50, 0, 0, 0}};
   fy_retry_opts_t o;
-  tcall_t tc;
+  rcall_t tc;
 
   setup_ctx();
   o = opts_default();
@@ -1539,18 +1473,18 @@ Test(retry, on_retry_closes_the_context) {
   make(&o, NULL, NULL);
   script(2, s);
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
-  advance(200);
-  uv_run(&loop, UV_RUN_DEFAULT);
+  fx_advance(&FX, 200);
+  uv_run(&FX.loop, UV_RUN_DEFAULT);
   cr_assert_eq(tc.done, 1);
   cr_assert_eq(tc.status, UV_ECANCELED);
-  cr_assert_eq(closed_flag, 1);
-  cr_assert_eq(uv_loop_close(&loop), 0);
+  cr_assert_eq(closed_flag.n, 1);
+  cr_assert_eq(uv_loop_close(&FX.loop), 0);
 }
 
 /* A listener that calls back into the library: on the first retry event
  * it starts a second call through the same pipeline and cancels the
  * first; on the second call's retry it closes the policy. */
-static tcall_t re_a, re_b;
+static rcall_t re_a, re_b;
 static int re_events;
 
 static void reenter_listener(fy_ctx_t *c, const fy_event_t *ev, void *ud) {
@@ -1564,7 +1498,7 @@ static void reenter_listener(fy_ctx_t *c, const fy_event_t *ev, void *ud) {
     cr_assert_eq(start_call(&re_b, pl_main, 0), 0);
     cr_assert_eq(fy_call_cancel(&re_a.call), 0);
   } else if (ev->call == &re_b.call) {
-    cr_assert_eq(fy_retry_close(retry, count_close, &closed_flag), 0);
+    cr_assert_eq(fy_retry_close(retry, fx_obj_closed, &closed_flag), 0);
   }
 }
 
@@ -1577,11 +1511,11 @@ Test(retry, listener_reenters_the_policy) {
   o = opts_default();
   make(&o, NULL, NULL);
   script(1, s);
-  cr_assert_eq(fy_ctx_listen(ctx, FY_EV_MASK(FY_EV_RETRY), reenter_listener,
+  cr_assert_eq(fy_ctx_listen(FX.ctx, FY_EV_MASK(FY_EV_RETRY), reenter_listener,
                              NULL, &l),
                0);
   cr_assert_eq(start_call(&re_a, pl_main, 0), 0);
-  advance(5000);
+  fx_advance(&FX, 5000);
   cr_assert_eq(re_a.done, 1);
   cr_assert_eq(re_a.status, UV_ECANCELED);
   cr_assert_eq(re_a.call.detail.cause, UV_EPIPE);
@@ -1589,58 +1523,47 @@ Test(retry, listener_reenters_the_policy) {
   cr_assert_eq(re_b.status, UV_ECANCELED);
   cr_assert_eq(re_b.call.detail.state, FY_RETRY_STOP_CLOSED);
   cr_assert_eq(re_events, 2);
-  cr_assert_eq(closed_flag, 1);
+  cr_assert_eq(closed_flag.n, 1);
   cr_assert_eq(ops.started, 2); /* neither retry started */
-  finish_ctx();
+  fx_finish(&FX);
 }
 
 /* ---- events ------------------------------------------------------------ */
-static fy_event_t evs[8];
-static unsigned nevs;
-
-static void record_event(fy_ctx_t *c, const fy_event_t *ev, void *ud) {
-  (void)c;
-  (void)ud;
-  if (nevs < 8)
-    evs[nevs] = *ev;
-  nevs++;
-}
+static evrec_t E;
 
 Test(retry, retry_event_fields) {
   static const step_t s[] = {{UV_EPIPE, 5, 0, 0, 0},
                              {UV_ECONNRESET, 5, 0, 0, 0},
                              {0, 5, 0, 0, 0}};
   fy_retry_opts_t o;
-  fy_listener_t *l;
-  tcall_t tc;
+  rcall_t tc;
 
   setup_ctx();
   o = opts_default();
   o.name = "api";
   make(&o, NULL, NULL);
   script(3, s);
-  cr_assert_eq(
-      fy_ctx_listen(ctx, FY_EV_MASK(FY_EV_RETRY), record_event, NULL, &l), 0);
+  evrec_listen(&E, FX.ctx, FY_EV_MASK(FY_EV_RETRY));
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
-  advance(5000);
+  fx_advance(&FX, 5000);
   cr_assert_eq(tc.status, 0);
-  cr_assert_eq(nevs, 2);
-  cr_assert_eq(evs[0].type, FY_EV_RETRY);
-  cr_assert_eq(evs[0].time_ms - t0, 105);
-  cr_assert_eq(evs[0].call, &tc.call);
-  cr_assert_eq(evs[0].policy, fy_retry_policy(retry));
-  cr_assert_str_eq(evs[0].policy_kind, "retry");
-  cr_assert_eq(evs[0].status, UV_EPIPE);
-  cr_assert_eq(evs[0].attempt, 1);
-  cr_assert_eq(evs[0].delay_ms, 100);
-  cr_assert_eq(evs[0].value, 100);
-  cr_assert_eq(evs[1].time_ms - t0, 105 + 5 + 200);
-  cr_assert_eq(evs[1].status, UV_ECONNRESET);
-  cr_assert_eq(evs[1].attempt, 2);
-  cr_assert_eq(evs[1].delay_ms, 200);
-  cr_assert_eq(evs[1].value, 300);
-  fy_listener_remove(l);
-  finish_ctx();
+  cr_assert_eq(E.n, 2);
+  cr_assert_eq(E.ev[0].type, FY_EV_RETRY);
+  cr_assert_eq(E.ev[0].time_ms - t0, 105);
+  cr_assert_eq(E.ev[0].call, &tc.call);
+  cr_assert_eq(E.ev[0].policy, fy_retry_policy(retry));
+  cr_assert_str_eq(E.ev[0].policy_kind, "retry");
+  cr_assert_eq(E.ev[0].status, UV_EPIPE);
+  cr_assert_eq(E.ev[0].attempt, 1);
+  cr_assert_eq(E.ev[0].delay_ms, 100);
+  cr_assert_eq(E.ev[0].value, 100);
+  cr_assert_eq(E.ev[1].time_ms - t0, 105 + 5 + 200);
+  cr_assert_eq(E.ev[1].status, UV_ECONNRESET);
+  cr_assert_eq(E.ev[1].attempt, 2);
+  cr_assert_eq(E.ev[1].delay_ms, 200);
+  cr_assert_eq(E.ev[1].value, 300);
+  fy_listener_remove(E.listener);
+  fx_finish(&FX);
 }
 
 /* ---- jitter on the loop ------------------------------------------------ */
@@ -1648,7 +1571,7 @@ Test(retry, retry_event_fields) {
 static void run_jittered(uint64_t seed, uint64_t *starts) {
   static const step_t s[] = {{UV_EPIPE, 1, 0, 0, 0}};
   fy_retry_opts_t o;
-  tcall_t tc;
+  rcall_t tc;
   unsigned i;
 
   setup_ctx();
@@ -1659,14 +1582,14 @@ static void run_jittered(uint64_t seed, uint64_t *starts) {
   make(&o, NULL, NULL);
   script(1, s);
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
-  advance(100000);
+  fx_advance(&FX, 100000);
   cr_assert_eq(tc.done, 1);
   cr_assert_eq(ops.started, 6);
   for (i = 0; i < 6; i++)
     starts[i] = ops.start_at[i] - t0;
   for (i = 1; i < 6; i++) /* full jitter: within [0, 100 * 2^(i-1)] */
     cr_assert_leq(starts[i] - starts[i - 1] - 1, 100u << (i - 1));
-  finish_ctx();
+  fx_finish(&FX);
 }
 
 Test(retry, seeded_jitter_is_reproducible) {
@@ -1683,32 +1606,31 @@ Test(retry, seeded_jitter_is_reproducible) {
 Test(retry, no_allocation_per_call) {
   static const step_t s[] = {{UV_EPIPE, 5, 0, 0, 0}, {0, 5, 0, 0, 0}};
   fy_retry_opts_t o;
-  tcall_t tc;
+  rcall_t tc;
   long before;
   int i;
 
-  cr_assert_eq(fy_replace_allocator(c_malloc, c_realloc, c_calloc, c_free),
-               0);
+  fa_install(-1);
   setup_ctx();
   o = opts_default();
   make(&o, NULL, NULL);
   /* Warm the freelists, then count. */
   script(2, s);
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
-  advance(1000);
-  before = total_allocs;
+  fx_advance(&FX, 1000);
+  before = FA.requests;
   for (i = 0; i < 10; i++) {
     script(2, s);
     cr_assert_eq(start_call(&tc, pl_main, 0), 0);
-    advance(1000);
+    fx_advance(&FX, 1000);
     cr_assert_eq(tc.status, 0);
   }
   /* The freelists are bypassed under ASan and with FY_NO_POOL. */
 #if !defined(__SANITIZE_ADDRESS__) && !defined(FY_NO_POOL)
-  cr_assert_eq(total_allocs, before);
+  cr_assert_eq(FA.requests, before);
 #else
   (void)before;
 #endif
-  finish_ctx();
-  cr_assert_eq(live_allocs, 0);
+  fx_finish(&FX);
+  cr_assert_eq(FA.live, 0);
 }

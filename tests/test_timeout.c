@@ -1,45 +1,20 @@
 /* Copyright (c) 2026 the fortify authors. MIT licensed.
  *
  * Timeout: the policy on a manual-clock context (the pure state machine's
- * tests are in test_timeout_sm.c): expiry cancels and completes on time, late results are freed,
- * the deadline reaches the operation, the per-call override, total outside
- * and per-try inside retry, parent deadline vs own (W28), streaming limits
- * (W29, W31), cancel, close, re-entrancy, bad options, standalone watches. */
+ * tests are in test_timeout_sm.c): expiry cancels and completes on time,
+ * late results are freed, the deadline reaches the operation, the per-call
+ * override, total outside and per-try inside retry, parent deadline vs own
+ * (W28), streaming limits (W29, W31), cancel, close, re-entrancy, bad
+ * options, standalone watches. */
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <fortify.h>
 
+#include "fixture.h"
+
 #define T0 1000u /* manual clock start */
-
-/* ---- allocation counting ----------------------------------------------- */
-
-static long live_blocks;
-
-static void *count_malloc(size_t n) {
-  void *p = malloc(n);
-  if (p != NULL)
-    live_blocks++;
-  return p;
-}
-static void *count_realloc(void *p, size_t n) {
-  void *q = realloc(p, n);
-  if (p == NULL && q != NULL)
-    live_blocks++;
-  return q;
-}
-static void *count_calloc(size_t c, size_t n) {
-  void *p = calloc(c, n);
-  if (p != NULL)
-    live_blocks++;
-  return p;
-}
-static void count_free(void *p) {
-  if (p != NULL)
-    live_blocks--;
-  free(p);
-}
 
 /* ---- results with a counting destructor -------------------------------- */
 
@@ -58,52 +33,16 @@ static void *result_new(int value) {
   return r;
 }
 
-/* ---- fixture ----------------------------------------------------------- */
+/* ---- fixture: support/fixture.h's fx_t, on a manual clock at T0 -------- */
 
-typedef struct fx_s {
-  uv_loop_t loop;
-  fy_ctx_t *ctx;
-  int closed;
-  int closing;
-} fx_t;
-
-static void on_ctx_closed(void *obj, void *user_data) {
-  (void)obj;
-  ((fx_t *)user_data)->closed++;
-}
-
-static void fx_init(fx_t *fx) {
-  fy_ctx_opts_t o;
-  memset(fx, 0, sizeof(*fx));
-  memset(&o, 0, sizeof(o));
-  o.manual_clock = 1;
-  o.manual_start_ms = T0;
-  cr_assert_eq(uv_loop_init(&fx->loop), 0);
-  cr_assert_eq(fy_ctx_new(&fx->loop, &o, &fx->ctx), 0);
-}
-
-static void fx_close_ctx(fx_t *fx) {
-  if (fx->closing)
-    return;
-  fx->closing = 1;
-  cr_assert_eq(fy_ctx_close(fx->ctx, on_ctx_closed, fx), 0);
-}
-
-static void fx_fini(fx_t *fx) {
-  fx_close_ctx(fx);
-  uv_run(&fx->loop, UV_RUN_DEFAULT);
-  cr_assert_eq(fx->closed, 1, "context close callback ran %d times",
-               fx->closed);
-  cr_assert_eq(uv_loop_close(&fx->loop), 0);
+/* fx_finish(), and every result made was freed. */
+static void finish(fx_t *fx) {
+  fx_finish(fx);
   cr_assert_eq(results_made, results_freed, "results leaked: %d made %d freed",
                results_made, results_freed);
 }
 
 static uint64_t now_ms(fx_t *fx) { return fy_ctx_now(fx->ctx); }
-
-static void advance(fx_t *fx, uint64_t ms) {
-  cr_assert_eq(fy_ctx_advance(fx->ctx, ms), 0);
-}
 
 static size_t live_frames(fx_t *fx) {
   fy_ctx_stats_t s;
@@ -281,7 +220,7 @@ static void on_timeout_cb(fy_timeout_t *t, fy_call_t *call,
   if (cb->close_pipeline != NULL)
     cb->close_rc = fy_pipeline_close(cb->close_pipeline, on_pl_closed, NULL);
   if (cb->close_ctx != NULL)
-    fx_close_ctx(cb->close_ctx);
+    cr_assert_eq(fx_close(cb->close_ctx), 0);
   if (cb->close_self)
     cb->close_rc = fy_timeout_close(t, on_tm_closed, NULL);
 }
@@ -528,12 +467,12 @@ Test(timeout, stage_names) {
 
 static void expect_rejected(fx_t *fx, const fy_timeout_opts_t *o) {
   fy_timeout_t *t = (fy_timeout_t *)&t; /* not NULL: must be cleared */
-  long before = live_blocks;
+  long before = FA.live;
   fy_ctx_stats_t s;
   cr_assert_eq(fy_timeout_opts_check(o), UV_EINVAL);
   cr_assert_eq(fy_timeout_new(fx->ctx, o, &t), UV_EINVAL);
   cr_assert_null(t);
-  cr_assert_eq(live_blocks, before, "something was allocated");
+  cr_assert_eq(FA.live, before, "something was allocated");
   fy_ctx_stats(fx->ctx, &s);
   cr_assert_eq(s.frames, 0);
 }
@@ -544,10 +483,8 @@ Test(timeout, bad_options_are_rejected_and_nothing_is_created) {
   fy_timeout_t *t = NULL;
   long before;
 
-  cr_assert_eq(fy_replace_allocator(count_malloc, count_realloc, count_calloc,
-                                    count_free),
-               0);
-  fx_init(&fx);
+  fa_install(-1);
+  fx_init(&fx, T0);
 
   fy_timeout_opts_init(&o);
   o.timeout_ms = FY_TIMEOUT_MAX_MS + 1;
@@ -584,28 +521,28 @@ Test(timeout, bad_options_are_rejected_and_nothing_is_created) {
   o.first_byte_ms = FY_TIMEOUT_MAX_MS;
   o.idle_ms = FY_TIMEOUT_MAX_MS;
   o.scope = FY_TIMEOUT_PER_TRY;
-  before = live_blocks;
+  before = FA.live;
   cr_assert_eq(fy_timeout_new(fx.ctx, &o, &t), 0);
   cr_assert_not_null(t);
-  cr_assert_gt(live_blocks, before);
+  cr_assert_gt(FA.live, before);
   /* opts NULL: the defaults. */
   cr_assert_eq(fy_timeout_new(fx.ctx, NULL, &t), 0);
   cr_assert_str_eq(fy_policy_kind(fy_timeout_policy(t)), "timeout");
   cr_assert_null(fy_timeout_policy(NULL));
   cr_assert_eq(fy_timeout_close(NULL, NULL, NULL), 0);
 
-  fx_fini(&fx);
-  cr_assert_eq(live_blocks, 0, "blocks still allocated: %ld", live_blocks);
+  finish(&fx);
+  cr_assert_eq(FA.live, 0, "blocks still allocated: %ld", FA.live);
 }
 
 Test(timeout, new_on_a_closing_context_is_refused) {
   fx_t fx;
   fy_timeout_t *t = NULL;
-  fx_init(&fx);
-  fx_close_ctx(&fx);
+  fx_init(&fx, T0);
+  cr_assert_eq(fx_close(&fx), 0);
   cr_assert_eq(fy_timeout_new(fx.ctx, NULL, &t), FY_ECLOSED);
   cr_assert_null(t);
-  fx_fini(&fx);
+  finish(&fx);
 }
 
 Test(timeout, defaults_time_out_after_thirty_seconds) {
@@ -614,18 +551,18 @@ Test(timeout, defaults_time_out_after_thirty_seconds) {
   rec_t r;
   fy_timeout_t *t = NULL;
   fy_pipeline_t *pl;
-  fx_init(&fx);
+  fx_init(&fx, T0);
   cr_assert_eq(fy_timeout_new(fx.ctx, NULL, &t), 0);
   pl = mk_pipeline1(&fx, t);
   svc_init(&svc, &fx, FY_TIME_NEVER, 0);
   cr_assert_eq(start_call(&r, &fx, pl, &svc_op, &svc, 0), 0);
   cr_assert_eq(svc.deadline[0], T0 + 30000);
-  advance(&fx, 29999);
+  fx_advance(&fx, 29999);
   cr_assert_eq(r.done, 0);
-  advance(&fx, 1);
+  fx_advance(&fx, 1);
   cr_assert_eq(r.done, 1);
   cr_assert_eq(r.status, UV_ETIMEDOUT);
-  fx_fini(&fx);
+  finish(&fx);
 }
 
 /* =========================================================================
@@ -641,17 +578,17 @@ Test(timeout, expiry_cancels_the_operation_and_completes_on_time) {
   fy_timeout_t *t;
   fy_pipeline_t *pl;
 
-  fx_init(&fx);
+  fx_init(&fx, T0);
   listen_timeouts(&fx, &log);
   t = mk_timeout(&fx, 100, 0, 0, FY_TIMEOUT_TOTAL, "t100", &cb);
   pl = mk_pipeline1(&fx, t);
   svc_init(&svc, &fx, FY_TIME_NEVER, 0);
   cr_assert_eq(start_call(&r, &fx, pl, &svc_op, &svc, 0), 0);
   cr_assert_eq(svc.starts, 1);
-  advance(&fx, 99);
+  fx_advance(&fx, 99);
   cr_assert_eq(r.done, 0);
   cr_assert_eq(svc.cancels, 0);
-  advance(&fx, 1);
+  fx_advance(&fx, 1);
   cr_assert_eq(r.done, 1);
   cr_assert_eq(r.status, UV_ETIMEDOUT);
   cr_assert_eq(r.at, T0 + 100);
@@ -684,7 +621,7 @@ Test(timeout, expiry_cancels_the_operation_and_completes_on_time) {
   /* Nothing left behind. */
   cr_assert_eq(live_frames(&fx), 0);
   cr_assert_eq(fy_ctx_pending_deadlines(fx.ctx), 0);
-  fx_fini(&fx);
+  finish(&fx);
 }
 
 Test(timeout, w26_uncooperative_operation_still_completes_on_time) {
@@ -694,20 +631,20 @@ Test(timeout, w26_uncooperative_operation_still_completes_on_time) {
   fy_timeout_t *t;
   fy_pipeline_t *pl;
 
-  fx_init(&fx);
+  fx_init(&fx, T0);
   t = mk_timeout(&fx, 100, 0, 0, FY_TIMEOUT_TOTAL, NULL, NULL);
   pl = mk_pipeline1(&fx, t);
   /* No cancel hook; succeeds with a result much later. */
   svc_init(&svc, &fx, 1000, 0);
   svc.with_result = 1;
   cr_assert_eq(start_call(&r, &fx, pl, &svc_op_nocancel, &svc, 0), 0);
-  advance(&fx, 100);
+  fx_advance(&fx, 100);
   cr_assert_eq(r.done, 1);
   cr_assert_eq(r.status, UV_ETIMEDOUT);
   cr_assert_eq(r.at, T0 + 100);
   cr_assert_eq(live_frames(&fx), 1, "the abandoned attempt is still alive");
   /* The late success never replaces the timeout; its result is freed. */
-  advance(&fx, 900);
+  fx_advance(&fx, 900);
   cr_assert_eq(svc.reports, 1);
   cr_assert_eq(r.done, 1);
   cr_assert_eq(r.status, UV_ETIMEDOUT);
@@ -717,7 +654,7 @@ Test(timeout, w26_uncooperative_operation_still_completes_on_time) {
   cr_assert_eq(r.call.detail.state, FY_TIMEOUT_STAGE_TOTAL,
                "a late outcome does not touch the detail");
   cr_assert_eq(live_frames(&fx), 0);
-  fx_fini(&fx);
+  finish(&fx);
 }
 
 Test(timeout, late_success_after_an_asynchronous_cancel_is_destroyed) {
@@ -727,7 +664,7 @@ Test(timeout, late_success_after_an_asynchronous_cancel_is_destroyed) {
   fy_timeout_t *t;
   fy_pipeline_t *pl;
 
-  fx_init(&fx);
+  fx_init(&fx, T0);
   t = mk_timeout(&fx, 100, 0, 0, FY_TIMEOUT_TOTAL, NULL, NULL);
   pl = mk_pipeline1(&fx, t);
   /* The cancel hook only takes note; the operation then succeeds 50 ms
@@ -737,18 +674,18 @@ Test(timeout, late_success_after_an_asynchronous_cancel_is_destroyed) {
   svc.cancel_delay = 50;
   svc.with_result = 1;
   cr_assert_eq(start_call(&r, &fx, pl, &svc_op, &svc, 0), 0);
-  advance(&fx, 100);
+  fx_advance(&fx, 100);
   cr_assert_eq(r.done, 1);
   cr_assert_eq(r.status, UV_ETIMEDOUT);
   cr_assert_eq(svc.cancels, 1);
   cr_assert_eq(svc.reports, 0);
-  advance(&fx, 50);
+  fx_advance(&fx, 50);
   cr_assert_eq(svc.reports, 1);
   cr_assert_eq(r.done, 1);
   cr_assert_eq(results_made, 1);
   cr_assert_eq(results_freed, 1);
   cr_assert_eq(live_frames(&fx), 0);
-  fx_fini(&fx);
+  finish(&fx);
 }
 
 Test(timeout, success_before_expiry_disarms) {
@@ -760,7 +697,7 @@ Test(timeout, success_before_expiry_disarms) {
   fy_timeout_t *t;
   fy_pipeline_t *pl;
 
-  fx_init(&fx);
+  fx_init(&fx, T0);
   listen_timeouts(&fx, &log);
   t = mk_timeout(&fx, 100, 0, 0, FY_TIMEOUT_TOTAL, NULL, &cb);
   pl = mk_pipeline1(&fx, t);
@@ -768,18 +705,18 @@ Test(timeout, success_before_expiry_disarms) {
   svc.with_result = 1;
   cr_assert_eq(start_call(&r, &fx, pl, &svc_op, &svc, 0), 0);
   cr_assert_eq(fy_ctx_pending_deadlines(fx.ctx), 2);
-  advance(&fx, 50);
+  fx_advance(&fx, 50);
   cr_assert_eq(r.done, 1);
   cr_assert_eq(r.status, 0);
   cr_assert_eq(r.took_result, 1, "the result reached the caller");
   cr_assert_null(r.detail.by_kind);
   cr_assert_eq(fy_ctx_pending_deadlines(fx.ctx), 0, "the timer is disarmed");
-  advance(&fx, 1000);
+  fx_advance(&fx, 1000);
   cr_assert_eq(r.done, 1);
   cr_assert_eq(cb.calls, 0);
   cr_assert_eq(log.n, 0);
   cr_assert_eq(svc.cancels, 0);
-  fx_fini(&fx);
+  finish(&fx);
 }
 
 Test(timeout, failure_before_expiry_passes_through) {
@@ -789,17 +726,17 @@ Test(timeout, failure_before_expiry_passes_through) {
   fy_timeout_t *t;
   fy_pipeline_t *pl;
 
-  fx_init(&fx);
+  fx_init(&fx, T0);
   t = mk_timeout(&fx, 100, 0, 0, FY_TIMEOUT_TOTAL, NULL, NULL);
   pl = mk_pipeline1(&fx, t);
   svc_init(&svc, &fx, 10, UV_ECONNRESET);
   cr_assert_eq(start_call(&r, &fx, pl, &svc_op, &svc, 0), 0);
-  advance(&fx, 10);
+  fx_advance(&fx, 10);
   cr_assert_eq(r.done, 1);
   cr_assert_eq(r.status, UV_ECONNRESET);
   cr_assert_null(r.detail.by_kind);
   cr_assert_eq(fy_ctx_pending_deadlines(fx.ctx), 0);
-  fx_fini(&fx);
+  finish(&fx);
 }
 
 Test(timeout, synchronous_outcome_inside_start_is_delivered_later) {
@@ -809,16 +746,16 @@ Test(timeout, synchronous_outcome_inside_start_is_delivered_later) {
   fy_timeout_t *t;
   fy_pipeline_t *pl;
 
-  fx_init(&fx);
+  fx_init(&fx, T0);
   t = mk_timeout(&fx, 100, 0, 0, FY_TIMEOUT_TOTAL, NULL, NULL);
   pl = mk_pipeline1(&fx, t);
   svc_init(&svc, &fx, 0, 0); /* reports at once (0 ms deadline) */
   cr_assert_eq(start_call(&r, &fx, pl, &svc_op, &svc, 0), 0);
   cr_assert_eq(r.done, 0);
-  advance(&fx, 0);
+  fx_advance(&fx, 0);
   cr_assert_eq(r.done, 1);
   cr_assert_eq(r.status, 0);
-  fx_fini(&fx);
+  finish(&fx);
 }
 
 /* =========================================================================
@@ -833,14 +770,14 @@ Test(timeout, deadline_is_visible_to_the_operation) {
   fy_pipeline_t *pl;
   fy_policy_t *ps[2];
 
-  fx_init(&fx);
+  fx_init(&fx, T0);
   t = mk_timeout(&fx, 100, 0, 0, FY_TIMEOUT_TOTAL, NULL, NULL);
   pl = mk_pipeline1(&fx, t);
   svc_init(&svc, &fx, 10, 0);
   cr_assert_eq(start_call(&r, &fx, pl, &svc_op, &svc, 0), 0);
   cr_assert_eq(svc.deadline[0], T0 + 100);
   cr_assert_eq(svc.remaining[0], 100);
-  advance(&fx, 10);
+  fx_advance(&fx, 10);
   cr_assert_eq(r.status, 0);
 
   /* Nested: the tighter deadline wins, whichever layer sets it. */
@@ -852,7 +789,7 @@ Test(timeout, deadline_is_visible_to_the_operation) {
   cr_assert_eq(start_call(&r, &fx, pl, &svc_op, &svc, 0), 0);
   cr_assert_eq(svc.deadline[0], now_ms(&fx) + 80);
   cr_assert_eq(svc.remaining[0], 80);
-  advance(&fx, 10);
+  fx_advance(&fx, 10);
 
   /* Streaming limits alone set no deadline: they are not known ahead. */
   t = mk_timeout(&fx, 0, 50, 30, FY_TIMEOUT_TOTAL, NULL, NULL);
@@ -861,9 +798,9 @@ Test(timeout, deadline_is_visible_to_the_operation) {
   cr_assert_eq(start_call(&r, &fx, pl, &svc_op, &svc, 0), 0);
   cr_assert_eq(svc.deadline[0], FY_TIME_NEVER);
   cr_assert_eq(svc.remaining[0], FY_TIME_NEVER);
-  advance(&fx, 10);
+  fx_advance(&fx, 10);
   cr_assert_eq(r.status, 0);
-  fx_fini(&fx);
+  finish(&fx);
 }
 
 Test(timeout, per_call_override_replaces_the_total_limit) {
@@ -873,29 +810,29 @@ Test(timeout, per_call_override_replaces_the_total_limit) {
   fy_timeout_t *t;
   fy_pipeline_t *pl;
 
-  fx_init(&fx);
+  fx_init(&fx, T0);
   t = mk_timeout(&fx, 100, 0, 0, FY_TIMEOUT_TOTAL, NULL, NULL);
   pl = mk_pipeline1(&fx, t);
   svc_init(&svc, &fx, FY_TIME_NEVER, 0);
   cr_assert_eq(start_call(&r, &fx, pl, &svc_op, &svc, 40), 0);
   cr_assert_eq(svc.deadline[0], T0 + 40);
-  advance(&fx, 39);
+  fx_advance(&fx, 39);
   cr_assert_eq(r.done, 0);
-  advance(&fx, 1);
+  fx_advance(&fx, 1);
   cr_assert_eq(r.done, 1);
   cr_assert_eq(r.status, UV_ETIMEDOUT);
   cr_assert_eq(r.detail.n[0], 40);
   /* Longer than the default works too; 0 means the default. */
   cr_assert_eq(start_call(&r, &fx, pl, &svc_op, &svc, 250), 0);
-  advance(&fx, 249);
+  fx_advance(&fx, 249);
   cr_assert_eq(r.done, 0);
-  advance(&fx, 1);
+  fx_advance(&fx, 1);
   cr_assert_eq(r.status, UV_ETIMEDOUT);
   cr_assert_eq(start_call(&r, &fx, pl, &svc_op, &svc, 0), 0);
-  advance(&fx, 100);
+  fx_advance(&fx, 100);
   cr_assert_eq(r.done, 1);
   cr_assert_eq(r.detail.n[0], 100);
-  fx_fini(&fx);
+  finish(&fx);
 }
 
 Test(timeout, per_call_override_does_not_apply_per_try) {
@@ -905,23 +842,23 @@ Test(timeout, per_call_override_does_not_apply_per_try) {
   fy_timeout_t *t;
   fy_pipeline_t *pl;
 
-  fx_init(&fx);
+  fx_init(&fx, T0);
   t = mk_timeout(&fx, 100, 0, 0, FY_TIMEOUT_PER_TRY, NULL, NULL);
   pl = mk_pipeline1(&fx, t);
   svc_init(&svc, &fx, FY_TIME_NEVER, 0);
   cr_assert_eq(start_call(&r, &fx, pl, &svc_op, &svc, 40), 0);
   cr_assert_eq(svc.deadline[0], T0 + 100);
-  advance(&fx, 40);
+  fx_advance(&fx, 40);
   cr_assert_eq(r.done, 0);
-  advance(&fx, 60);
+  fx_advance(&fx, 60);
   cr_assert_eq(r.done, 1);
   cr_assert_eq(r.status, UV_ETIMEDOUT);
   cr_assert_eq(r.detail.n[0], 100);
   /* An absurd override is ignored here too, since it does not apply. */
   cr_assert_eq(start_call(&r, &fx, pl, &svc_op, &svc, UINT64_MAX), 0);
-  advance(&fx, 100);
+  fx_advance(&fx, 100);
   cr_assert_eq(r.status, UV_ETIMEDOUT);
-  fx_fini(&fx);
+  finish(&fx);
 }
 
 Test(timeout, absurd_per_call_override_is_refused_synchronously) {
@@ -931,7 +868,7 @@ Test(timeout, absurd_per_call_override_is_refused_synchronously) {
   fy_timeout_t *t;
   fy_pipeline_t *pl;
 
-  fx_init(&fx);
+  fx_init(&fx, T0);
   t = mk_timeout(&fx, 100, 0, 0, FY_TIMEOUT_TOTAL, NULL, NULL);
   pl = mk_pipeline1(&fx, t);
   svc_init(&svc, &fx, FY_TIME_NEVER, 0);
@@ -940,11 +877,11 @@ Test(timeout, absurd_per_call_override_is_refused_synchronously) {
   cr_assert_str_eq(r.call.detail.by_kind, "timeout");
   cr_assert_eq(r.call.detail.cause, UV_EINVAL);
   cr_assert_eq(svc.starts, 0);
-  advance(&fx, 1000);
+  fx_advance(&fx, 1000);
   cr_assert_eq(r.done, 0, "the callback never runs after a refusal");
   cr_assert_eq(live_frames(&fx), 0);
   cr_assert_eq(fy_ctx_pending_deadlines(fx.ctx), 0);
-  fx_fini(&fx);
+  finish(&fx);
 }
 
 /* =========================================================================
@@ -961,7 +898,7 @@ Test(timeout, total_outside_and_per_try_inside_retry) {
   fy_pipeline_t *pl;
   fy_policy_t *ps[3];
 
-  fx_init(&fx);
+  fx_init(&fx, T0);
   listen_timeouts(&fx, &log);
   total = mk_timeout(&fx, 250, 0, 0, FY_TIMEOUT_TOTAL, "total", &cb_total);
   per_try = mk_timeout(&fx, 100, 0, 0, FY_TIMEOUT_PER_TRY, "try", &cb_try);
@@ -972,12 +909,12 @@ Test(timeout, total_outside_and_per_try_inside_retry) {
   svc_init(&svc, &fx, FY_TIME_NEVER, 0);
   cr_assert_eq(start_call(&r, &fx, pl, &svc_op, &svc, 0), 0);
 
-  advance(&fx, 100); /* per-try fires, the retry spawns again */
+  fx_advance(&fx, 100); /* per-try fires, the retry spawns again */
   cr_assert_eq(r.done, 0);
   cr_assert_eq(svc.starts, 2);
   cr_assert_eq(cb_try.calls, 1);
   cr_assert_eq(cb_try.call, &r.call);
-  advance(&fx, 100);
+  fx_advance(&fx, 100);
   cr_assert_eq(svc.starts, 3);
   cr_assert_eq(cb_try.calls, 2);
   /* Each attempt sees the tighter of its own and the total deadline. */
@@ -985,7 +922,7 @@ Test(timeout, total_outside_and_per_try_inside_retry) {
   cr_assert_eq(svc.deadline[1], T0 + 200);
   cr_assert_eq(svc.deadline[2], T0 + 250);
   cr_assert_eq(svc.remaining[2], 50);
-  advance(&fx, 50); /* total fires */
+  fx_advance(&fx, 50); /* total fires */
   cr_assert_eq(r.done, 1);
   cr_assert_eq(r.status, UV_ETIMEDOUT);
   cr_assert_eq(r.at, T0 + 250);
@@ -1006,7 +943,7 @@ Test(timeout, total_outside_and_per_try_inside_retry) {
   cr_assert_eq(log.attempt[1], 1);
   cr_assert_eq(log.attempt[2], 2);
   cr_assert_eq(live_frames(&fx), 0);
-  fx_fini(&fx);
+  finish(&fx);
 }
 
 Test(timeout, per_try_expiry_then_a_retry_that_succeeds) {
@@ -1017,7 +954,7 @@ Test(timeout, per_try_expiry_then_a_retry_that_succeeds) {
   fy_pipeline_t *pl;
   fy_policy_t *ps[3];
 
-  fx_init(&fx);
+  fx_init(&fx, T0);
   total = mk_timeout(&fx, 1000, 0, 0, FY_TIMEOUT_TOTAL, "total", NULL);
   per_try = mk_timeout(&fx, 100, 0, 0, FY_TIMEOUT_PER_TRY, "try", NULL);
   ps[0] = fy_timeout_policy(total);
@@ -1027,17 +964,17 @@ Test(timeout, per_try_expiry_then_a_retry_that_succeeds) {
   svc_init(&svc, &fx, 150, 0); /* slower than the per-try limit */
   svc.with_result = 1;
   cr_assert_eq(start_call(&r, &fx, pl, &svc_op, &svc, 0), 0);
-  advance(&fx, 100);
+  fx_advance(&fx, 100);
   cr_assert_eq(svc.starts, 2);
   /* The second attempt is fast: it reports 20 ms after it started. */
   fy_deadline_start(&svc.att[1].timer, 20);
-  advance(&fx, 20);
+  fx_advance(&fx, 20);
   cr_assert_eq(r.done, 1);
   cr_assert_eq(r.status, 0);
   cr_assert_eq(r.took_result, 1);
   cr_assert_eq(r.detail.attempts, 2);
   cr_assert_eq(fy_ctx_pending_deadlines(fx.ctx), 0);
-  fx_fini(&fx);
+  finish(&fx);
 }
 
 /* =========================================================================
@@ -1054,7 +991,7 @@ Test(timeout, w28_parent_deadline_is_a_distinct_outcome) {
   fy_pipeline_t *pl;
   fy_policy_t *ps[2];
 
-  fx_init(&fx);
+  fx_init(&fx, T0);
   listen_timeouts(&fx, &log);
   t = mk_timeout(&fx, 100, 0, 0, FY_TIMEOUT_PER_TRY, "inner", &cb);
   ps[0] = mk_tdeadline(&fx, 50);
@@ -1063,7 +1000,7 @@ Test(timeout, w28_parent_deadline_is_a_distinct_outcome) {
   svc_init(&svc, &fx, FY_TIME_NEVER, 0);
   cr_assert_eq(start_call(&r, &fx, pl, &svc_op, &svc, 0), 0);
   cr_assert_eq(svc.deadline[0], T0 + 50);
-  advance(&fx, 50);
+  fx_advance(&fx, 50);
   cr_assert_eq(r.done, 1);
   cr_assert_eq(r.status, FY_EDEADLINE);
   cr_assert_neq(r.status, UV_ETIMEDOUT);
@@ -1077,7 +1014,7 @@ Test(timeout, w28_parent_deadline_is_a_distinct_outcome) {
   cr_assert_eq(log.n, 1);
   cr_assert_eq(log.stage[0], FY_TIMEOUT_STAGE_DEADLINE);
   cr_assert_eq(log.status[0], FY_EDEADLINE);
-  fx_fini(&fx);
+  finish(&fx);
 }
 
 Test(timeout, w28_own_limit_earlier_or_equal_is_a_timeout) {
@@ -1091,7 +1028,7 @@ Test(timeout, w28_own_limit_earlier_or_equal_is_a_timeout) {
   uint64_t own[2] = {40, 50};
   int i;
 
-  fx_init(&fx);
+  fx_init(&fx, T0);
   for (i = 0; i < 2; i++) {
     memset(&cb, 0, sizeof(cb));
     t = mk_timeout(&fx, own[i], 0, 0, FY_TIMEOUT_PER_TRY, "inner", &cb);
@@ -1100,13 +1037,13 @@ Test(timeout, w28_own_limit_earlier_or_equal_is_a_timeout) {
     pl = mk_pipeline(&fx, ps, 2);
     svc_init(&svc, &fx, FY_TIME_NEVER, 0);
     cr_assert_eq(start_call(&r, &fx, pl, &svc_op, &svc, 0), 0);
-    advance(&fx, own[i]);
+    fx_advance(&fx, own[i]);
     cr_assert_eq(r.done, 1);
     cr_assert_eq(r.status, UV_ETIMEDOUT, "own %d", (int)own[i]);
     cr_assert_eq(r.detail.state, FY_TIMEOUT_STAGE_TOTAL);
     cr_assert_eq(cb.calls, 1);
   }
-  fx_fini(&fx);
+  finish(&fx);
 }
 
 Test(timeout, w28_parent_deadline_already_passed_refuses_at_start) {
@@ -1118,7 +1055,7 @@ Test(timeout, w28_parent_deadline_already_passed_refuses_at_start) {
   fy_pipeline_t *pl;
   fy_policy_t *ps[2];
 
-  fx_init(&fx);
+  fx_init(&fx, T0);
   listen_timeouts(&fx, &log);
   t = mk_timeout(&fx, 100, 0, 0, FY_TIMEOUT_PER_TRY, "inner", NULL);
   ps[0] = mk_tdeadline(&fx, 0); /* a budget already spent */
@@ -1129,10 +1066,10 @@ Test(timeout, w28_parent_deadline_already_passed_refuses_at_start) {
   cr_assert_eq(svc.starts, 0, "no operation runs on a dead deadline (W27)");
   cr_assert_eq(r.call.detail.state, FY_TIMEOUT_STAGE_DEADLINE);
   cr_assert_eq(log.n, 1);
-  advance(&fx, 200);
+  fx_advance(&fx, 200);
   cr_assert_eq(r.done, 0);
   cr_assert_eq(live_frames(&fx), 0);
-  fx_fini(&fx);
+  finish(&fx);
 }
 
 Test(timeout, w28_equal_instants_outer_timer_fires_first) {
@@ -1145,7 +1082,7 @@ Test(timeout, w28_equal_instants_outer_timer_fires_first) {
   fy_pipeline_t *pl;
   fy_policy_t *ps[2];
 
-  fx_init(&fx);
+  fx_init(&fx, T0);
   listen_timeouts(&fx, &log);
   outer = mk_timeout(&fx, 100, 0, 0, FY_TIMEOUT_TOTAL, "outer", &cb_out);
   inner = mk_timeout(&fx, 100, 0, 0, FY_TIMEOUT_PER_TRY, "inner", &cb_in);
@@ -1154,7 +1091,7 @@ Test(timeout, w28_equal_instants_outer_timer_fires_first) {
   pl = mk_pipeline(&fx, ps, 2);
   svc_init(&svc, &fx, FY_TIME_NEVER, 0);
   cr_assert_eq(start_call(&r, &fx, pl, &svc_op, &svc, 0), 0);
-  advance(&fx, 100);
+  fx_advance(&fx, 100);
   cr_assert_eq(r.done, 1);
   cr_assert_eq(r.status, UV_ETIMEDOUT);
   cr_assert_str_eq(r.detail.by_name, "outer");
@@ -1165,7 +1102,7 @@ Test(timeout, w28_equal_instants_outer_timer_fires_first) {
   cr_assert_str_eq(log.name[0], "outer");
   cr_assert_eq(svc.cancels, 1);
   cr_assert_eq(live_frames(&fx), 0);
-  fx_fini(&fx);
+  finish(&fx);
 }
 
 /* The outer timer is re-armed by marks (idle), so by the time both fall due
@@ -1184,7 +1121,7 @@ static void inner_first(uint64_t inner_ms, fy_timeout_stage_t inner_stage) {
   fy_policy_t *ps[2];
   int i;
 
-  fx_init(&fx);
+  fx_init(&fx, T0);
   listen_timeouts(&fx, &log);
   outer = mk_timeout(&fx, 100, 0, 30, FY_TIMEOUT_TOTAL, "outer", &cb_out);
   inner =
@@ -1195,10 +1132,10 @@ static void inner_first(uint64_t inner_ms, fy_timeout_stage_t inner_stage) {
   svc_init(&svc, &fx, FY_TIME_NEVER, 0);
   cr_assert_eq(start_call(&r, &fx, pl, &svc_op, &svc, 0), 0);
   for (i = 0; i < 4; i++) {
-    advance(&fx, 20);
+    fx_advance(&fx, 20);
     svc_mark(&svc);
   }
-  advance(&fx, 20);
+  fx_advance(&fx, 20);
   cr_assert_eq(r.done, 1);
   cr_assert_eq(r.at, T0 + 100);
   cr_assert_eq(r.status, UV_ETIMEDOUT);
@@ -1215,7 +1152,7 @@ static void inner_first(uint64_t inner_ms, fy_timeout_stage_t inner_stage) {
   cr_assert_str_eq(log.name[1], "outer");
   cr_assert_eq(log.stage[1], FY_TIMEOUT_STAGE_TOTAL);
   cr_assert_eq(live_frames(&fx), 0);
-  fx_fini(&fx);
+  finish(&fx);
 }
 
 Test(timeout, w28_equal_instants_inner_timer_first_gives_the_same_outcome) {
@@ -1244,12 +1181,12 @@ Test(timeout, operation_timeout_at_the_deadline_is_the_policys) {
   fy_timeout_t *t;
   fy_pipeline_t *pl;
 
-  fx_init(&fx);
+  fx_init(&fx, T0);
   t = mk_timeout(&fx, 100, 0, 0, FY_TIMEOUT_TOTAL, "t", &cb);
   pl = mk_pipeline1(&fx, t);
   svc_init(&svc, &fx, 99, UV_ETIMEDOUT);
   cr_assert_eq(start_call(&r, &fx, pl, &svc_op, &svc, 0), 0);
-  advance(&fx, 99);
+  fx_advance(&fx, 99);
   cr_assert_eq(r.status, UV_ETIMEDOUT);
   cr_assert_null(r.detail.by_kind, "the operation's own timeout");
   cr_assert_eq(cb.calls, 0);
@@ -1261,7 +1198,7 @@ Test(timeout, operation_timeout_at_the_deadline_is_the_policys) {
   trigger.data = &svc;
   fy_deadline_start(&trigger, 100);
   cr_assert_eq(start_call(&r, &fx, pl, &svc_op, &svc, 0), 0);
-  advance(&fx, 100);
+  fx_advance(&fx, 100);
   cr_assert_eq(svc.reports, 1);
   cr_assert_eq(svc.cancels, 0, "it reported by itself");
   cr_assert_eq(r.done, 1);
@@ -1269,7 +1206,7 @@ Test(timeout, operation_timeout_at_the_deadline_is_the_policys) {
   cr_assert_str_eq(r.detail.by_kind, "timeout");
   cr_assert_eq(r.detail.state, FY_TIMEOUT_STAGE_TOTAL);
   cr_assert_eq(cb.calls, 1);
-  fx_fini(&fx);
+  finish(&fx);
 }
 
 /* =========================================================================
@@ -1284,14 +1221,14 @@ Test(timeout, streaming_first_byte_fires_without_a_mark) {
   fy_timeout_t *t;
   fy_pipeline_t *pl;
 
-  fx_init(&fx);
+  fx_init(&fx, T0);
   t = mk_timeout(&fx, 0, 50, 0, FY_TIMEOUT_TOTAL, NULL, &cb);
   pl = mk_pipeline1(&fx, t);
   svc_init(&svc, &fx, FY_TIME_NEVER, 0);
   cr_assert_eq(start_call(&r, &fx, pl, &svc_op, &svc, 0), 0);
-  advance(&fx, 49);
+  fx_advance(&fx, 49);
   cr_assert_eq(r.done, 0);
-  advance(&fx, 1);
+  fx_advance(&fx, 1);
   cr_assert_eq(r.done, 1);
   cr_assert_eq(r.status, UV_ETIMEDOUT);
   cr_assert_eq(r.detail.state, FY_TIMEOUT_STAGE_FIRST_BYTE);
@@ -1300,7 +1237,7 @@ Test(timeout, streaming_first_byte_fires_without_a_mark) {
   cr_assert_eq(r.detail.n[2], 0);
   cr_assert_eq(cb.stage, FY_TIMEOUT_STAGE_FIRST_BYTE);
   cr_assert_eq(cb.limit, 50);
-  fx_fini(&fx);
+  finish(&fx);
 }
 
 Test(timeout, streaming_first_byte_is_disarmed_by_a_mark) {
@@ -1310,20 +1247,20 @@ Test(timeout, streaming_first_byte_is_disarmed_by_a_mark) {
   fy_timeout_t *t;
   fy_pipeline_t *pl;
 
-  fx_init(&fx);
+  fx_init(&fx, T0);
   t = mk_timeout(&fx, 200, 50, 0, FY_TIMEOUT_TOTAL, NULL, NULL);
   pl = mk_pipeline1(&fx, t);
   svc_init(&svc, &fx, FY_TIME_NEVER, 0);
   cr_assert_eq(start_call(&r, &fx, pl, &svc_op, &svc, 0), 0);
-  advance(&fx, 10);
+  fx_advance(&fx, 10);
   svc_mark(&svc);
-  advance(&fx, 189);
+  fx_advance(&fx, 189);
   cr_assert_eq(r.done, 0);
-  advance(&fx, 1);
+  fx_advance(&fx, 1);
   cr_assert_eq(r.status, UV_ETIMEDOUT);
   cr_assert_eq(r.detail.state, FY_TIMEOUT_STAGE_TOTAL);
   cr_assert_eq(r.detail.n[2], 1, "one mark seen");
-  fx_fini(&fx);
+  finish(&fx);
 }
 
 Test(timeout, streaming_idle_fires_when_marks_are_too_far_apart) {
@@ -1334,18 +1271,18 @@ Test(timeout, streaming_idle_fires_when_marks_are_too_far_apart) {
   fy_timeout_t *t;
   fy_pipeline_t *pl;
 
-  fx_init(&fx);
+  fx_init(&fx, T0);
   t = mk_timeout(&fx, 0, 0, 30, FY_TIMEOUT_TOTAL, NULL, &cb);
   pl = mk_pipeline1(&fx, t);
   svc_init(&svc, &fx, FY_TIME_NEVER, 0);
   cr_assert_eq(start_call(&r, &fx, pl, &svc_op, &svc, 0), 0);
-  advance(&fx, 20);
+  fx_advance(&fx, 20);
   svc_mark(&svc);
-  advance(&fx, 20);
+  fx_advance(&fx, 20);
   svc_mark(&svc);
-  advance(&fx, 29);
+  fx_advance(&fx, 29);
   cr_assert_eq(r.done, 0);
-  advance(&fx, 1);
+  fx_advance(&fx, 1);
   cr_assert_eq(r.done, 1);
   cr_assert_eq(r.at, T0 + 70);
   cr_assert_eq(r.status, UV_ETIMEDOUT);
@@ -1354,7 +1291,7 @@ Test(timeout, streaming_idle_fires_when_marks_are_too_far_apart) {
   cr_assert_eq(r.detail.n[1], 70);
   cr_assert_eq(r.detail.n[2], 2);
   cr_assert_eq(cb.elapsed, 70);
-  fx_fini(&fx);
+  finish(&fx);
 }
 
 Test(timeout, w29_idle_is_armed_at_start_without_any_mark) {
@@ -1364,18 +1301,18 @@ Test(timeout, w29_idle_is_armed_at_start_without_any_mark) {
   fy_timeout_t *t;
   fy_pipeline_t *pl;
 
-  fx_init(&fx);
+  fx_init(&fx, T0);
   t = mk_timeout(&fx, 0, 0, 30, FY_TIMEOUT_TOTAL, NULL, NULL);
   pl = mk_pipeline1(&fx, t);
   svc_init(&svc, &fx, FY_TIME_NEVER, 0);
   cr_assert_eq(start_call(&r, &fx, pl, &svc_op, &svc, 0), 0);
-  advance(&fx, 30);
+  fx_advance(&fx, 30);
   cr_assert_eq(r.done, 1, "a stream that never starts still times out");
   cr_assert_eq(r.status, UV_ETIMEDOUT);
   cr_assert_eq(r.detail.state, FY_TIMEOUT_STAGE_IDLE);
   cr_assert_eq(r.detail.n[1], 30);
   cr_assert_eq(svc.cancels, 1);
-  fx_fini(&fx);
+  finish(&fx);
 }
 
 Test(timeout, streaming_total_fires_despite_regular_marks) {
@@ -1386,22 +1323,22 @@ Test(timeout, streaming_total_fires_despite_regular_marks) {
   fy_pipeline_t *pl;
   int i;
 
-  fx_init(&fx);
+  fx_init(&fx, T0);
   t = mk_timeout(&fx, 100, 50, 30, FY_TIMEOUT_TOTAL, NULL, NULL);
   pl = mk_pipeline1(&fx, t);
   svc_init(&svc, &fx, FY_TIME_NEVER, 0);
   cr_assert_eq(start_call(&r, &fx, pl, &svc_op, &svc, 0), 0);
   for (i = 0; i < 9; i++) {
-    advance(&fx, 10);
+    fx_advance(&fx, 10);
     svc_mark(&svc);
     cr_assert_eq(r.done, 0);
   }
-  advance(&fx, 10);
+  fx_advance(&fx, 10);
   cr_assert_eq(r.done, 1);
   cr_assert_eq(r.at, T0 + 100);
   cr_assert_eq(r.detail.state, FY_TIMEOUT_STAGE_TOTAL);
   cr_assert_eq(r.detail.n[2], 9);
-  fx_fini(&fx);
+  finish(&fx);
 }
 
 Test(timeout, w31_elapsed_is_measured_at_fire_time) {
@@ -1413,7 +1350,7 @@ Test(timeout, w31_elapsed_is_measured_at_fire_time) {
   fy_timeout_t *t;
   fy_pipeline_t *pl;
 
-  fx_init(&fx);
+  fx_init(&fx, T0);
   listen_timeouts(&fx, &log);
   t = mk_timeout(&fx, 0, 50, 0, FY_TIMEOUT_TOTAL, NULL, &cb);
   pl = mk_pipeline1(&fx, t);
@@ -1421,18 +1358,18 @@ Test(timeout, w31_elapsed_is_measured_at_fire_time) {
   svc_init(&svc, &fx, 500, 0);
   svc.with_result = 1;
   cr_assert_eq(start_call(&r, &fx, pl, &svc_op_nocancel, &svc, 0), 0);
-  advance(&fx, 50);
+  fx_advance(&fx, 50);
   cr_assert_eq(r.done, 1);
   cr_assert_eq(r.status, UV_ETIMEDOUT);
   cr_assert_eq(r.detail.n[1], 50);
   cr_assert_eq(cb.elapsed, 50);
   cr_assert_eq(log.elapsed[0], 50);
-  advance(&fx, 450);
+  fx_advance(&fx, 450);
   cr_assert_eq(svc.reports, 1);
   cr_assert_eq(r.done, 1);
   cr_assert_eq(r.call.detail.n[1], 50, "not the time the operation returned");
   cr_assert_eq(results_freed, 1, "the late success was discarded");
-  fx_fini(&fx);
+  finish(&fx);
 }
 
 Test(timeout, marks_from_a_detached_attempt_are_ignored) {
@@ -1442,18 +1379,18 @@ Test(timeout, marks_from_a_detached_attempt_are_ignored) {
   fy_timeout_t *t;
   fy_pipeline_t *pl;
 
-  fx_init(&fx);
+  fx_init(&fx, T0);
   t = mk_timeout(&fx, 0, 0, 30, FY_TIMEOUT_TOTAL, NULL, NULL);
   pl = mk_pipeline1(&fx, t);
   svc_init(&svc, &fx, 100, 0);
   cr_assert_eq(start_call(&r, &fx, pl, &svc_op_nocancel, &svc, 0), 0);
-  advance(&fx, 30);
+  fx_advance(&fx, 30);
   cr_assert_eq(r.done, 1);
   fy_attempt_mark(svc.att[0].a); /* still alive, abandoned */
-  advance(&fx, 70);
+  fx_advance(&fx, 70);
   cr_assert_eq(svc.reports, 1);
   cr_assert_eq(live_frames(&fx), 0);
-  fx_fini(&fx);
+  finish(&fx);
 }
 
 /* =========================================================================
@@ -1468,22 +1405,22 @@ Test(timeout, caller_cancel_lets_the_child_report) {
   fy_timeout_t *t;
   fy_pipeline_t *pl;
 
-  fx_init(&fx);
+  fx_init(&fx, T0);
   t = mk_timeout(&fx, 100, 0, 0, FY_TIMEOUT_TOTAL, NULL, &cb);
   pl = mk_pipeline1(&fx, t);
   svc_init(&svc, &fx, FY_TIME_NEVER, 0);
   cr_assert_eq(start_call(&r, &fx, pl, &svc_op, &svc, 0), 0);
-  advance(&fx, 10);
+  fx_advance(&fx, 10);
   cr_assert_eq(fy_call_cancel(&r.call), 0);
   cr_assert_eq(svc.cancels, 1);
   cr_assert_eq(r.done, 0, "never inside fy_call_cancel");
-  advance(&fx, 0);
+  fx_advance(&fx, 0);
   cr_assert_eq(r.done, 1);
   cr_assert_eq(r.status, UV_ECANCELED);
   cr_assert_null(r.detail.by_kind, "the operation's own outcome");
   cr_assert_eq(cb.calls, 0);
   cr_assert_eq(fy_ctx_pending_deadlines(fx.ctx), 0);
-  fx_fini(&fx);
+  finish(&fx);
 }
 
 Test(timeout, caller_cancel_of_an_uncooperative_op_ends_by_the_deadline) {
@@ -1495,18 +1432,18 @@ Test(timeout, caller_cancel_of_an_uncooperative_op_ends_by_the_deadline) {
   fy_timeout_t *t;
   fy_pipeline_t *pl;
 
-  fx_init(&fx);
+  fx_init(&fx, T0);
   listen_timeouts(&fx, &log);
   t = mk_timeout(&fx, 100, 0, 0, FY_TIMEOUT_TOTAL, NULL, &cb);
   pl = mk_pipeline1(&fx, t);
   svc_init(&svc, &fx, 1000, 0);
   svc.with_result = 1;
   cr_assert_eq(start_call(&r, &fx, pl, &svc_op_nocancel, &svc, 0), 0);
-  advance(&fx, 10);
+  fx_advance(&fx, 10);
   cr_assert_eq(fy_call_cancel(&r.call), 0);
-  advance(&fx, 89);
+  fx_advance(&fx, 89);
   cr_assert_eq(r.done, 0);
-  advance(&fx, 1);
+  fx_advance(&fx, 1);
   cr_assert_eq(r.done, 1);
   cr_assert_eq(r.at, T0 + 100);
   cr_assert_eq(r.status, UV_ECANCELED, "what the caller asked for");
@@ -1514,11 +1451,11 @@ Test(timeout, caller_cancel_of_an_uncooperative_op_ends_by_the_deadline) {
   cr_assert_eq(r.detail.cause, UV_ETIMEDOUT);
   cr_assert_eq(cb.calls, 0);
   cr_assert_eq(log.n, 0);
-  advance(&fx, 900);
+  fx_advance(&fx, 900);
   cr_assert_eq(svc.reports, 1);
   cr_assert_eq(results_freed, 1);
   cr_assert_eq(live_frames(&fx), 0);
-  fx_fini(&fx);
+  finish(&fx);
 }
 
 Test(timeout, refusal_below_is_returned_from_start) {
@@ -1530,7 +1467,7 @@ Test(timeout, refusal_below_is_returned_from_start) {
   fy_policy_t *ps[2], *closed;
   int *code;
 
-  fx_init(&fx);
+  fx_init(&fx, T0);
   t = mk_timeout(&fx, 100, 0, 0, FY_TIMEOUT_TOTAL, NULL, NULL);
   ps[0] = fy_timeout_policy(t);
   cr_assert_eq(fy_policy_new(fx.ctx, &trefuse_vt, sizeof(int), "full",
@@ -1551,10 +1488,10 @@ Test(timeout, refusal_below_is_returned_from_start) {
   pl = mk_pipeline(&fx, ps, 2);
   cr_assert_eq(fy_policy_close(closed, NULL, NULL), 0);
   cr_assert_eq(start_call(&r, &fx, pl, &svc_op, &svc, 0), FY_ECLOSED);
-  advance(&fx, 200);
+  fx_advance(&fx, 200);
   cr_assert_eq(r.done, 0);
   cr_assert_eq(live_frames(&fx), 0);
-  fx_fini(&fx);
+  finish(&fx);
 }
 
 static int close_order_calls_done;
@@ -1582,7 +1519,7 @@ Test(timeout, close_with_frames_pending) {
   fy_pipeline_t *pl;
   int i;
 
-  fx_init(&fx);
+  fx_init(&fx, T0);
   t = mk_timeout(&fx, 100, 0, 0, FY_TIMEOUT_TOTAL, NULL, NULL);
   pl = mk_pipeline1(&fx, t);
   svc_init(&svc_a, &fx, FY_TIME_NEVER, 0);
@@ -1599,17 +1536,17 @@ Test(timeout, close_with_frames_pending) {
   cr_assert_eq(
       fy_call_start(&r[2].call, pl, &svc_op_nocancel, &svc_b, on_done_count),
       0);
-  advance(&fx, 10);
+  fx_advance(&fx, 10);
   cr_assert_eq(fy_timeout_close(t, on_tm_closed_check, NULL), 0);
   cr_assert_eq(fy_timeout_close(t, on_tm_closed_check, NULL), FY_ECLOSED);
-  advance(&fx, 0);
+  fx_advance(&fx, 0);
   cr_assert_eq(r[0].done, 1);
   cr_assert_eq(r[0].status, UV_ECANCELED);
   cr_assert_eq(r[1].done, 1);
   cr_assert_eq(r[1].status, UV_ECANCELED);
   cr_assert_eq(r[2].done, 0, "waits for its deadline");
   cr_assert_eq(tm_closed, 0);
-  advance(&fx, 90);
+  fx_advance(&fx, 90);
   cr_assert_eq(r[2].done, 1);
   cr_assert_eq(r[2].status, UV_ECANCELED);
   cr_assert_eq(r[2].at, T0 + 100);
@@ -1617,9 +1554,9 @@ Test(timeout, close_with_frames_pending) {
   cr_assert_eq(tm_closed_obj, t, "the close callback gets the handle");
   /* New calls through the closed policy are refused. */
   cr_assert_eq(start_call(&r[0], &fx, pl, &svc_op, &svc_a, 0), FY_ECLOSED);
-  advance(&fx, 900);
+  fx_advance(&fx, 900);
   cr_assert_eq(svc_b.reports, 1);
-  fx_fini(&fx);
+  finish(&fx);
   cr_assert_eq(r[0].done, 0);
   cr_assert_eq(r[1].done + r[2].done, 2);
 }
@@ -1631,19 +1568,19 @@ Test(timeout, context_close_with_frames_pending) {
   fy_timeout_t *t;
   fy_pipeline_t *pl;
 
-  fx_init(&fx);
+  fx_init(&fx, T0);
   t = mk_timeout(&fx, 100, 0, 30, FY_TIMEOUT_TOTAL, NULL, NULL);
   pl = mk_pipeline1(&fx, t);
   svc_init(&svc, &fx, FY_TIME_NEVER, 0);
   cr_assert_eq(start_call(&r[0], &fx, pl, &svc_op, &svc, 0), 0);
   cr_assert_eq(start_call(&r[1], &fx, pl, &svc_op, &svc, 0), 0);
-  fx_close_ctx(&fx);
+  cr_assert_eq(fx_close(&fx), 0);
   uv_run(&fx.loop, UV_RUN_DEFAULT);
   cr_assert_eq(r[0].done, 1);
   cr_assert_eq(r[0].status, UV_ECANCELED);
   cr_assert_eq(r[1].done, 1);
   cr_assert_eq(r[1].status, UV_ECANCELED);
-  fx_fini(&fx);
+  finish(&fx);
 }
 
 /* =========================================================================
@@ -1658,19 +1595,19 @@ Test(timeout, on_timeout_closes_the_pipeline) {
   fy_timeout_t *t;
   fy_pipeline_t *pl;
 
-  fx_init(&fx);
+  fx_init(&fx, T0);
   t = mk_timeout(&fx, 100, 0, 0, FY_TIMEOUT_TOTAL, NULL, &cb);
   pl = mk_pipeline1(&fx, t);
   cb.close_pipeline = pl;
   svc_init(&svc, &fx, FY_TIME_NEVER, 0);
   cr_assert_eq(start_call(&r, &fx, pl, &svc_op, &svc, 0), 0);
-  advance(&fx, 100);
+  fx_advance(&fx, 100);
   cr_assert_eq(cb.calls, 1);
   cr_assert_eq(cb.close_rc, 0);
   cr_assert_eq(r.done, 1);
   cr_assert_eq(r.status, UV_ETIMEDOUT);
   cr_assert_eq(pl_closed, 1);
-  fx_fini(&fx);
+  finish(&fx);
   cr_assert_eq(r.done, 1);
 }
 
@@ -1682,17 +1619,17 @@ Test(timeout, on_timeout_closes_the_context) {
   fy_timeout_t *t;
   fy_pipeline_t *pl;
 
-  fx_init(&fx);
+  fx_init(&fx, T0);
   t = mk_timeout(&fx, 100, 0, 0, FY_TIMEOUT_TOTAL, NULL, &cb);
   pl = mk_pipeline1(&fx, t);
   cb.close_ctx = &fx;
   svc_init(&svc, &fx, FY_TIME_NEVER, 0);
   cr_assert_eq(start_call(&r, &fx, pl, &svc_op, &svc, 0), 0);
-  advance(&fx, 100);
+  fx_advance(&fx, 100);
   cr_assert_eq(cb.calls, 1);
   cr_assert_eq(r.done, 1);
   cr_assert_eq(r.status, UV_ETIMEDOUT);
-  fx_fini(&fx);
+  finish(&fx);
   cr_assert_eq(r.done, 1);
 }
 
@@ -1704,20 +1641,20 @@ Test(timeout, on_timeout_closes_its_own_policy) {
   fy_timeout_t *t;
   fy_pipeline_t *pl;
 
-  fx_init(&fx);
+  fx_init(&fx, T0);
   t = mk_timeout(&fx, 100, 0, 0, FY_TIMEOUT_TOTAL, NULL, &cb);
   pl = mk_pipeline1(&fx, t);
   cb.close_self = 1;
   svc_init(&svc, &fx, FY_TIME_NEVER, 0);
   cr_assert_eq(start_call(&r, &fx, pl, &svc_op, &svc, 0), 0);
-  advance(&fx, 100);
+  fx_advance(&fx, 100);
   cr_assert_eq(cb.calls, 1);
   cr_assert_eq(cb.close_rc, 0);
   cr_assert_eq(r.done, 1);
   cr_assert_eq(r.status, UV_ETIMEDOUT);
   cr_assert_eq(tm_closed, 1);
   cr_assert_eq(tm_closed_obj, t);
-  fx_fini(&fx);
+  finish(&fx);
 }
 
 Test(timeout, listener_calls_back_into_the_policy) {
@@ -1728,7 +1665,7 @@ Test(timeout, listener_calls_back_into_the_policy) {
   fy_timeout_t *t;
   fy_pipeline_t *pl;
 
-  fx_init(&fx);
+  fx_init(&fx, T0);
   listen_timeouts(&fx, &log);
   t = mk_timeout(&fx, 100, 0, 0, FY_TIMEOUT_TOTAL, NULL, NULL);
   pl = mk_pipeline1(&fx, t);
@@ -1738,16 +1675,16 @@ Test(timeout, listener_calls_back_into_the_policy) {
   log.reenter_rec = &r2;
   log.reenter_svc = &svc2;
   cr_assert_eq(start_call(&r, &fx, pl, &svc_op, &svc, 0), 0);
-  advance(&fx, 100);
+  fx_advance(&fx, 100);
   cr_assert_eq(r.done, 1);
   cr_assert_eq(log.reenter_rc, 0, "a call started from the listener");
   cr_assert_eq(svc2.starts, 1);
   cr_assert_eq(svc2.deadline[0], T0 + 200);
-  advance(&fx, 100);
+  fx_advance(&fx, 100);
   cr_assert_eq(r2.done, 1);
   cr_assert_eq(r2.status, UV_ETIMEDOUT);
   cr_assert_eq(log.n, 2);
-  fx_fini(&fx);
+  finish(&fx);
 }
 
 /* A call's callback that starts the next call through the same timeout. */
@@ -1770,7 +1707,7 @@ Test(timeout, completion_callback_reuses_the_call) {
   rec_t r;
   fy_timeout_t *t;
 
-  fx_init(&fx);
+  fx_init(&fx, T0);
   t = mk_timeout(&fx, 100, 0, 0, FY_TIMEOUT_TOTAL, NULL, NULL);
   chain_pl = mk_pipeline1(&fx, t);
   svc_init(&svc, &fx, FY_TIME_NEVER, 0);
@@ -1780,11 +1717,11 @@ Test(timeout, completion_callback_reuses_the_call) {
   r.ctx = fx.ctx;
   cr_assert_eq(fy_call_start(&r.call, chain_pl, &svc_op, &svc, on_done_chain),
                0);
-  advance(&fx, 300);
+  fx_advance(&fx, 300);
   cr_assert_eq(r.done, 3);
   cr_assert_eq(r.status, UV_ETIMEDOUT);
   cr_assert_eq(svc.cancels, 3);
-  fx_fini(&fx);
+  finish(&fx);
 }
 
 /* =========================================================================
@@ -1827,19 +1764,19 @@ Test(timeout, watch_fires_marks_and_stops) {
   cbrec_t cb = {0};
   evlog_t log;
 
-  fx_init(&fx);
+  fx_init(&fx, T0);
   listen_timeouts(&fx, &log);
   wr.ctx = fx.ctx;
   t = mk_timeout(&fx, 100, 0, 30, FY_TIMEOUT_TOTAL, "w", &cb);
   cr_assert_eq(fy_timeout_watch_start(t, &w, 0, on_watch, &wr), 0);
   cr_assert(fy_timeout_watch_is_active(&w));
   cr_assert_eq(fy_timeout_watch_remaining(&w), 100);
-  advance(&fx, 20);
+  fx_advance(&fx, 20);
   fy_timeout_watch_mark(&w);
-  advance(&fx, 29);
+  fx_advance(&fx, 29);
   cr_assert_eq(wr.calls, 0);
   cr_assert_eq(fy_timeout_watch_remaining(&w), 51);
-  advance(&fx, 1);
+  fx_advance(&fx, 1);
   cr_assert_eq(wr.calls, 1);
   cr_assert_eq(wr.status, UV_ETIMEDOUT);
   cr_assert_eq(wr.stage, FY_TIMEOUT_STAGE_IDLE);
@@ -1857,7 +1794,7 @@ Test(timeout, watch_fires_marks_and_stops) {
   cr_assert_eq(fy_timeout_watch_start(t, &w, 500, on_watch, &wr), 0);
   fy_timeout_watch_stop(&w);
   fy_timeout_watch_stop(&w);
-  advance(&fx, 1000);
+  fx_advance(&fx, 1000);
   cr_assert_eq(wr.calls, 1);
   cr_assert_eq(fy_ctx_pending_deadlines(fx.ctx), 0);
 
@@ -1865,13 +1802,13 @@ Test(timeout, watch_fires_marks_and_stops) {
   t = mk_timeout(&fx, 100, 0, 0, FY_TIMEOUT_PER_TRY, NULL, NULL);
   wr.restart_with = t;
   cr_assert_eq(fy_timeout_watch_start(t, &w, 10, on_watch, &wr), 0);
-  advance(&fx, 10);
+  fx_advance(&fx, 10);
   cr_assert_eq(wr.calls, 2);
   cr_assert_eq(wr.stage, FY_TIMEOUT_STAGE_TOTAL);
   cr_assert_eq(wr.limit, 10);
   cr_assert_eq(wr.restart_rc, 0);
   cr_assert(fy_timeout_watch_is_active(&w), "restarted from its callback");
-  advance(&fx, 100);
+  fx_advance(&fx, 100);
   cr_assert_eq(wr.calls, 3);
   cr_assert_eq(wr.limit, 100);
 
@@ -1882,7 +1819,7 @@ Test(timeout, watch_fires_marks_and_stops) {
   cr_assert_eq(
       fy_timeout_watch_start(t, &w, FY_TIMEOUT_MAX_MS + 1, on_watch, &wr),
       UV_EINVAL);
-  fx_fini(&fx);
+  finish(&fx);
 }
 
 Test(timeout, watch_is_cancelled_when_the_policy_closes) {
@@ -1891,7 +1828,7 @@ Test(timeout, watch_is_cancelled_when_the_policy_closes) {
   fy_timeout_watch_t w1, w2, w3;
   wrec_t wr1 = {0}, wr2 = {0};
 
-  fx_init(&fx);
+  fx_init(&fx, T0);
   wr1.ctx = fx.ctx;
   wr2.ctx = fx.ctx;
   t = mk_timeout(&fx, 100, 0, 0, FY_TIMEOUT_TOTAL, NULL, NULL);
@@ -1899,10 +1836,10 @@ Test(timeout, watch_is_cancelled_when_the_policy_closes) {
   cr_assert_eq(fy_timeout_watch_start(t, &w2, 0, on_watch, &wr2), 0);
   /* w1's callback tries to restart: refused, the policy is closing. */
   wr1.restart_with = t;
-  advance(&fx, 10);
+  fx_advance(&fx, 10);
   cr_assert_eq(fy_timeout_close(t, on_tm_closed, NULL), 0);
   cr_assert_eq(fy_timeout_watch_start(t, &w3, 0, on_watch, &wr2), FY_ECLOSED);
-  advance(&fx, 0);
+  fx_advance(&fx, 0);
   cr_assert_eq(wr1.calls, 1);
   cr_assert_eq(wr1.restart_rc, FY_ECLOSED, "no restart once closing");
   cr_assert_eq(fy_timeout_watch_is_active(&w1), 0);
@@ -1912,11 +1849,11 @@ Test(timeout, watch_is_cancelled_when_the_policy_closes) {
   cr_assert_eq(wr2.calls, 1);
   cr_assert_eq(wr2.status, UV_ECANCELED);
   cr_assert_eq(tm_closed, 1);
-  advance(&fx, 1000);
+  fx_advance(&fx, 1000);
   cr_assert_eq(wr1.calls, 1);
   cr_assert_eq(wr2.calls, 1);
   cr_assert_eq(fy_ctx_pending_deadlines(fx.ctx), 0);
-  fx_fini(&fx);
+  finish(&fx);
 }
 
 /* Closing the context with an active watch cancels it too. */
@@ -1926,11 +1863,11 @@ Test(timeout, watch_is_cancelled_when_the_context_closes) {
   fy_timeout_watch_t w;
   wrec_t wr = {0};
 
-  fx_init(&fx);
+  fx_init(&fx, T0);
   wr.ctx = fx.ctx;
   t = mk_timeout(&fx, 100, 0, 0, FY_TIMEOUT_TOTAL, NULL, NULL);
   cr_assert_eq(fy_timeout_watch_start(t, &w, 0, on_watch, &wr), 0);
-  fx_fini(&fx);
+  finish(&fx);
   cr_assert_eq(wr.calls, 1);
   cr_assert_eq(wr.status, UV_ECANCELED);
 }
@@ -1948,41 +1885,41 @@ Test(timeout, same_delay_calls_expire_in_order_each_on_time) {
   fy_pipeline_t *pl;
   int i;
 
-  fx_init(&fx);
+  fx_init(&fx, T0);
   svc_init(&svc, &fx, FY_TIME_NEVER, 0);
   pl = mk_pipeline1(&fx, mk_timeout(&fx, 100, 0, 0, FY_TIMEOUT_TOTAL, NULL,
                                     NULL));
   for (i = 0; i < 3; i++) {
     if (i > 0)
-      advance(&fx, 10);
+      fx_advance(&fx, 10);
     cr_assert_eq(start_call(&r[i], &fx, pl, &svc_op, &svc, 0), 0);
   }
   cr_assert_eq(fy_ctx_pending_deadlines(fx.ctx), 3);
   /* The head leaves early: cancelled at T0 + 30. */
-  advance(&fx, 10);
+  fx_advance(&fx, 10);
   cr_assert_eq(fy_call_cancel(&r[0].call), 0);
-  advance(&fx, 0);
+  fx_advance(&fx, 0);
   cr_assert_eq(r[0].done, 1);
   cr_assert_eq(r[0].status, UV_ECANCELED);
   cr_assert_eq(fy_ctx_pending_deadlines(fx.ctx), 2);
   /* T0 + 100, the old head's instant: nothing is due. */
-  advance(&fx, 70);
+  fx_advance(&fx, 70);
   cr_assert_eq(r[1].done, 0);
-  advance(&fx, 9);
+  fx_advance(&fx, 9);
   cr_assert_eq(r[1].done, 0, "fired early at %lu",
                (unsigned long)(r[1].at - T0));
-  advance(&fx, 1);
+  fx_advance(&fx, 1);
   cr_assert_eq(r[1].done, 1);
   cr_assert_eq(r[1].status, UV_ETIMEDOUT);
   cr_assert_eq(r[1].at, T0 + 110);
   cr_assert_eq(r[2].done, 0);
-  advance(&fx, 10);
+  fx_advance(&fx, 10);
   cr_assert_eq(r[2].done, 1);
   cr_assert_eq(r[2].status, UV_ETIMEDOUT);
   cr_assert_eq(r[2].at, T0 + 120);
   cr_assert_eq(fy_ctx_pending_deadlines(fx.ctx), 0);
   cr_assert_eq(live_frames(&fx), 0);
-  fx_fini(&fx);
+  finish(&fx);
 }
 
 /* Per-call overrides, shorter or longer, run beside the lane's members:
@@ -1993,18 +1930,18 @@ Test(timeout, overrides_and_the_lane_interleave) {
   rec_t r[4];
   fy_pipeline_t *pl;
 
-  fx_init(&fx);
+  fx_init(&fx, T0);
   svc_init(&svc, &fx, FY_TIME_NEVER, 0);
   pl = mk_pipeline1(&fx, mk_timeout(&fx, 100, 0, 0, FY_TIMEOUT_TOTAL, NULL,
                                     NULL));
   cr_assert_eq(start_call(&r[0], &fx, pl, &svc_op, &svc, 0), 0);   /* 100 */
-  advance(&fx, 10);
+  fx_advance(&fx, 10);
   cr_assert_eq(start_call(&r[1], &fx, pl, &svc_op, &svc, 50), 0);  /* 60 */
   cr_assert_eq(start_call(&r[2], &fx, pl, &svc_op, &svc, 200), 0); /* 210 */
-  advance(&fx, 10);
+  fx_advance(&fx, 10);
   cr_assert_eq(start_call(&r[3], &fx, pl, &svc_op, &svc, 0), 0);   /* 120 */
   cr_assert_eq(fy_ctx_pending_deadlines(fx.ctx), 4);
-  advance(&fx, 300);
+  fx_advance(&fx, 300);
   cr_assert_eq(r[0].at, T0 + 100);
   cr_assert_eq(r[1].at, T0 + 60);
   cr_assert_eq(r[2].at, T0 + 210);
@@ -2012,14 +1949,12 @@ Test(timeout, overrides_and_the_lane_interleave) {
   cr_assert_eq(r[0].status, UV_ETIMEDOUT);
   cr_assert_eq(r[2].status, UV_ETIMEDOUT);
   cr_assert_eq(fy_ctx_pending_deadlines(fx.ctx), 0);
-  fx_fini(&fx);
+  finish(&fx);
 }
 
 /* On a real loop, a call waiting on the lane keeps the loop alive until it
  * times out, and nothing is left afterwards. */
 Test(timeout, lane_keeps_a_real_loop_alive_until_it_fires) {
-  uv_loop_t loop;
-  fy_ctx_t *ctx = NULL;
   fy_timeout_opts_t o;
   fy_timeout_t *t = NULL;
   fy_policy_t *p;
@@ -2027,31 +1962,26 @@ Test(timeout, lane_keeps_a_real_loop_alive_until_it_fires) {
   svc_t svc;
   rec_t r;
   uint64_t t0;
-  int closed = 0;
   fx_t fx;
 
-  cr_assert_eq(uv_loop_init(&loop), 0);
-  cr_assert_eq(fy_ctx_new(&loop, NULL, &ctx), 0);
+  fx_init_real(&fx);
   fy_timeout_opts_init(&o);
   o.timeout_ms = 20;
-  cr_assert_eq(fy_timeout_new(ctx, &o, &t), 0);
+  cr_assert_eq(fy_timeout_new(fx.ctx, &o, &t), 0);
   p = fy_timeout_policy(t);
-  cr_assert_eq(fy_pipeline_new(ctx, &p, 1, &pl), 0);
-  memset(&fx, 0, sizeof(fx));
-  fx.ctx = ctx;
+  cr_assert_eq(fy_pipeline_new(fx.ctx, &p, 1, &pl), 0);
   svc_init(&svc, &fx, FY_TIME_NEVER, 0);
   /* The loop's own clock, which the context reads: the deadline is due 20
    * ms after it, however stale it was when the call started. */
-  t0 = uv_now(&loop);
+  t0 = uv_now(&fx.loop);
   cr_assert_eq(start_call(&r, &fx, pl, &svc_op, &svc, 0), 0);
-  cr_assert_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  cr_assert_eq(uv_run(&fx.loop, UV_RUN_DEFAULT), 0);
   cr_assert_eq(r.done, 1);
   cr_assert_eq(r.status, UV_ETIMEDOUT);
-  cr_assert_geq(uv_now(&loop) - t0, 20);
-  cr_assert_eq(fy_ctx_pending_deadlines(ctx), 0);
-  cr_assert_eq(fy_ctx_close(ctx, on_ctx_closed, &fx), 0);
-  cr_assert_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  closed = fx.closed;
-  cr_assert_eq(closed, 1);
-  cr_assert_eq(uv_loop_close(&loop), 0);
+  cr_assert_geq(uv_now(&fx.loop) - t0, 20);
+  cr_assert_eq(fy_ctx_pending_deadlines(fx.ctx), 0);
+  cr_assert_eq(fx_close(&fx), 0);
+  cr_assert_eq(uv_run(&fx.loop, UV_RUN_DEFAULT), 0);
+  cr_assert_eq(fx.closed, 1);
+  finish(&fx); /* the loop closes */
 }
