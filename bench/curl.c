@@ -486,6 +486,7 @@ static void print_line(const char *name, sample_t *v, int n,
   r.allocs_per_op = v[0].allocs;
   r.ops = (uint64_t)(v[0].rps * (double)window_ns / 1e9);
   r.reps = n;
+  r.rounds = n; /* one window per round; the clients take turns */
   if (raw != NULL)
     bench_print(name, &r,
                 ", \"rps\": %.0f, \"cpu_ns_per_op\": %.0f, "

@@ -2,11 +2,11 @@
  *
  * The cost of the pipeline core around one asynchronous operation.
  *
- * op.bare: no fortify.  What a user writes by hand: an operation as a
- *   struct of start/cancel function pointers, a request that records the
- *   attempt, and a completion callback called through a function pointer.
- *   One op = start (the operation records the attempt) + completion from
- *   the bench loop.
+ * op.bare (bench/bare.h): no fortify.  What a user writes by hand: an
+ *   operation as a struct of start/cancel function pointers, a request
+ *   that records the attempt, and a completion callback called through a
+ *   function pointer.  One op = start (the operation records the attempt)
+ *   + completion from the bench loop.
  * op.pipeline.passthrough_K (K = 0, 1, 4): fy_call_start() on a pipeline of
  *   K fy_passthrough policies, real-clock context; the operation records
  *   its attempt and the bench loop completes it with fy_attempt_done(), so
@@ -23,114 +23,24 @@
  *   measure_calls, so every call reads uv_hrtime() twice for
  *   detail.elapsed_ns: what the latency costs when it is wanted.
  *
- * ratio_to_bare = ns_per_op / op.bare's ns_per_op (best against best). */
-#include "bench.h"
-
-/* ---- op.bare: the hand-written baseline -------------------------------- */
-
-typedef struct bare_req_s bare_req_t;
-
-typedef struct bare_op_s {
-  int (*start)(bare_req_t *req, void *arg);
-  void (*cancel)(bare_req_t *req, void *arg);
-} bare_op_t;
-
-typedef void (*bare_cb)(bare_req_t *req, int status);
-
-struct bare_req_s {
-  void *data;
-  const bare_op_t *op;
-  void *arg;
-  bare_cb cb;
-  unsigned attempts;
-  int active;
-  int status;
-};
-
-/* Not inlined into the bench loop: the fortify entry points live in another
- * object file, so the baseline pays calls as well. */
-__attribute__((noinline, noclone)) static int
-bare_start(bare_req_t *req, const bare_op_t *op, void *arg, bare_cb cb) {
-  int rc;
-  if (req->active)
-    return UV_EBUSY;
-  req->op = op;
-  req->arg = arg;
-  req->cb = cb;
-  req->attempts++;
-  req->active = 1;
-  rc = op->start(req, arg);
-  if (rc < 0)
-    req->active = 0;
-  return rc;
-}
-
-__attribute__((noinline, noclone)) static void bare_done(bare_req_t *req,
-                                                         int status) {
-  if (!req->active)
-    return;
-  req->active = 0;
-  req->status = status;
-  req->cb(req, status);
-}
-
-typedef struct bare_state_s {
-  bare_req_t req;
-  bare_req_t *held; /* the attempt under way */
-  const bare_op_t *op;
-  uint64_t done;
-  int rc;
-} bare_state_t;
-
-static int bare_op_start(bare_req_t *req, void *arg) {
-  bare_state_t *st = arg;
-  st->held = req;
-  return 0;
-}
-
-static void bare_op_cancel(bare_req_t *req, void *arg) {
-  (void)arg;
-  bare_done(req, UV_ECANCELED);
-}
-
-static const bare_op_t bare_op = {bare_op_start, bare_op_cancel};
-
-static void bare_on_done(bare_req_t *req, int status) {
-  bare_state_t *st = req->data;
-  (void)status;
-  st->done++;
-}
-
-static void bare_loop(void *arg, uint64_t n) {
-  bare_state_t *st = arg;
-  const bare_op_t *op = st->op;
-  uint64_t i;
-  int rc = 0;
-  /* The table is opaque to the optimiser, as fy_op_t is to the library. */
-  BENCH_OPAQUE(op);
-  for (i = 0; i < n; i++) {
-    rc |= bare_start(&st->req, op, st, bare_on_done);
-    bare_done(st->held, 0);
-  }
-  st->rc |= rc;
-}
-
-static double bench_bare(void) {
-  bare_state_t st;
-  bench_result_t r;
-  memset(&st, 0, sizeof(st));
-  st.req.data = &st;
-  st.op = &bare_op;
-  bench_run(bare_loop, &st, &r);
-  BENCH_CHECK(st.rc == 0);
-  BENCH_CHECK(st.done == st.req.attempts);
-  bench_print("op.bare", &r, NULL);
-  return r.best_ns;
-}
+ * All of them form one set (bench.h): calibrated once each, then measured
+ * in rounds, op.bare and every op.pipeline.* bench in turn in every round.
+ * ratio_to_bare = ns_per_op / op.bare's ns_per_op (best against best), both
+ * from this set; "baseline" names that op.bare line. */
+#include "bare.h"
 
 /* ---- fortify pipelines ------------------------------------------------- */
 
+/* What a bench builds: set before setup(), kept by it. */
+typedef struct fy_cfg_s {
+  int sync;   /* the operation completes inside start() */
+  int manual; /* manual-clock context */
+  int timed;  /* measure_calls */
+  size_t npolicies;
+} fy_cfg_t;
+
 typedef struct fy_state_s {
+  fy_cfg_t cfg;
   uv_loop_t loop;
   fy_ctx_t *ctx;
   fy_pipeline_t *pl;
@@ -177,13 +87,16 @@ static void on_call_done(fy_call_t *call, int status) {
   st->done++;
 }
 
-static void setup(fy_state_t *st, int manual, int timed, size_t npolicies) {
+static void setup(void *arg) {
+  fy_state_t *st = arg;
+  fy_cfg_t cfg = st->cfg;
+  size_t npolicies = cfg.npolicies, i;
   fy_ctx_opts_t opts;
-  size_t i;
   memset(st, 0, sizeof(*st));
+  st->cfg = cfg;
   memset(&opts, 0, sizeof(opts));
-  opts.manual_clock = manual;
-  opts.measure_calls = timed;
+  opts.manual_clock = cfg.manual;
+  opts.measure_calls = cfg.timed;
   BENCH_CHECK(uv_loop_init(&st->loop) == 0);
   BENCH_CHECK(fy_ctx_new(&st->loop, &opts, &st->ctx) == 0);
   for (i = 0; i < npolicies; i++)
@@ -193,7 +106,8 @@ static void setup(fy_state_t *st, int manual, int timed, size_t npolicies) {
   st->call.data = st;
 }
 
-static void teardown(fy_state_t *st) {
+static void teardown(void *arg) {
+  fy_state_t *st = arg;
   fy_ctx_stats_t stats;
   int closed = 0;
   fy_ctx_stats(st->ctx, &stats);
@@ -231,30 +145,49 @@ static void sync_loop(void *arg, uint64_t n) {
   st->rc |= rc;
 }
 
-static void bench_pipeline(const char *name, int sync, int manual, int timed,
-                           size_t npolicies, double bare_ns) {
-  fy_state_t st;
-  bench_result_t r;
-  setup(&st, manual, timed, npolicies);
-  bench_run(sync ? sync_loop : held_loop, &st, &r);
-  bench_print(name, &r,
-              ", \"policies\": %zu, \"clock\": \"%s\", \"ratio_to_bare\": "
-              "%.2f",
-              npolicies, manual ? "manual" : "real", r.best_ns / bare_ns);
-  teardown(&st);
+static bench_set_t set;
+
+static void report(const char *name, const bench_result_t *r, void *arg) {
+  fy_state_t *st = arg;
+  const bench_result_t *bare = bench_set_result(&set, "op.bare");
+  if (bare != NULL)
+    bench_print(name, r,
+                ", \"policies\": %zu, \"clock\": \"%s\", "
+                "\"baseline\": \"op.bare\", \"ratio_to_bare\": %.2f",
+                st->cfg.npolicies, st->cfg.manual ? "manual" : "real",
+                r->best_ns / bare->best_ns);
+  else
+    bench_print(name, r, ", \"policies\": %zu, \"clock\": \"%s\"",
+                st->cfg.npolicies, st->cfg.manual ? "manual" : "real");
+}
+
+#define NPIPES 6
+static bare_state_t bare;
+static fy_state_t pipes[NPIPES];
+
+static void add_pipeline(int i, const char *name, int sync, int manual,
+                         int timed, size_t npolicies) {
+  fy_state_t *st = &pipes[i];
+  st->cfg.sync = sync;
+  st->cfg.manual = manual;
+  st->cfg.timed = timed;
+  st->cfg.npolicies = npolicies;
+  bench_add(&set, name, sync ? sync_loop : held_loop, st, setup, report,
+            teardown);
 }
 
 int main(void) {
-  double bare_ns;
   bench_init();
-  bare_ns = bench_bare();
-  bench_pipeline("op.pipeline.passthrough_0", 0, 0, 0, 0, bare_ns);
-  bench_pipeline("op.pipeline.passthrough_0.timed", 0, 0, 1, 0, bare_ns);
-  bench_pipeline("op.pipeline.passthrough_1", 0, 0, 0, 1, bare_ns);
-  bench_pipeline("op.pipeline.passthrough_4", 0, 0, 0, 4, bare_ns);
-  bench_pipeline("op.pipeline.sync_0", 1, 1, 0, 0, bare_ns);
-  bench_pipeline("op.pipeline.passthrough_0.manual_clock", 0, 1, 0, 0,
-                 bare_ns);
+  bench_set_init(&set);
+  bench_add(&set, "op.bare", bare_loop, &bare, bare_setup, NULL,
+            bare_teardown);
+  add_pipeline(0, "op.pipeline.passthrough_0", 0, 0, 0, 0);
+  add_pipeline(1, "op.pipeline.passthrough_0.timed", 0, 0, 1, 0);
+  add_pipeline(2, "op.pipeline.passthrough_1", 0, 0, 0, 1);
+  add_pipeline(3, "op.pipeline.passthrough_4", 0, 0, 0, 4);
+  add_pipeline(4, "op.pipeline.sync_0", 1, 1, 0, 0);
+  add_pipeline(5, "op.pipeline.passthrough_0.manual_clock", 0, 1, 0, 0);
+  bench_set_run(&set);
   BENCH_CHECK(bench_live_blocks() == 0);
   return 0;
 }

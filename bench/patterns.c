@@ -34,15 +34,43 @@
  *                                 slot and starts, the finished call joins
  *                                 the tail again (from its callback).
  *
+ * Two sets of benches (bench.h), each measured interleaved in rounds:
+ *   - the compared set: op.bare.patterns (op.bare, bench/bare.h, measured
+ *     here), op.pipeline.passthrough_0.patterns (op.pipeline.passthrough_0
+ *     of bench/op.c, measured here), every fast path and every synchronous
+ *     form, so that each pattern / op.bare ratio comes from benches that
+ *     took turns all along the same rounds.  Their lines name that op.bare
+ *     as "baseline", which scripts/bench-summary.sh divides by;
+ *   - the scaling set: the nine *.inflight_N benches (flatness across N).
+ *
  * allocs_per_op counts the fortify allocator hook over the timed samples. */
-#include "bench.h"
+#include "bare.h"
 
 #define NSIZES 3
 static const size_t sizes[NSIZES] = {100, 10000, 100000};
 
 /* ---- the harness --------------------------------------------------------- */
 
-typedef struct pat_s {
+typedef struct pat_s pat_t;
+
+/* What a bench measures.  Set before pat_setup(), kept by it. */
+typedef enum pat_kind_e {
+  PAT_HELD,  /* held_loop: one call through the pipeline */
+  PAT_SYNC,  /* a synchronous form, no pipeline */
+  PAT_ROTATE /* rotate_loop: the bulkhead queue rotation */
+} pat_kind_t;
+
+typedef struct pat_cfg_s {
+  pat_kind_t kind;
+  const char *shape;               /* "pipeline" member of the line */
+  void (*build)(pat_t *st);        /* policies, pipeline, calls in flight */
+  fy_policy_t *(*make)(pat_t *st); /* the one policy of build_one */
+  size_t n;                        /* calls in flight (scaling) */
+  const bench_set_t *set;          /* the set holding its baseline */
+} pat_cfg_t;
+
+struct pat_s {
+  pat_cfg_t cfg;
   uv_loop_t loop;
   fy_ctx_t *ctx;
   fy_pipeline_t *pl;
@@ -61,7 +89,11 @@ typedef struct pat_s {
   fy_breaker_t *breaker;
   fy_bulkhead_t *bulkhead;
   fy_timeout_t *timeout;
-} pat_t;
+  /* The synchronous forms. */
+  fy_breaker_permit_t permit;
+  fy_timeout_watch_t watch;
+  uint64_t fired;
+};
 
 static void on_closed(void *obj, void *user_data) {
   (void)obj;
@@ -106,7 +138,9 @@ static void on_bg_done(fy_call_t *call, int status) {
 }
 
 static void setup(pat_t *st) {
+  pat_cfg_t cfg = st->cfg;
   memset(st, 0, sizeof(*st));
+  st->cfg = cfg;
   BENCH_CHECK(uv_loop_init(&st->loop) == 0);
   BENCH_CHECK(fy_ctx_new(&st->loop, NULL, &st->ctx) == 0);
   st->call.data = st;
@@ -156,16 +190,6 @@ static void held_loop(void *arg, uint64_t n) {
     rc |= fy_attempt_done(st->held, 0);
   }
   st->rc |= rc;
-}
-
-static void run_held(pat_t *st, const char *name, const char *shape) {
-  bench_result_t r;
-  fy_ctx_stats_t stats;
-  bench_run(held_loop, st, &r);
-  fy_ctx_stats(st->ctx, &stats);
-  bench_print(name, &r,
-              ", \"pipeline\": \"%s\", \"inflight\": %zu, \"deadlines\": %zu",
-              shape, st->nbg, stats.deadlines);
 }
 
 /* ---- policies with their defaults -------------------------------------- */
@@ -233,19 +257,7 @@ static void make_pipeline5(pat_t *st, uint32_t max_concurrent) {
   make_pipeline(st, layers, 5);
 }
 
-/* ---- one policy, fast path ---------------------------------------------- */
-
-static void bench_one(const char *name, fy_policy_t *(*make)(pat_t *)) {
-  pat_t st;
-  fy_policy_t *p;
-  if (!bench_selected(name))
-    return;
-  setup(&st);
-  p = make(&st);
-  make_pipeline(&st, &p, 1);
-  run_held(&st, name, name);
-  teardown(&st);
-}
+/* ---- what each bench builds ------------------------------------------ */
 
 static fy_policy_t *make_bulkhead(pat_t *st) {
   return new_bulkhead(st, 0, 0, 0);
@@ -255,129 +267,108 @@ static fy_policy_t *make_timeout(pat_t *st) {
   return new_timeout(st, FY_TIMEOUT_TOTAL, FY_TIMEOUT_DEFAULT_MS);
 }
 
-static void bench_pipeline5(void) {
-  pat_t st;
-  if (!bench_selected("pipeline.5"))
-    return;
-  setup(&st);
-  make_pipeline5(&st, 0);
-  run_held(&st, "pipeline.5", "bulkhead>timeout>retry>breaker>timeout");
-  teardown(&st);
+/* One policy, fast path. */
+static void build_one(pat_t *st) {
+  fy_policy_t *p = st->cfg.make(st);
+  make_pipeline(st, &p, 1);
 }
 
-/* ---- synchronous forms ------------------------------------------------- */
+/* No policy: op.pipeline.passthrough_0 of bench/op.c. */
+static void build_empty(pat_t *st) {
+  fy_policy_t *none[1] = {NULL};
+  make_pipeline(st, none, 0);
+}
 
-typedef struct sync_s {
-  pat_t st;
-  fy_breaker_permit_t permit;
-  fy_timeout_watch_t watch;
-  uint64_t fired;
-  int rc;
-} sync_t;
+static void build_pipeline5(pat_t *st) {
+  make_pipeline5(st, 0);
+}
+
+/* The synchronous forms use the policies without a pipeline. */
+static void build_sync(pat_t *st) {
+  new_breaker(st);
+  new_bulkhead(st, 0, 0, 0);
+  new_timeout(st, FY_TIMEOUT_TOTAL, FY_TIMEOUT_DEFAULT_MS);
+}
+
+static void build_timeout_inflight(pat_t *st) {
+  size_t n = st->cfg.n;
+  fy_policy_t *p = new_timeout(st, FY_TIMEOUT_TOTAL, FY_TIMEOUT_DEFAULT_MS);
+  make_pipeline(st, &p, 1);
+  start_background(st, n, &idle_op);
+  BENCH_CHECK(fy_ctx_pending_deadlines(st->ctx) == n);
+}
+
+static void build_pipeline5_inflight(pat_t *st) {
+  size_t n = st->cfg.n;
+  make_pipeline5(st, (uint32_t)n + 1);
+  start_background(st, n, &idle_op);
+  BENCH_CHECK(fy_bulkhead_active(st->bulkhead) == n);
+}
+
+/* The running call's attempt is st->held (held_op): completing it hands
+ * the slot to the head of the queue, whose held_op start replaces
+ * st->held; the finished call re-joins the queue from its callback. */
+static void build_bulkhead_inflight(pat_t *st) {
+  size_t n = st->cfg.n;
+  fy_policy_t *p = new_bulkhead(st, 1, (uint32_t)n, 60000);
+  make_pipeline(st, &p, 1);
+  /* n + 1 calls: one runs, n wait. */
+  start_background(st, n + 1, &held_op);
+  BENCH_CHECK(fy_bulkhead_active(st->bulkhead) == 1);
+  BENCH_CHECK(fy_bulkhead_queued(st->bulkhead) == n);
+  st->bg_restart = 1;
+}
+
+/* ---- timed loops besides held_loop ----------------------------------- */
 
 static void breaker_sync_loop(void *arg, uint64_t n) {
-  sync_t *s = arg;
-  fy_breaker_t *b = s->st.breaker;
+  pat_t *st = arg;
+  fy_breaker_t *b = st->breaker;
   uint64_t i;
   int rc = 0;
   for (i = 0; i < n; i++) {
-    rc |= fy_breaker_acquire(b, &s->permit, NULL);
-    fy_breaker_record(b, &s->permit, 0);
+    rc |= fy_breaker_acquire(b, &st->permit, NULL);
+    fy_breaker_record(b, &st->permit, 0);
   }
-  s->rc |= rc;
+  st->rc |= rc;
 }
 
 static void bulkhead_sync_loop(void *arg, uint64_t n) {
-  sync_t *s = arg;
-  fy_bulkhead_t *bh = s->st.bulkhead;
+  pat_t *st = arg;
+  fy_bulkhead_t *bh = st->bulkhead;
   uint64_t i;
   int rc = 0;
   for (i = 0; i < n; i++) {
     rc |= fy_bulkhead_try_acquire(bh);
     fy_bulkhead_release(bh);
   }
-  s->rc |= rc;
+  st->rc |= rc;
 }
 
 static void on_watch(fy_timeout_watch_t *w, int status,
                      fy_timeout_stage_t stage, uint64_t elapsed_ms,
                      uint64_t limit_ms, void *user_data) {
-  sync_t *s = user_data;
+  pat_t *st = user_data;
   (void)w;
   (void)status;
   (void)stage;
   (void)elapsed_ms;
   (void)limit_ms;
-  s->fired++;
+  st->fired++;
 }
 
 static void watch_loop(void *arg, uint64_t n) {
-  sync_t *s = arg;
-  fy_timeout_t *t = s->st.timeout;
+  pat_t *st = arg;
+  fy_timeout_t *t = st->timeout;
   uint64_t i;
   int rc = 0;
   for (i = 0; i < n; i++) {
-    rc |= fy_timeout_watch_start(t, &s->watch, 0, on_watch, s);
-    fy_timeout_watch_stop(&s->watch);
+    rc |= fy_timeout_watch_start(t, &st->watch, 0, on_watch, st);
+    fy_timeout_watch_stop(&st->watch);
   }
-  s->rc |= rc;
+  st->rc |= rc;
 }
 
-static void bench_sync(const char *name, bench_fn loop) {
-  static sync_t s;
-  bench_result_t r;
-  if (!bench_selected(name))
-    return;
-  memset(&s, 0, sizeof(s));
-  setup(&s.st);
-  new_breaker(&s.st);
-  new_bulkhead(&s.st, 0, 0, 0);
-  new_timeout(&s.st, FY_TIMEOUT_TOTAL, FY_TIMEOUT_DEFAULT_MS);
-  bench_run(loop, &s, &r);
-  BENCH_CHECK(s.rc == 0 && s.fired == 0);
-  BENCH_CHECK(fy_bulkhead_active(s.st.bulkhead) == 0);
-  BENCH_CHECK(fy_ctx_pending_deadlines(s.st.ctx) == 0);
-  bench_print(name, &r, ", \"pipeline\": \"none\"");
-  teardown(&s.st);
-}
-
-/* ---- scaling ----------------------------------------------------------- */
-
-static void bench_timeout_inflight(size_t n) {
-  pat_t st;
-  fy_policy_t *p;
-  char name[64];
-  snprintf(name, sizeof(name), "pipeline.timeout.inflight_%zu", n);
-  if (!bench_selected(name))
-    return;
-  setup(&st);
-  p = new_timeout(&st, FY_TIMEOUT_TOTAL, FY_TIMEOUT_DEFAULT_MS);
-  make_pipeline(&st, &p, 1);
-  start_background(&st, n, &idle_op);
-  BENCH_CHECK(fy_ctx_pending_deadlines(st.ctx) == n);
-  run_held(&st, name, "timeout");
-  teardown(&st);
-  BENCH_CHECK(st.bg_done == n);
-}
-
-static void bench_pipeline5_inflight(size_t n) {
-  pat_t st;
-  char name[64];
-  snprintf(name, sizeof(name), "pipeline.5.inflight_%zu", n);
-  if (!bench_selected(name))
-    return;
-  setup(&st);
-  make_pipeline5(&st, (uint32_t)n + 1);
-  start_background(&st, n, &idle_op);
-  BENCH_CHECK(fy_bulkhead_active(st.bulkhead) == n);
-  run_held(&st, name, "bulkhead>timeout>retry>breaker>timeout");
-  teardown(&st);
-  BENCH_CHECK(st.bg_done == n);
-}
-
-/* The running call's attempt is st->held (held_op): completing it hands
- * the slot to the head of the queue, whose held_op start replaces
- * st->held; the finished call re-joins the queue from its callback. */
 static void rotate_loop(void *arg, uint64_t n) {
   pat_t *st = arg;
   uint64_t i;
@@ -387,54 +378,139 @@ static void rotate_loop(void *arg, uint64_t n) {
   st->rc |= rc;
 }
 
-static void bench_bulkhead_inflight(size_t n) {
-  pat_t st;
-  fy_policy_t *p;
-  bench_result_t r;
+/* ---- bench_add() hooks ----------------------------------------------- */
+
+#define BARE "op.bare.patterns"
+
+static void pat_setup(void *arg) {
+  pat_t *st = arg;
+  setup(st);
+  st->cfg.build(st);
+}
+
+/* The checks after the rounds, then the line. */
+static void pat_report(const char *name, const bench_result_t *r, void *arg) {
+  pat_t *st = arg;
+  const bench_result_t *bare = NULL;
   fy_ctx_stats_t stats;
-  char name[64];
-  snprintf(name, sizeof(name), "pipeline.bulkhead.inflight_%zu", n);
-  if (!bench_selected(name))
-    return;
-  setup(&st);
-  p = new_bulkhead(&st, 1, (uint32_t)n, 60000);
-  make_pipeline(&st, &p, 1);
-  /* n + 1 calls: one runs, n wait. */
-  start_background(&st, n + 1, &held_op);
-  BENCH_CHECK(fy_bulkhead_active(st.bulkhead) == 1);
-  BENCH_CHECK(fy_bulkhead_queued(st.bulkhead) == n);
-  st.bg_restart = 1;
-  bench_run(rotate_loop, &st, &r);
-  BENCH_CHECK(fy_bulkhead_queued(st.bulkhead) == n);
-  fy_ctx_stats(st.ctx, &stats);
-  bench_print(name, &r,
-              ", \"pipeline\": \"bulkhead\", \"inflight\": %zu, \"queued\": "
-              "%zu, \"deadlines\": %zu",
-              n + 1, fy_bulkhead_queued(st.bulkhead), stats.deadlines);
-  teardown(&st);
+  char base[96] = "";
+  if (st->cfg.set != NULL)
+    bare = bench_set_result(st->cfg.set, BARE);
+  if (bare != NULL)
+    snprintf(base, sizeof(base),
+             ", \"baseline\": \"" BARE "\", \"ratio_to_bare\": %.2f",
+             r->best_ns / bare->best_ns);
+  fy_ctx_stats(st->ctx, &stats);
+  switch (st->cfg.kind) {
+  case PAT_HELD:
+    bench_print(name, r,
+                ", \"pipeline\": \"%s\", \"inflight\": %zu, \"deadlines\": "
+                "%zu%s",
+                st->cfg.shape, st->nbg, stats.deadlines, base);
+    break;
+  case PAT_SYNC:
+    BENCH_CHECK(st->rc == 0 && st->fired == 0);
+    BENCH_CHECK(fy_bulkhead_active(st->bulkhead) == 0);
+    BENCH_CHECK(fy_ctx_pending_deadlines(st->ctx) == 0);
+    bench_print(name, r, ", \"pipeline\": \"none\"%s", base);
+    break;
+  case PAT_ROTATE:
+    BENCH_CHECK(fy_bulkhead_queued(st->bulkhead) == st->cfg.n);
+    bench_print(name, r,
+                ", \"pipeline\": \"bulkhead\", \"inflight\": %zu, \"queued\": "
+                "%zu, \"deadlines\": %zu%s",
+                st->nbg, fy_bulkhead_queued(st->bulkhead), stats.deadlines,
+                base);
+    break;
+  }
+}
+
+static void pat_teardown(void *arg) {
+  pat_t *st = arg;
+  teardown(st);
+  /* Closing cancelled every call left in flight (the rotation restarts
+   * its calls, so it counts more). */
+  if (st->cfg.kind == PAT_HELD)
+    BENCH_CHECK(st->bg_done == st->nbg);
+}
+
+/* ---- the sets -------------------------------------------------------- */
+
+#define NFAST 11
+#define NSCALE (3 * NSIZES)
+
+static bench_set_t fast_set, scale_set;
+static bare_state_t bare;
+static pat_t fast[NFAST], scale[NSCALE];
+static char scale_names[NSCALE][64];
+
+static void add(bench_set_t *set, pat_t *st, const char *name, bench_fn loop,
+                pat_kind_t kind, const char *shape, void (*build)(pat_t *),
+                fy_policy_t *(*make)(pat_t *), size_t n) {
+  st->cfg.kind = kind;
+  st->cfg.shape = shape;
+  st->cfg.build = build;
+  st->cfg.make = make;
+  st->cfg.n = n;
+  st->cfg.set = set == &fast_set ? set : NULL;
+  bench_add(set, name, loop, st, pat_setup, pat_report, pat_teardown);
 }
 
 int main(void) {
+  static const char *p5 = "bulkhead>timeout>retry>breaker>timeout";
+  pat_t *f = fast, *sc = scale;
   size_t i;
   bench_init();
 
-  bench_one("breaker.closed", new_breaker);
-  bench_one("retry.no_retry", new_retry);
-  bench_one("bulkhead.free_slot", make_bulkhead);
-  bench_one("timeout.set_cancel", make_timeout);
-  bench_one("fallback.primary_ok", new_fallback);
-  bench_pipeline5();
+  bench_set_init(&fast_set);
+  bench_add(&fast_set, BARE, bare_loop, &bare, bare_setup, NULL,
+            bare_teardown);
+  add(&fast_set, f++, "breaker.closed", held_loop, PAT_HELD,
+      "breaker.closed", build_one, new_breaker, 0);
+  add(&fast_set, f++, "retry.no_retry", held_loop, PAT_HELD, "retry.no_retry",
+      build_one, new_retry, 0);
+  add(&fast_set, f++, "bulkhead.free_slot", held_loop, PAT_HELD,
+      "bulkhead.free_slot", build_one, make_bulkhead, 0);
+  add(&fast_set, f++, "timeout.set_cancel", held_loop, PAT_HELD,
+      "timeout.set_cancel", build_one, make_timeout, 0);
+  add(&fast_set, f++, "fallback.primary_ok", held_loop, PAT_HELD,
+      "fallback.primary_ok", build_one, new_fallback, 0);
+  add(&fast_set, f++, "pipeline.5", held_loop, PAT_HELD, p5, build_pipeline5,
+      NULL, 0);
+  add(&fast_set, f++, "breaker.closed.sync", breaker_sync_loop, PAT_SYNC,
+      NULL, build_sync, NULL, 0);
+  add(&fast_set, f++, "bulkhead.free_slot.sync", bulkhead_sync_loop, PAT_SYNC,
+      NULL, build_sync, NULL, 0);
+  add(&fast_set, f++, "timeout.watch", watch_loop, PAT_SYNC, NULL, build_sync,
+      NULL, 0);
+  add(&fast_set, f++, "op.pipeline.passthrough_0.patterns", held_loop,
+      PAT_HELD, "empty", build_empty, NULL, 0);
+  BENCH_CHECK(f - fast <= NFAST);
+  bench_set_run(&fast_set);
 
-  bench_sync("breaker.closed.sync", breaker_sync_loop);
-  bench_sync("bulkhead.free_slot.sync", bulkhead_sync_loop);
-  bench_sync("timeout.watch", watch_loop);
-
-  for (i = 0; i < NSIZES; i++)
-    bench_timeout_inflight(sizes[i]);
-  for (i = 0; i < NSIZES; i++)
-    bench_bulkhead_inflight(sizes[i]);
-  for (i = 0; i < NSIZES; i++)
-    bench_pipeline5_inflight(sizes[i]);
+  bench_set_init(&scale_set);
+  for (i = 0; i < NSIZES; i++) {
+    snprintf(scale_names[sc - scale], sizeof(scale_names[0]),
+             "pipeline.timeout.inflight_%zu", sizes[i]);
+    add(&scale_set, sc, scale_names[sc - scale], held_loop, PAT_HELD,
+        "timeout", build_timeout_inflight, NULL, sizes[i]);
+    sc++;
+  }
+  for (i = 0; i < NSIZES; i++) {
+    snprintf(scale_names[sc - scale], sizeof(scale_names[0]),
+             "pipeline.bulkhead.inflight_%zu", sizes[i]);
+    add(&scale_set, sc, scale_names[sc - scale], rotate_loop, PAT_ROTATE,
+        "bulkhead", build_bulkhead_inflight, NULL, sizes[i]);
+    sc++;
+  }
+  for (i = 0; i < NSIZES; i++) {
+    snprintf(scale_names[sc - scale], sizeof(scale_names[0]),
+             "pipeline.5.inflight_%zu", sizes[i]);
+    add(&scale_set, sc, scale_names[sc - scale], held_loop, PAT_HELD, p5,
+        build_pipeline5_inflight, NULL, sizes[i]);
+    sc++;
+  }
+  bench_set_run(&scale_set);
 
   BENCH_CHECK(bench_live_blocks() == 0);
   return 0;

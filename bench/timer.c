@@ -12,6 +12,12 @@
  *   a manual-clock context, then fy_ctx_advance() through them; one op is
  *   one fired deadline (cascades, ready list, callback).
  *
+ * The six pending_N benches form one set (bench.h): they take turns in
+ * every round.  fire_100000 does not fit a timed loop of n ops (one
+ * sample is a whole population started and fired), so it keeps its own
+ * loop of consecutive samples after the set: "rounds": 1, and its median
+ * is over the samples.
+ *
  * Nothing runs the loop while measuring; the loops are run at the end only
  * to close every handle.  allocs_per_op counts the fortify allocator hook
  * over the timed repetitions (libuv's allocations are not counted). */
@@ -45,6 +51,7 @@ typedef struct fy_pending_s {
   fy_deadline_t *pending;
   size_t n;
   fy_deadline_t probe;
+  uint64_t seed; /* of the pending expiries */
   int rc;
 } fy_pending_t;
 
@@ -60,41 +67,44 @@ static void fy_pair_loop(void *arg, uint64_t n) {
   b->rc |= rc;
 }
 
-static void bench_fy_pending(size_t npending, bench_rng_t *rng) {
-  fy_pending_t b;
-  bench_result_t r;
-  char name[64];
+static void fy_pending_setup(void *arg) {
+  fy_pending_t *b = arg;
+  bench_rng_t rng;
+  size_t i, npending = b->n;
+
+  bench_rng_seed(&rng, b->seed);
+  BENCH_CHECK(uv_loop_init(&b->loop) == 0);
+  BENCH_CHECK(fy_ctx_new(&b->loop, NULL, &b->ctx) == 0);
+  b->pending = malloc(npending * sizeof(*b->pending));
+  BENCH_CHECK(b->pending != NULL);
+  for (i = 0; i < npending; i++) {
+    fy_deadline_init(b->ctx, &b->pending[i], on_deadline);
+    BENCH_CHECK(fy_deadline_start(&b->pending[i],
+                                  bench_rng_range(&rng, 1000, 60000)) == 0);
+  }
+  fy_deadline_init(b->ctx, &b->probe, on_deadline);
+  BENCH_CHECK(fy_ctx_pending_deadlines(b->ctx) == npending);
+}
+
+static void fy_pending_report(const char *name, const bench_result_t *r,
+                              void *arg) {
+  fy_pending_t *b = arg;
+  BENCH_CHECK(b->rc == 0);
+  BENCH_CHECK(fy_ctx_pending_deadlines(b->ctx) == b->n);
+  bench_print(name, r, ", \"pending\": %zu", fy_ctx_pending_deadlines(b->ctx));
+}
+
+static void fy_pending_teardown(void *arg) {
+  fy_pending_t *b = arg;
   size_t i;
   int closed = 0;
-
-  memset(&b, 0, sizeof(b));
-  BENCH_CHECK(uv_loop_init(&b.loop) == 0);
-  BENCH_CHECK(fy_ctx_new(&b.loop, NULL, &b.ctx) == 0);
-  b.n = npending;
-  b.pending = malloc(npending * sizeof(*b.pending));
-  BENCH_CHECK(b.pending != NULL);
-  for (i = 0; i < npending; i++) {
-    fy_deadline_init(b.ctx, &b.pending[i], on_deadline);
-    BENCH_CHECK(fy_deadline_start(&b.pending[i],
-                                  bench_rng_range(rng, 1000, 60000)) == 0);
-  }
-  fy_deadline_init(b.ctx, &b.probe, on_deadline);
-  BENCH_CHECK(fy_ctx_pending_deadlines(b.ctx) == npending);
-
-  bench_run(fy_pair_loop, &b, &r);
-  BENCH_CHECK(b.rc == 0);
-  BENCH_CHECK(fy_ctx_pending_deadlines(b.ctx) == npending);
-
-  snprintf(name, sizeof(name), "timer.fy.pending_%zu", npending);
-  bench_print(name, &r, ", \"pending\": %zu", fy_ctx_pending_deadlines(b.ctx));
-
-  for (i = 0; i < npending; i++)
-    fy_deadline_stop(&b.pending[i]);
-  BENCH_CHECK(fy_ctx_close(b.ctx, on_closed, &closed) == 0);
-  BENCH_CHECK(uv_run(&b.loop, UV_RUN_DEFAULT) == 0);
+  for (i = 0; i < b->n; i++)
+    fy_deadline_stop(&b->pending[i]);
+  BENCH_CHECK(fy_ctx_close(b->ctx, on_closed, &closed) == 0);
+  BENCH_CHECK(uv_run(&b->loop, UV_RUN_DEFAULT) == 0);
   BENCH_CHECK(closed);
-  BENCH_CHECK(uv_loop_close(&b.loop) == 0);
-  free(b.pending);
+  BENCH_CHECK(uv_loop_close(&b->loop) == 0);
+  free(b->pending);
 }
 
 /* ---- uv: start + stop with N pending ----------------------------------- */
@@ -104,6 +114,7 @@ typedef struct uv_pending_s {
   uv_timer_t *pending;
   size_t n;
   uv_timer_t probe;
+  uint64_t seed; /* of the pending expiries */
   int rc;
 } uv_pending_t;
 
@@ -119,36 +130,39 @@ static void uv_pair_loop(void *arg, uint64_t n) {
   b->rc |= rc;
 }
 
-static void bench_uv_pending(size_t npending, bench_rng_t *rng) {
-  uv_pending_t b;
-  bench_result_t r;
-  char name[64];
-  size_t i;
+static void uv_pending_setup(void *arg) {
+  uv_pending_t *b = arg;
+  bench_rng_t rng;
+  size_t i, npending = b->n;
 
-  memset(&b, 0, sizeof(b));
-  BENCH_CHECK(uv_loop_init(&b.loop) == 0);
-  b.n = npending;
-  b.pending = malloc(npending * sizeof(*b.pending));
-  BENCH_CHECK(b.pending != NULL);
+  bench_rng_seed(&rng, b->seed);
+  BENCH_CHECK(uv_loop_init(&b->loop) == 0);
+  b->pending = malloc(npending * sizeof(*b->pending));
+  BENCH_CHECK(b->pending != NULL);
   for (i = 0; i < npending; i++) {
-    BENCH_CHECK(uv_timer_init(&b.loop, &b.pending[i]) == 0);
-    BENCH_CHECK(uv_timer_start(&b.pending[i], on_uv_timer,
-                               bench_rng_range(rng, 1000, 60000), 0) == 0);
+    BENCH_CHECK(uv_timer_init(&b->loop, &b->pending[i]) == 0);
+    BENCH_CHECK(uv_timer_start(&b->pending[i], on_uv_timer,
+                               bench_rng_range(&rng, 1000, 60000), 0) == 0);
   }
-  BENCH_CHECK(uv_timer_init(&b.loop, &b.probe) == 0);
+  BENCH_CHECK(uv_timer_init(&b->loop, &b->probe) == 0);
+}
 
-  bench_run(uv_pair_loop, &b, &r);
-  BENCH_CHECK(b.rc == 0);
+static void uv_pending_report(const char *name, const bench_result_t *r,
+                              void *arg) {
+  uv_pending_t *b = arg;
+  BENCH_CHECK(b->rc == 0);
+  bench_print(name, r, ", \"pending\": %zu", b->n);
+}
 
-  snprintf(name, sizeof(name), "timer.uv.pending_%zu", npending);
-  bench_print(name, &r, ", \"pending\": %zu", npending);
-
-  for (i = 0; i < npending; i++)
-    uv_close((uv_handle_t *)&b.pending[i], NULL);
-  uv_close((uv_handle_t *)&b.probe, NULL);
-  BENCH_CHECK(uv_run(&b.loop, UV_RUN_DEFAULT) == 0);
-  BENCH_CHECK(uv_loop_close(&b.loop) == 0);
-  free(b.pending);
+static void uv_pending_teardown(void *arg) {
+  uv_pending_t *b = arg;
+  size_t i;
+  for (i = 0; i < b->n; i++)
+    uv_close((uv_handle_t *)&b->pending[i], NULL);
+  uv_close((uv_handle_t *)&b->probe, NULL);
+  BENCH_CHECK(uv_run(&b->loop, UV_RUN_DEFAULT) == 0);
+  BENCH_CHECK(uv_loop_close(&b->loop) == 0);
+  free(b->pending);
 }
 
 /* ---- fy: firing -------------------------------------------------------- */
@@ -190,8 +204,8 @@ static void bench_fy_fire(bench_rng_t *rng) {
     when[i] = bench_rng_range(rng, 1, FIRE_WINDOW_MS);
   }
 
-  /* Repetition -1 is a warm-up and is not counted.  Then samples for about
-   * BENCH_TIME_NS, as bench_run() does. */
+  /* Repetition -1 is a warm-up and is not counted.  Then consecutive
+   * samples for about BENCH_TIME_NS (at least BENCH_MIN_REPS). */
   a0 = 0;
   for (rep = -1;
        rep < FIRE_MAX_REPS && (rep < BENCH_MIN_REPS || spent < BENCH_TIME_NS);
@@ -220,6 +234,7 @@ static void bench_fy_fire(bench_rng_t *rng) {
   r.median_ns = median;
   r.ops = FIRE_N;
   r.reps = rep;
+  r.rounds = 1; /* its samples are consecutive; the median is over them */
   bench_print("timer.fy.fire_100000", &r,
               ", \"window_ms\": %d, \"start_ns_per_op\": %.2f, "
               "\"start_median_ns_per_op\": %.2f",
@@ -233,8 +248,14 @@ static void bench_fy_fire(bench_rng_t *rng) {
   free(when);
 }
 
+#define NSIZES 3
+
 int main(void) {
-  static const size_t sizes[] = {100, 10000, 100000};
+  static const size_t sizes[NSIZES] = {100, 10000, 100000};
+  static fy_pending_t fyp[NSIZES];
+  static uv_pending_t uvp[NSIZES];
+  static char names[2 * NSIZES][64];
+  bench_set_t *set;
   bench_rng_t rng;
   size_t i;
 
@@ -243,17 +264,33 @@ int main(void) {
   for (i = 0; i < NTMO; i++)
     tmo[i] = bench_rng_range(&rng, 1, 60000);
 
-  /* The same pending population for fy and uv at each size. */
-  for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
-    bench_rng_seed(&rng, SEED + 1 + i);
-    bench_fy_pending(sizes[i], &rng);
+  /* One set: fy and uv at every size take turns in each round.  The same
+   * pending population for fy and uv at each size. */
+  set = malloc(sizeof(*set));
+  BENCH_CHECK(set != NULL);
+  bench_set_init(set);
+  for (i = 0; i < NSIZES; i++) {
+    fyp[i].n = sizes[i];
+    fyp[i].seed = SEED + 1 + i;
+    snprintf(names[i], sizeof(names[i]), "timer.fy.pending_%zu", sizes[i]);
+    bench_add(set, names[i], fy_pair_loop, &fyp[i], fy_pending_setup,
+              fy_pending_report, fy_pending_teardown);
   }
-  for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
-    bench_rng_seed(&rng, SEED + 1 + i);
-    bench_uv_pending(sizes[i], &rng);
+  for (i = 0; i < NSIZES; i++) {
+    uvp[i].n = sizes[i];
+    uvp[i].seed = SEED + 1 + i;
+    snprintf(names[NSIZES + i], sizeof(names[0]), "timer.uv.pending_%zu",
+             sizes[i]);
+    bench_add(set, names[NSIZES + i], uv_pair_loop, &uvp[i], uv_pending_setup,
+              uv_pending_report, uv_pending_teardown);
   }
-  bench_rng_seed(&rng, SEED + 100);
-  bench_fy_fire(&rng);
+  bench_set_run(set);
+  free(set);
+
+  if (bench_selected("timer.fy.fire_100000")) {
+    bench_rng_seed(&rng, SEED + 100);
+    bench_fy_fire(&rng);
+  }
 
   BENCH_CHECK(bench_live_blocks() == 0);
   return 0;

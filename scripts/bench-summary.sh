@@ -10,9 +10,14 @@
 #   - curl.pipeline.rps >= 0.95 x curl.raw.rps, when both lines exist;
 #   - 0 allocations per op on every fortify bench.
 #
-# Ratios compare best against best (ns_per_op is the best sample).  Lines
-# marked "info" carry no target.  A missing line is reported as such, never
-# guessed.
+# Ratios compare best against best (ns_per_op is the best sample).  A
+# ratio over op.bare divides by the op.bare measured in the same
+# interleaved set as the bench (the line's "baseline": op.bare for
+# bench_op, op.bare.patterns for bench_patterns; op.bare when a line names
+# none), and the same ratio of the medians (median_ns_per_op: the median
+# over the rounds of each round's best sample) is shown beside it as a
+# check, without a verdict.  Lines marked "info" carry no target.  A
+# missing line is reported as such, never guessed.
 #
 #   scripts/bench-summary.sh [--strict] [JSONL]   (default: build/bench.jsonl)
 #
@@ -66,16 +71,24 @@ function vs_peer(f, p, target,    r, v) {
   printf "  %-26s %10s  %-26s %10s  %8sx  %s\n", f, fmt(NS[f]), p, \
     fmt(NS[p]), fmt(r), v
 }
-# |f| over op.bare.
-function over_bare(f, target,    r, v) {
-  if (!have(f) || !have("op.bare")) {
+# The op.bare measured alongside |f| (in its interleaved set).
+function bare_of(f) { return (f in BASE) && BASE[f] != "" ? BASE[f] : "op.bare" }
+# |f| over the op.bare of its set; the median ratio beside it, info.
+function over_bare(f, target,    b, r, m, v) {
+  b = bare_of(f)
+  if (!have(f) || !have(b)) {
     if (target > 0) { unmeasured++; v = "not measured" } else v = "info"
-    printf "  %-40s %s\n", f, "missing; " v
+    printf "  %-40s %s\n", f, "missing" (have(f) ? " (" b ")" : "") "; " v
     return
   }
-  r = NS[f] / NS["op.bare"]
+  r = NS[f] / NS[b]
+  m = isnum(MED[f]) && isnum(MED[b]) && MED[b] + 0 > 0 ? \
+    fmt(MED[f] / MED[b]) "x" : "-"
   v = target > 0 ? sprintf("<= %dx  %s", target, verdict(r <= target)) : "info"
-  printf "  %-40s %10s  %8sx  %s\n", f, fmt(NS[f]), fmt(r), v
+  # A line that names no baseline was not measured in a set with it.
+  if (!((f in BASE) && BASE[f] != "")) { b = b "*"; starred++ }
+  printf "  %-38s %8s / %-17s %7sx  median %7s  %s\n", f, fmt(NS[f]), b, \
+    fmt(r), m, v
 }
 /^\{/ {
   name = field($0, "bench")
@@ -83,11 +96,14 @@ function over_bare(f, target,    r, v) {
   if (!(name in NS)) ORDER[++n] = name
   NS[name] = field($0, "ns_per_op")
   AL[name] = field($0, "allocs_per_op")
+  MED[name] = field($0, "median_ns_per_op")
+  BASE[name] = field($0, "baseline")
+  RND[name] = field($0, "rounds")
   RPS[name] = field($0, "rps")
   CPUR[name] = field($0, "cpu_ratio")
 }
 END {
-  met = missed = unmeasured = 0
+  met = missed = unmeasured = starred = 0
   printf "\nSummary (%s): ratios of best samples, one run\n", FILENAME
 
   print "\nfortify vs peer (how many times cheaper fortify is):"
@@ -106,11 +122,18 @@ END {
     printf "  %-26s %10s  (no fortify limiter yet: info)\n", \
       "peer.rlf.consume", fmt(NS["peer.rlf.consume"])
 
-  if (have("op.bare"))
-    printf "\nover op.bare (%s ns; x = ns_per_op / op.bare):\n", \
-      fmt(NS["op.bare"])
-  else
-    print "\nover op.bare: op.bare missing"
+  print "\nover op.bare (x = ns_per_op / that of the op.bare measured in the"
+  print "same interleaved set, named after the slash; median = the same ratio"
+  print "of median_ns_per_op, info):"
+  nb = 0
+  for (i = 1; i <= n; i++)
+    if (ORDER[i] ~ /^op\.bare/ && have(ORDER[i])) {
+      nb++
+      printf "  %-38s %8s ns  median %s ns  rounds %s\n", ORDER[i], \
+        fmt(NS[ORDER[i]]), isnum(MED[ORDER[i]]) ? fmt(MED[ORDER[i]]) : "-", \
+        RND[ORDER[i]] != "" ? RND[ORDER[i]] : "-"
+    }
+  if (nb == 0) print "  op.bare missing"
   split("op.pipeline.passthrough_0 breaker.closed bulkhead.free_slot " \
         "retry.no_retry fallback.primary_ok timeout.set_cancel pipeline.5", \
         T, " ")
@@ -124,23 +147,29 @@ END {
   over_bare("pipeline.5", 20)
   for (i = 1; i <= n; i++) {
     f = ORDER[i]
-    if (f ~ /^(peer|timer|curl)\./ || f == "op.bare") continue
+    if (f ~ /^(peer|timer|curl)\./ || f ~ /^op\.bare/) continue
     if (f in TARGETED) continue
     over_bare(f, 0)
   }
+  if (starred)
+    print "  * its line names no \"baseline\": not interleaved with that" \
+      " op.bare (another set or binary)"
 
-  print "\nlayer cost (info: pattern - op.pipeline.passthrough_0, the call and"
-  print "attempt every pipelined call pays; what one policy adds):"
-  if (have("op.pipeline.passthrough_0")) {
-    base = NS["op.pipeline.passthrough_0"]
-    split("breaker.closed retry.no_retry bulkhead.free_slot " \
-          "timeout.set_cancel fallback.primary_ok " \
-          "op.pipeline.passthrough_1 pipeline.5", L, " ")
-    for (i = 1; i in L; i++)
-      if (have(L[i]))
-        printf "  %-40s %10s ns\n", L[i], fmt(NS[L[i]] - base)
-  } else {
-    print "  op.pipeline.passthrough_0 missing"
+  print "\nlayer cost (info: pattern - op.pipeline.passthrough_0 of the same"
+  print "set, the call and attempt every pipelined call pays; what one policy"
+  print "adds):"
+  split("breaker.closed retry.no_retry bulkhead.free_slot " \
+        "timeout.set_cancel fallback.primary_ok " \
+        "op.pipeline.passthrough_1 pipeline.5", L, " ")
+  for (i = 1; i in L; i++) {
+    if (!have(L[i])) continue
+    # op.bare<X> is measured with op.pipeline.passthrough_0<X>.
+    pt0 = bare_of(L[i])
+    sub(/^op\.bare/, "op.pipeline.passthrough_0", pt0)
+    if (have(pt0))
+      printf "  %-38s %8s ns  (- %s)\n", L[i], fmt(NS[L[i]] - NS[pt0]), pt0
+    else
+      printf "  %-38s %s missing\n", L[i], pt0
   }
 
   print "\ncurl adapter (requests per second, pipeline vs raw multi):"

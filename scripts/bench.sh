@@ -9,6 +9,12 @@
 #   scripts/bench.sh [BUILD_DIR]      (default: build)
 #   BENCH_PEERS=0 scripts/bench.sh    (leave the peers out)
 #
+# The binaries read, from the environment: BENCH_ROUNDS (rounds of every
+# interleaved set, default 60), BENCH_ROUND_SAMPLES (samples of each bench
+# per round, default 4) and BENCH_FILTER (comma-separated globs of bench
+# names); see bench/bench.h.  The table shows the best sample (ns/op) and
+# the median over the rounds of each round's best (median).
+#
 # Exits non-zero if any benchmark binary fails. Needs only bash + awk (and
 # node + npm for the peers).
 set -euo pipefail
@@ -123,28 +129,33 @@ function max(a, b) { return a > b ? a : b }
 function row(s) { sub(/ +$/, "", s); print s }
 BEGIN {
   rows = 0
-  wn = length("bench"); wt = length("ns/op"); wa = length("allocs/op")
+  wn = length("bench"); wt = length("ns/op"); wm = length("median")
+  wa = length("allocs/op")
 }
 {
   parse($0)
-  name = ""; ns = "-"; al = "-"; extra = ""
+  name = ""; ns = "-"; md = "-"; al = "-"; extra = ""
   for (j = 1; j <= n; j++) {
     if (K[j] == "bench") name = V[j]
     else if (K[j] == "ns_per_op") ns = V[j]
+    else if (K[j] == "median_ns_per_op") md = V[j]
     else if (K[j] == "allocs_per_op") al = V[j]
     else extra = extra (extra == "" ? "" : " ") K[j] "=" V[j]
   }
   if (name == "") name = "?"
-  rows++; RN[rows] = name; RT[rows] = ns; RA[rows] = al; RX[rows] = extra
-  wn = max(wn, length(name)); wt = max(wt, length(ns)); wa = max(wa, length(al))
+  rows++; RN[rows] = name; RT[rows] = ns; RM[rows] = md; RA[rows] = al
+  RX[rows] = extra
+  wn = max(wn, length(name)); wt = max(wt, length(ns)); wm = max(wm, length(md))
+  wa = max(wa, length(al))
 }
 END {
   if (rows == 0) { print "bench: no JSON result lines"; exit 0 }
-  fmt = "%-" wn "s  %" wt "s  %" wa "s  %s"
-  row(sprintf(fmt, "bench", "ns/op", "allocs/op", "other"))
-  rule = ""; for (j = 0; j < wn + wt + wa + 4 + 7; j++) rule = rule "-"
+  fmt = "%-" wn "s  %" wt "s  %" wm "s  %" wa "s  %s"
+  row(sprintf(fmt, "bench", "ns/op", "median", "allocs/op", "other"))
+  rule = ""; for (j = 0; j < wn + wt + wm + wa + 6 + 7; j++) rule = rule "-"
   print rule
-  for (r = 1; r <= rows; r++) row(sprintf(fmt, RN[r], RT[r], RA[r], RX[r]))
+  for (r = 1; r <= rows; r++)
+    row(sprintf(fmt, RN[r], RT[r], RM[r], RA[r], RX[r]))
 }
 ' "$out"
 echo

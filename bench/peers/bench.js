@@ -3,9 +3,11 @@
 // The libraries a user would otherwise pick, doing the same work as
 // bench/patterns.c: one op = one call through the policy around an async
 // operation that succeeds at once (an async function returning a value),
-// awaited.  Same method as bench/bench.h: calibrate the iteration count so
-// that a sample lasts about 4 ms, take samples for about 1 s (at least 5),
-// report the best (minimum) and the median ns per op.  Many short samples
+// awaited.  The samples of bench/bench.h, without its interleaved rounds:
+// each peer is measured alone, one after the other.  Calibrate the
+// iteration count so that a sample lasts about 4 ms, take samples for
+// about 1 s (at least 5), report the best (minimum) and the median ns per
+// op (here the median of all the samples).  Many short samples
 // give some that ran without a GC pause or a preemption; the best is the
 // number to compare, the median says how noisy the run was.
 //
