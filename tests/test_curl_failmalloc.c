@@ -64,7 +64,6 @@ static fy_ctx_t *ctx;
 static fy_curl_t *cu;
 static fy_curl_pipeline_t *cp;
 static freq_t R[NREQ];
-static unsigned enomem;   /* failures seen, wherever they surfaced */
 static unsigned closed;   /* close callbacks */
 static unsigned to_close; /* close callbacks asked for */
 static int in_api;        /* inside fy_curl_start() */
@@ -72,12 +71,6 @@ static unsigned nested;   /* callbacks from inside fy_curl_start() */
 
 static int single(void) {
   return FA.fail_at >= 0; /* one failure (not an exhausted heap) */
-}
-
-static void on_closed(void *obj, void *ud) {
-  (void)obj;
-  (void)ud;
-  closed++;
 }
 
 static void on_event(fy_ctx_t *c, const fy_event_t *ev, void *ud) {
@@ -93,17 +86,6 @@ static void on_event(fy_ctx_t *c, const fy_event_t *ev, void *ud) {
 
 static void on_guard(uv_timer_t *t) {
   (void)t;
-}
-
-/* 0, or UV_ENOMEM which is counted; anything else fails the test. */
-static int ok_or_enomem(int rc, const char *what) {
-  if (rc == UV_ENOMEM) {
-    enomem++;
-    return rc;
-  }
-  cr_assert_eq(rc, 0, "%s: %s (fail_at %ld)", what, fy_err_name(rc),
-               FA.fail_at);
-  return rc;
 }
 
 /* Call |expr| again when it ran out of memory: after a single failure the
@@ -283,10 +265,10 @@ static void finish(void) {
   int i;
   if (ctx == NULL)
     goto out;
-  if (cp != NULL && fy_curl_pipeline_close(cp, on_closed, NULL) == 0)
+  if (cp != NULL && fy_curl_pipeline_close(cp, fx_count_closed, &closed) == 0)
     to_close++;
   if (cu != NULL) {
-    cr_assert_eq(fy_curl_close(cu, on_closed, NULL), 0);
+    cr_assert_eq(fy_curl_close(cu, fx_count_closed, &closed), 0);
     to_close++;
   }
   cr_assert(wait_until(all_done, 5000), "calls left after the close");
@@ -294,7 +276,7 @@ static void finish(void) {
   for (i = 0; i < NREQ; i++)
     if (R[i].inited)
       cr_assert_eq(fy_curl_req_cleanup(&R[i].req), 0);
-  cr_assert_eq(fy_ctx_close(ctx, on_closed, NULL), 0);
+  cr_assert_eq(fy_ctx_close(ctx, fx_count_closed, &closed), 0);
   to_close++;
 out:
   uv_close((uv_handle_t *)&guard, NULL);
@@ -401,9 +383,9 @@ static void scen_close(void) {
   if (prep(4, 0, "/late", NULL, NULL, FY_ECLOSED) != 0)
     goto out;
   done_before = calls_done();
-  cr_assert_eq(fy_curl_pipeline_close(cp, on_closed, NULL), 0);
+  cr_assert_eq(fy_curl_pipeline_close(cp, fx_count_closed, &closed), 0);
   to_close++;
-  cr_assert_eq(fy_curl_close(cu, on_closed, NULL), 0);
+  cr_assert_eq(fy_curl_close(cu, fx_count_closed, &closed), 0);
   to_close++;
   cr_assert_eq(calls_done(), done_before, "completed inside the close");
   cr_assert_eq(fy_curl_start(&R[4].req, fy_curl_pipeline_get(cp), on_done),
@@ -480,39 +462,11 @@ static void servers_close(void) {
   memset(UP, 0, sizeof(UP));
 }
 
-static long count_allocations(scenario_fn fn) {
-  fa_install(-1);
-  fn();
-  cr_assert_eq(enomem, 0, "UV_ENOMEM without an injected failure");
-  cr_assert_eq(FA.live, 0, "%ld blocks leaked", FA.live);
-  return FA.requests;
-}
-
-
 static void run_failmalloc(const char *what, scenario_fn fn) {
-  long n, n2, i;
+  fa_plan_t plan = {what, fn, 10, 1, NULL};
+  long n;
   uint64_t t0 = uv_hrtime();
-  n = count_allocations(fn);
-  n2 = count_allocations(fn);
-  cr_assert_eq(n, n2, "%s: %ld then %ld allocations: timing-dependent", what, n,
-               n2);
-  cr_assert_gt(n, 10, "%s allocates too little to be a test", what);
-  for (i = 0; i < n; i++) {
-    fa_install(i);
-    fn();
-    cr_assert_eq(FA.failed, 1, "%s: allocation %ld never requested", what, i);
-    cr_assert_geq(enomem, 1, "%s: allocation %ld failed silently", what, i);
-    cr_assert_eq(FA.live, 0, "%s: failing allocation %ld leaked %ld blocks",
-                 what, i, FA.live);
-  }
-  for (i = 0; i < n; i++) {
-    fa_install_exhausted(i);
-    fn();
-    cr_assert_geq(enomem, 1, "%s: exhausted from %ld: nothing failed", what, i);
-    cr_assert_eq(FA.live, 0, "%s: exhausted from %ld: %ld blocks leaked", what,
-                 i, FA.live);
-  }
-  fa_restore();
+  n = fa_run(&plan);
   /* The figure for docs/RELIABILITY.md. */
   fprintf(stderr,
           "curl_failmalloc: %s: %ld allocation points, %ld runs, %.1f s\n",

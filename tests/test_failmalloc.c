@@ -18,33 +18,8 @@ static probe_t PA, PS, PC, PT;
 static top_t T[NCALLS];
 static tcall_t C[NCALLS];
 static int started[NCALLS];
-static unsigned enomem;
 static unsigned closed;
-static unsigned events;
-
-static void on_closed(void *ctx, void *ud) {
-  (void)ctx;
-  (void)ud;
-  closed++;
-}
-
-static void on_event(fy_ctx_t *ctx, const fy_event_t *ev, void *ud) {
-  (void)ctx;
-  (void)ev;
-  (void)ud;
-  events++;
-}
-
-/* 0, or UV_ENOMEM which is counted; anything else fails the test. */
-static int ok_or_enomem(int rc, const char *what) {
-  if (rc == UV_ENOMEM) {
-    enomem++;
-    return rc;
-  }
-  cr_assert_eq(rc, 0, "%s: %s (fail_at %ld)", what, fy_err_name(rc),
-               FA.fail_at);
-  return rc;
-}
+static unsigned long events;
 
 static void start(int i, fy_pipeline_t *pl, const fy_op_t *op) {
   C[i].ncb = 0;
@@ -87,7 +62,8 @@ static void scenario(void) {
     cr_assert_eq(uv_loop_close(&loop), 0);
     return;
   }
-  if (ok_or_enomem(fy_ctx_listen(ctx, FY_EV_ALL, on_event, NULL, NULL),
+  if (ok_or_enomem(fy_ctx_listen(ctx, FY_EV_ALL, fx_count_event, &events,
+                                 NULL),
                    "fy_ctx_listen") != 0)
     goto close;
 
@@ -165,7 +141,7 @@ static void scenario(void) {
   }
 
 close:
-  cr_assert_eq(fy_ctx_close(ctx, on_closed, NULL), 0);
+  cr_assert_eq(fy_ctx_close(ctx, fx_count_closed, &closed), 0);
   for (runs = 0; runs < 8 && !closed; runs++) {
     report_all(UV_ECANCELED);
     uv_run(&loop, UV_RUN_DEFAULT);
@@ -178,39 +154,18 @@ close:
 
 TestSuite(failmalloc);
 
+static const fa_plan_t plan = {"core", scenario, 8, 0, NULL};
+
 Test(failmalloc, every_allocation_failure_surfaces_as_enomem) {
-  long n, i;
-  fa_install(-1);
-  scenario();
-  n = FA.requests;
-  cr_assert_eq(enomem, 0, "ENOMEM without an injected failure");
-  cr_assert_eq(FA.live, 0, "%ld blocks leaked", FA.live);
-  cr_assert_gt(n, 8, "the scenario allocates too little to be a test");
+  long n = fa_count(&plan);
   cr_assert_gt(events, 0);
-  for (i = 0; i < n; i++) {
-    fa_install(i);
-    scenario();
-    cr_assert_eq(FA.failed, 1, "allocation %ld was never requested", i);
-    cr_assert_geq(enomem, 1, "allocation %ld failed silently", i);
-    cr_assert_eq(FA.live, 0, "allocation %ld failing leaked %ld blocks", i,
-                 FA.live);
-  }
+  fa_fail_each(&plan, n);
   fa_restore();
 }
 
 /* The same, failing every allocation from the i-th on (a heap that stays
  * exhausted): still no crash and no leak. */
 Test(failmalloc, an_exhausted_heap_is_survived) {
-  long n, i;
-  fa_install(-1);
-  scenario();
-  n = FA.requests;
-  for (i = 0; i < n; i++) {
-    fa_install_exhausted(i);
-    scenario();
-    cr_assert_geq(enomem, 1, "exhausted from %ld: nothing failed", i);
-    cr_assert_eq(FA.live, 0, "exhausted from %ld: %ld blocks leaked", i,
-                 FA.live);
-  }
+  fa_exhaust_each(&plan, fa_count(&plan));
   fa_restore();
 }

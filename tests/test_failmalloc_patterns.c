@@ -38,17 +38,10 @@ static fy_ctx_t *ctx;
 static top_t T[NCALLS];
 static tcall_t C[NCALLS];
 static int started[NCALLS];
-static unsigned enomem; /* failures seen, wherever they surfaced */
 static unsigned closed; /* close callbacks */
 static unsigned to_close;
 static unsigned merged_ok; /* breaker: changes merged, chain intact */
 static top_t FBT;          /* the fallback operation's attempts */
-
-static void on_closed(void *obj, void *ud) {
-  (void)obj;
-  (void)ud;
-  closed++;
-}
 
 static void on_event(fy_ctx_t *c, const fy_event_t *ev, void *ud) {
   (void)c;
@@ -59,17 +52,6 @@ static void on_event(fy_ctx_t *c, const fy_event_t *ev, void *ud) {
       (ev->type == FY_EV_RETRY || ev->type == FY_EV_FALLBACK ||
        ev->type == FY_EV_ATTEMPT_DONE))
     enomem++;
-}
-
-/* 0, or UV_ENOMEM which is counted; anything else fails the test. */
-static int ok_or_enomem(int rc, const char *what) {
-  if (rc == UV_ENOMEM) {
-    enomem++;
-    return rc;
-  }
-  cr_assert_eq(rc, 0, "%s: %s (fail_at %ld)", what, fy_err_name(rc),
-               FA.fail_at);
-  return rc;
 }
 
 /* A synchronous refusal the scenario allows, or UV_ENOMEM. */
@@ -159,7 +141,7 @@ static void finish(void) {
   int runs;
   if (ctx != NULL) {
     cr_assert_eq(fy_ctx_advance(ctx, 0), 0);
-    cr_assert_eq(fy_ctx_close(ctx, on_closed, NULL), 0);
+    cr_assert_eq(fy_ctx_close(ctx, fx_count_closed, &closed), 0);
     to_close++;
     for (runs = 0; runs < 16 && closed < to_close; runs++) {
       report_all(UV_ECANCELED);
@@ -176,12 +158,12 @@ static void finish(void) {
 }
 
 static void close_policy(fy_policy_t *p) {
-  if (p != NULL && fy_policy_close(p, on_closed, NULL) == 0)
+  if (p != NULL && fy_policy_close(p, fx_count_closed, &closed) == 0)
     to_close++;
 }
 
 static void close_pipeline(fy_pipeline_t *pl) {
-  if (pl != NULL && fy_pipeline_close(pl, on_closed, NULL) == 0)
+  if (pl != NULL && fy_pipeline_close(pl, fx_count_closed, &closed) == 0)
     to_close++;
 }
 
@@ -489,7 +471,7 @@ static void scen_preset(void) {
   cr_assert_eq(fy_ctx_advance(ctx, 500), 0);
   report_all(0);
   last_call(pl);
-  if (fy_preset_close(p, on_closed, NULL) == 0)
+  if (fy_preset_close(p, fx_count_closed, &closed) == 0)
     to_close++;
 out:
   finish();
@@ -500,37 +482,14 @@ out:
 
 typedef void (*scenario_fn)(void);
 
-static long count_allocations(scenario_fn fn) {
-  fa_install(-1);
-  fn();
-  cr_assert_eq(enomem, 0, "UV_ENOMEM without an injected failure");
-  cr_assert_eq(FA.live, 0, "%ld blocks leaked", FA.live);
-  return FA.requests;
-}
-
+static int breaker_merged(void) { return merged_ok; }
 
 static void run_failmalloc(const char *what, scenario_fn fn, int merges) {
-  long n, i;
-  n = count_allocations(fn);
-  cr_assert_gt(n, 3, "%s allocates too little to be a test", what);
-  for (i = 0; i < n; i++) {
-    fa_install(i);
-    fn();
-    cr_assert_eq(FA.failed, 1, "%s: allocation %ld never requested", what, i);
-    cr_assert(enomem >= 1 || (merges && merged_ok),
-              "%s: allocation %ld failed silently", what, i);
-    cr_assert_eq(FA.live, 0, "%s: failing allocation %ld leaked %ld blocks",
-                 what, i, FA.live);
-  }
-  for (i = 0; i < n; i++) {
-    fa_install_exhausted(i);
-    fn();
-    cr_assert(enomem >= 1 || (merges && merged_ok),
-              "%s: exhausted from %ld: nothing failed", what, i);
-    cr_assert_eq(FA.live, 0, "%s: exhausted from %ld: %ld blocks leaked", what,
-                 i, FA.live);
-  }
-  fa_restore();
+  fa_plan_t plan = {what, fn, 3, 0, NULL};
+  long n;
+  if (merges)
+    plan.excused = breaker_merged;
+  n = fa_run(&plan);
   /* The figure for docs/RELIABILITY.md. */
   fprintf(stderr, "failmalloc_patterns: %s: %ld allocation points, %ld runs\n",
           what, n, 2 * n + 1);

@@ -224,19 +224,6 @@ static unsigned closes_asked, closes_done;
 static unsigned long churn_requests; /* allocations of rebuilds, not calls */
 static unsigned long events;
 
-static void on_closed(void *obj, void *ud) {
-  (void)obj;
-  (void)ud;
-  closes_done++;
-}
-
-static void on_event(fy_ctx_t *ctx, const fy_event_t *ev, void *ud) {
-  (void)ctx;
-  (void)ev;
-  (void)ud;
-  events++;
-}
-
 static void build_composite(void) {
   fy_policy_t *layers[6];
   size_t n = 0;
@@ -293,16 +280,16 @@ static void close_asked(int rc) {
 }
 
 static void close_composite(void) {
-  close_asked(fy_pipeline_close(W.composite, on_closed, NULL));
+  close_asked(fy_pipeline_close(W.composite, fx_count_closed, &closes_done));
   W.composite = NULL;
 }
 
 /* Everything goes, calls in flight included. */
 static void close_world(void) {
   close_composite();
-  close_asked(fy_fallback_close(W.fallback, on_closed, NULL));
-  close_asked(fy_bulkhead_close(W.bulkhead, on_closed, NULL));
-  close_asked(fy_preset_close(W.preset, on_closed, NULL));
+  close_asked(fy_fallback_close(W.fallback, fx_count_closed, &closes_done));
+  close_asked(fy_bulkhead_close(W.bulkhead, fx_count_closed, &closes_done));
+  close_asked(fy_preset_close(W.preset, fx_count_closed, &closes_done));
   memset(&W, 0, sizeof(W));
 }
 
@@ -394,7 +381,8 @@ Test(soak, full_pipelines_with_faults_stay_flat) {
 
   fa_install(-1);
   fx_init(&FX, 1000);
-  cr_assert_eq(fy_ctx_listen(FX.ctx, FY_EV_ALL, on_event, NULL, NULL), 0);
+  cr_assert_eq(
+      fy_ctx_listen(FX.ctx, FY_EV_ALL, fx_count_event, &events, NULL), 0);
   build_world();
 
   for (round = 0; round < ROUNDS; round++) {

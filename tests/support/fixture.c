@@ -81,6 +81,17 @@ void fx_obj_closed(void *obj, void *user_data) {
   c->order = ++g_completions;
 }
 
+void fx_count_closed(void *obj, void *user_data) {
+  (void)obj;
+  (*(unsigned *)user_data)++;
+}
+
+void fx_count_event(fy_ctx_t *ctx, const fy_event_t *ev, void *user_data) {
+  (void)ctx;
+  (void)ev;
+  (*(unsigned long *)user_data)++;
+}
+
 fy_policy_t *fx_probe(fx_t *fx, probe_t *probe, const char *name) {
   cr_assert_eq(probe_new(fx->ctx, probe, name), 0);
   cr_assert_not_null(probe->policy);
@@ -182,4 +193,80 @@ void fa_fail_all(int on) { FA.fail_from = on ? FA.requests : -1; }
 
 void fa_restore(void) {
   cr_assert_eq(fy_replace_allocator(malloc, realloc, calloc, free), 0);
+}
+
+/* ---- allocation-failure runs -------------------------------------------- */
+
+unsigned enomem;
+
+int ok_or_enomem(int rc, const char *what) {
+  if (rc == UV_ENOMEM) {
+    enomem++;
+    return rc;
+  }
+  cr_assert_eq(rc, 0, "%s: %s (fail_at %ld)", what, fy_err_name(rc),
+               FA.fail_at);
+  return rc;
+}
+
+static int fa_seen(const fa_plan_t *plan) {
+  return enomem >= 1 || (plan->excused != NULL && plan->excused());
+}
+
+static long fa_count_once(const fa_plan_t *plan) {
+  fa_install(-1);
+  enomem = 0;
+  plan->scenario();
+  cr_assert_eq(enomem, 0, "%s: UV_ENOMEM without an injected failure",
+               plan->what);
+  cr_assert_eq(FA.live, 0, "%s: %ld blocks leaked", plan->what, FA.live);
+  return FA.requests;
+}
+
+long fa_count(const fa_plan_t *plan) {
+  long n = fa_count_once(plan);
+  if (plan->count_twice) {
+    long n2 = fa_count_once(plan);
+    cr_assert_eq(n, n2, "%s: %ld then %ld allocations: timing-dependent",
+                 plan->what, n, n2);
+  }
+  cr_assert_gt(n, plan->min_points, "%s allocates too little to be a test",
+               plan->what);
+  return n;
+}
+
+void fa_fail_each(const fa_plan_t *plan, long n) {
+  long i;
+  for (i = 0; i < n; i++) {
+    fa_install(i);
+    enomem = 0;
+    plan->scenario();
+    cr_assert_eq(FA.failed, 1, "%s: allocation %ld never requested",
+                 plan->what, i);
+    cr_assert(fa_seen(plan), "%s: allocation %ld failed silently", plan->what,
+              i);
+    cr_assert_eq(FA.live, 0, "%s: failing allocation %ld leaked %ld blocks",
+                 plan->what, i, FA.live);
+  }
+}
+
+void fa_exhaust_each(const fa_plan_t *plan, long n) {
+  long i;
+  for (i = 0; i < n; i++) {
+    fa_install_exhausted(i);
+    enomem = 0;
+    plan->scenario();
+    cr_assert(fa_seen(plan), "%s: exhausted from %ld: nothing failed",
+              plan->what, i);
+    cr_assert_eq(FA.live, 0, "%s: exhausted from %ld: %ld blocks leaked",
+                 plan->what, i, FA.live);
+  }
+}
+
+long fa_run(const fa_plan_t *plan) {
+  long n = fa_count(plan);
+  fa_fail_each(plan, n);
+  fa_exhaust_each(plan, n);
+  fa_restore();
+  return n;
 }

@@ -60,6 +60,11 @@ typedef struct fx_closed_s {
 } fx_closed_t;
 void fx_obj_closed(void *obj, void *user_data); /* user_data: fx_closed_t */
 
+/* A close callback and a listener that only count: |user_data| is an
+ * unsigned (close callbacks) / an unsigned long (events). */
+void fx_count_closed(void *obj, void *user_data);
+void fx_count_event(fy_ctx_t *ctx, const fy_event_t *ev, void *user_data);
+
 /* ---------------------------------------------------------------------------
  * A counting allocator for fy_replace_allocator(): counts requests, live
  * blocks, and fails request number |fa_fail_at| (0-based; -1: never).
@@ -87,5 +92,37 @@ void fa_install_exhausted(long from);
 void fa_fail_next(void);
 void fa_fail_all(int on);
 void fa_restore(void);
+
+/* ---------------------------------------------------------------------------
+ * Allocation-failure runs (the failmalloc suites): run a scenario once to
+ * count its allocation requests N, then once per request i < N with the
+ * i-th failing, then once per i with every request from the i-th on failing
+ * (a heap that stays exhausted).  Every failure must be seen: the scenario
+ * counts each UV_ENOMEM it meets in enomem (reset before each run).
+ * ------------------------------------------------------------------------- */
+extern unsigned enomem;
+/* 0, or UV_ENOMEM which is counted; anything else fails the test. */
+int ok_or_enomem(int rc, const char *what);
+
+typedef struct fa_plan_s {
+  const char *what;
+  void (*scenario)(void); /* builds, runs and closes its whole world */
+  long min_points;        /* N must be above this */
+  int count_twice;        /* N must be the same in two runs (no timing) */
+  int (*excused)(void);   /* 1: this run's failure was absorbed by design,
+                             without an UV_ENOMEM; NULL: never */
+} fa_plan_t;
+
+/* The counting run(s): no UV_ENOMEM, nothing leaked, N > min_points.
+ * Returns N. */
+long fa_count(const fa_plan_t *plan);
+/* Each request i < n failing alone: it was requested, the failure was
+ * seen, nothing leaked. */
+void fa_fail_each(const fa_plan_t *plan, long n);
+/* Every request from i on failing, for each i < n: the failure was seen,
+ * nothing leaked. */
+void fa_exhaust_each(const fa_plan_t *plan, long n);
+/* All three, then fa_restore().  Returns N. */
+long fa_run(const fa_plan_t *plan);
 
 #endif /* FY_TEST_FIXTURE_H */
