@@ -21,28 +21,39 @@ extern "C" {
  *   needs between the two (a permit) in a token of vtable->token_size bytes
  *   that the core places in the call's own memory.  No frame is made for
  *   it: the core runs consecutive admission layers in a loop.
- * - A frame layer (a retry, a timeout, a fallback; an admission layer at
- *   the moment it must make a call wait) gets a frame per invocation: its
+ * - A frame layer (a timeout, a fallback; an admission layer at the moment
+ *   it must make a call wait, or a retry at the moment a try failed) gets a
+ *   frame per invocation: its
  *   per-invocation state (vtable->frame_size bytes, zeroed, from the
  *   context's freelists).  A frame reaches the layer below by spawning
  *   children (a retry spawns one after another, a hedge several at once);
  *   the operation's attempt is the innermost frame.
  *
  * Admission hooks:
- * admit       decide for |call|, whose work is being started under the frame
- *             |parent| (NULL at the top).  Return 0 to let it through (the token is
- *             then the policy's until settle or release; it is not zeroed
- *             first), a negative code to refuse it (fill the detail with
- *             fy_call_verdict()), or FY_ADMIT_WAIT when the call must wait:
- *             the core then makes a frame for this layer and runs the
- *             frame hooks below, starting with start().  A policy that
- *             never answers FY_ADMIT_WAIT needs no frame hooks.
+ * admit       decide for |call|, whose work is being started under the
+ *             frame |parent| (NULL at the top).  Return 0 to let it through
+ *             (the token is then the policy's until settle or release; it
+ *             is not zeroed first), a negative code to refuse it (fill the
+ *             detail with fy_call_verdict()), or FY_ADMIT_WAIT when the
+ *             call must wait: the core then makes a frame for this layer
+ *             and calls start() on it.
  * settle      the work below finished with |status| (also a late outcome,
  *             after a timeout above gave up on it): count it, release the
- *             permit.  Runs exactly once per admitted token, or release
- *             does.
- * release     a layer below refused at once, so nothing ran: give the
- *             permit back without counting anything.
+ *             permit, return 0.  Or return FY_ADMIT_WAIT to take the
+ *             outcome over in a frame: the core makes a frame for this
+ *             layer in the work's place and hands it the outcome through
+ *             child_done(), as if it had spawned the work (a retry that
+ *             must retry).  If no memory is left for the frame, the outcome
+ *             goes on up unchanged.
+ * release     a layer below refused at once with |status|, so nothing ran:
+ *             give the permit back without counting anything, return 0.
+ *             Or return FY_ADMIT_WAIT to take the refusal over in a frame:
+ *             the core makes one and calls child_done() with a NULL child
+ *             and |status|; a frame finished inside that call is a refusal
+ *             (its status is returned at once), otherwise it goes on.
+ * Exactly one of settle and release runs for every admitted token.  A
+ * policy that answers FY_ADMIT_WAIT anywhere needs frame hooks.  A token
+ * may be moved to another frame's memory: it must not point into itself.
  * Closing an admission layer cancels the work below every token it holds,
  * as closing a frame layer cancels its frames.
  *
@@ -55,11 +66,15 @@ extern "C" {
  * - A frame lives until its outcome has been delivered to its parent.
  *
  * Hooks:
- * start       (required) begin the invocation.  Return 0 when under way, or a
- *             negative code to refuse at once (then it must not have spawned
+ * start       begin the invocation.  Return 0 when under way, or a negative
+ *             code to refuse at once (then it must not have spawned
  *             anything still alive, and child_done never runs for it).
- * child_done  (required) a child finished with |status|.  |child| is valid
- *             during the hook only; adopt its result to pass it upwards.
+ *             Required, unless the policy is an admission layer whose
+ *             admit never answers FY_ADMIT_WAIT.
+ * child_done  a child finished with |status|.  |child| is valid during the
+ *             hook only; adopt its result to pass it upwards.  NULL when
+ *             the frame was made by release() (see above).  Required for
+ *             every policy that can have a frame.
  * cancel      cancellation was requested.  Default: cancel every child.
  * progress    a streaming attempt below reported progress.  Optional.
  * deadline    the frame's deadline (fy_frame_arm) fired.  Optional.
@@ -71,8 +86,7 @@ extern "C" {
 typedef struct fy_policy_vtable_s {
   const char *kind;    /* "breaker", "retry", ...: static storage */
   size_t frame_size;   /* bytes of per-frame state */
-  /* Frame hooks: required, unless the policy is an admission layer that
-   * never waits. */
+  /* Frame hooks (see above for which are required). */
   int (*start)(fy_policy_t *policy, fy_frame_t *frame);
   void (*child_done)(fy_policy_t *policy, fy_frame_t *frame,
                      fy_frame_t *child, int status);
@@ -85,8 +99,8 @@ typedef struct fy_policy_vtable_s {
   size_t token_size; /* bytes of per-call token, at most FY_TOKEN_MAX */
   int (*admit)(fy_policy_t *policy, fy_call_t *call, fy_frame_t *parent,
                void *token);
-  void (*settle)(fy_policy_t *policy, void *token, int status);
-  void (*release)(fy_policy_t *policy, void *token);
+  int (*settle)(fy_policy_t *policy, void *token, int status);
+  int (*release)(fy_policy_t *policy, void *token, int status);
 } fy_policy_vtable_t;
 
 /* admit(): the call must wait, run this layer's frame hooks. */

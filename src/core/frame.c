@@ -20,6 +20,7 @@ static void deliver(fy_frame_t *f);
 static void frame_cancel(fy_frame_t *f);
 static void leave_hook(fy_frame_t *f);
 static void run_pending_cancel(fy_frame_t *f);
+static void drop_result(fy_frame_t *f);
 
 static fy__leaf_t *leaf_of(fy_frame_t *f) {
   return fy_container_of(f, fy__leaf_t, frame);
@@ -122,6 +123,95 @@ static void detach_children(fy_frame_t *f) {
         fy__queue_data(fy__queue_head(&f->children), fy_frame_t, sibling));
 }
 
+/* ---- making frames ----------------------------------------------------- */
+
+/* Register the block |f| (|size| bytes) as the frame of |layer| of the
+ * call's pipeline under |parent| (NULL: the root), carrying the tokens of
+ * layers from .. layer - 1.  Every field is set here rather than zeroing
+ * the block first: a memset of the header compiles to "rep stos", which
+ * cost more than all these stores (docs/PERFORMANCE.md).  A new field of
+ * fy_frame_s goes here. */
+static void frame_make(fy_frame_t *f, fy_call_t *call, fy_frame_t *parent,
+                       unsigned layer, unsigned from, uint64_t deadline,
+                       size_t size) {
+  fy_pipeline_t *pl = call->pipeline;
+  fy_ctx_t *ctx = pl->ctx;
+  fy_policy_t *p = layer < pl->n ? pl->layers[layer] : NULL;
+
+  f->task.queued = 0; /* the rest: defer_delivery() */
+  fy__queue_init(&f->children);
+  /* sibling and pnode are linked below, when the frame has a parent and a
+   * policy; otherwise nothing ever reads them. */
+  f->parent = NULL;
+  f->call = call;
+  f->pipeline = pl;
+  f->policy = p;
+  f->ctx = ctx;
+  f->timer.slot = FY__DL_IDLE; /* the rest: frame_timer() */
+  f->result = NULL;
+  f->dtor = NULL;
+  f->deadline = deadline;
+  f->retry_after = 0;
+  f->start_ns = 0;
+  f->size = size;
+  f->nchildren = 0;
+  f->status = 0;
+  f->hooks = 0;
+  f->layer = layer;
+  f->tok_from = from;
+  f->tok_off = pl->layout.tok_off[from];
+  ctx->nframes++;
+  pl->nframes++;
+  if (p != NULL) {
+    f->flags = 0;
+    /* The policy's state starts zeroed (policy.h). */
+    memset((char *)f + FY__FRAME_HDR, 0, p->vt->frame_size);
+    p->active++;
+    fy__queue_insert_tail(&p->frames, &f->pnode);
+    if (p->vt->progress != NULL)
+      f->flags |= FY__F_HEARD;
+  } else {
+    f->flags = FY__F_LEAF;
+    leaf_of(f)->attempt.data = NULL; /* the rest is set by start_leaf() */
+  }
+  if (parent != NULL) {
+    f->parent = parent;
+    f->flags |= parent->flags & FY__F_HEARD;
+    fy__queue_insert_tail(&parent->children, &f->sibling);
+    parent->nchildren++;
+  } else {
+    call->root = f;
+  }
+}
+
+/* Undo frame_make() for a frame that refused at once: it is no frame any
+ * more, but its block and the tokens in it stay. */
+static void frame_unmake(fy_frame_t *f) {
+  fy_pipeline_t *pl = f->pipeline;
+  fy_policy_t *p = f->policy;
+  fy_ctx_t *ctx = f->ctx;
+  detach_children(f);
+  if (f->parent != NULL)
+    unlink_child(f);
+  else if (f->call != NULL && f->call->root == f)
+    f->call->root = NULL;
+  if (f->timer.slot != FY__DL_IDLE)
+    fy_deadline_stop(&f->timer);
+  if (p != NULL) {
+    fy__queue_remove(&f->pnode);
+    p->active--;
+    if (p->flags & FY__OBJ_CLOSING)
+      fy__policy_poke(p);
+  }
+  pl->nframes--;
+  if (pl->flags & FY__OBJ_CLOSING)
+    fy__pipeline_poke(pl);
+  ctx->nframes--;
+  if (ctx->flags & FY__CTX_CLOSING)
+    fy__ctx_poke(ctx);
+  drop_result(f); /* user code: last */
+}
+
 /* ---- admission ---------------------------------------------------------- */
 
 /* The token of layer |l| in a token area whose first token is layer
@@ -139,38 +229,128 @@ static void token_gone(fy_policy_t *p, fy__token_t *t) {
   p->active--;
 }
 
+/* Whether |p| answered that it takes an outcome over in a frame. */
+static int takes_over(const fy_policy_t *p, int answer) {
+  return answer == FY_ADMIT_WAIT && p->vt->child_done != NULL;
+}
+
+#define FY__NO_LAYER UINT32_MAX
+
 /* Nothing ran below: give back, innermost first, the tokens of layers
- * from .. to - 1 in |area|. */
-static void release_tokens(fy_pipeline_t *pl, char *area, unsigned from,
-                           unsigned to) {
+ * from .. to - 1 in |area|, refused with |status|.  Stops at a layer that
+ * takes the refusal over in a frame, and returns it (its own token is
+ * gone, the outer ones stay); else FY__NO_LAYER. */
+static unsigned release_tokens(fy_pipeline_t *pl, char *area, unsigned from,
+                               unsigned to, int status) {
   while (to > from) {
     fy_policy_t *p = pl->layers[--to];
     fy__token_t *t = token_at(pl, area, from, to);
+    int answer;
     token_gone(p, t);
-    p->vt->release(p, token_bytes(t));
+    answer = p->vt->release(p, token_bytes(t), status);
     if (p->flags & FY__OBJ_CLOSING)
       fy__policy_poke(p);
+    if (takes_over(p, answer))
+      return to;
   }
+  return FY__NO_LAYER;
 }
 
 /* The work below |f| finished: settle, innermost first, the tokens it
- * carries, with its status.  Once per frame, when its outcome is
- * delivered (a late one too: a detached frame still settles). */
-static void settle_tokens(fy_frame_t *f) {
+ * carries, with its status.  Once per frame, when its outcome is handed
+ * over (a late one too: a detached frame still settles).  Returns
+ * FY__NO_LAYER, or the layer that takes the outcome over in a frame; the
+ * tokens outside it are then still carried by |f|. */
+static unsigned settle_tokens(fy_frame_t *f) {
   fy_pipeline_t *pl = f->pipeline;
   char *area = (char *)f + f->tok_off;
-  unsigned from = f->tok_from, l = f->layer;
+  unsigned from = f->tok_from, l = f->layer, taker = FY__NO_LAYER;
   f->tok_from = f->layer;
   f->hooks++;
   while (l > from) {
     fy_policy_t *p = pl->layers[--l];
     fy__token_t *t = token_at(pl, area, from, l);
+    int answer;
     token_gone(p, t);
-    p->vt->settle(p, token_bytes(t), f->status);
+    answer = p->vt->settle(p, token_bytes(t), f->status);
     if (p->flags & FY__OBJ_CLOSING)
       fy__policy_poke(p);
+    /* A detached frame's outcome is discarded: nothing takes it over. */
+    if (takes_over(p, answer) && f->call != NULL) {
+      f->tok_from = from;
+      taker = l;
+      break;
+    }
   }
   f->hooks--;
+  return taker;
+}
+
+/* Layer |l| takes over the finished work |f|.  |f|'s block becomes that
+ * layer's frame, in the same place: its parent (and any pointer a policy
+ * above keeps to its child) now sees the frame of layer |l|, which gets the
+ * work's outcome through child_done as a finished child, and keeps the
+ * tokens of the layers above |l|.  The block is large enough: the pipeline
+ * counted every layer with frame hooks when it sized it.  Returns 1 when
+ * the new frame finished inside child_done and must be delivered. */
+static int take_over(fy_frame_t *f, unsigned l) {
+  fy_pipeline_t *pl = f->pipeline;
+  fy_policy_t *q = f->policy, *p = pl->layers[l];
+  fy_frame_t *parent = f->parent;
+  fy_frame_t work;
+
+  /* What a child_done hook may read of a finished child. */
+  memset(&work, 0, sizeof(work));
+  fy__queue_init(&work.children);
+  work.flags = (f->flags & (FY__F_LEAF | FY__F_CANCEL)) | FY__F_DONE;
+  work.call = f->call;
+  work.pipeline = pl;
+  work.policy = q;
+  work.ctx = f->ctx;
+  work.result = f->result;
+  work.dtor = f->dtor;
+  work.retry_after = f->retry_after;
+  work.status = f->status;
+  work.layer = f->layer;
+  work.parent = f;
+  work.timer.slot = FY__DL_IDLE;
+  if (q != NULL) {
+    fy__queue_remove(&f->pnode);
+    q->active--;
+    if (q->flags & FY__OBJ_CLOSING)
+      fy__policy_poke(q);
+  }
+  /* Re-made in place: parent, sibling links, call, tokens and size stay. */
+  fy__queue_init(&f->children);
+  f->nchildren = 0;
+  f->policy = p;
+  f->layer = l;
+  f->result = NULL;
+  f->dtor = NULL;
+  f->retry_after = 0;
+  f->start_ns = 0;
+  f->status = 0;
+  f->timer.slot = FY__DL_IDLE;
+  f->deadline = parent != NULL ? parent->deadline : FY_TIME_NEVER;
+  /* A cancellation requested for the work already ran its course. */
+  f->flags = (f->flags & FY__F_CANCEL) ? FY__F_CANCEL | FY__F_CANCEL_RUN : 0;
+  if (parent != NULL)
+    f->flags |= parent->flags & FY__F_HEARD;
+  if (p->vt->progress != NULL)
+    f->flags |= FY__F_HEARD;
+  memset((char *)f + FY__FRAME_HDR, 0, p->vt->frame_size);
+  p->active++;
+  fy__queue_insert_tail(&p->frames, &f->pnode);
+
+  f->hooks++;
+  p->vt->child_done(p, f, &work, work.status);
+  drop_result(&work); /* not adopted: destroyed */
+  if (f->flags & FY__F_CANCEL)
+    run_pending_cancel(f);
+  if (--f->hooks > 0 || !(f->flags & FY__F_DELIVER))
+    return 0;
+  f->flags &= ~(unsigned)FY__F_DELIVER;
+  return 1;
 }
 
 static void refuse_closed(fy_call_t *call, fy_policy_t *p) {
@@ -181,8 +361,9 @@ static void refuse_closed(fy_call_t *call, fy_policy_t *p) {
 
 /* Run the admission layers from |from| on, their tokens in |block|, until
  * the first layer that needs a frame: a frame layer, the operation, or an
- * admission layer that makes the call wait.  Returns 0 with *layer set to
- * it, or a refusal (the tokens admitted here given back). */
+ * admission layer that makes the call wait.  Sets *layer to it and returns
+ * 0; or sets *layer to the layer that refused and returns the refusal (the
+ * tokens of the layers before it are still held). */
 static int admit_layers(fy_call_t *call, fy_frame_t *parent,
                         fy_pipeline_t *pl, char *block, unsigned from,
                         unsigned *layer) {
@@ -212,12 +393,8 @@ static int admit_layers(fy_call_t *call, fy_frame_t *parent,
     fy__queue_insert_tail(&p->holders, &t->node);
     p->active++;
   }
-  if (rc < 0) {
-    release_tokens(pl, area, from, l);
-    return rc;
-  }
   *layer = l;
-  return 0;
+  return rc;
 }
 
 /* ---- starting ---------------------------------------------------------- */
@@ -254,81 +431,22 @@ static int start_leaf(fy_frame_t *f, fy_call_t *call, const fy_op_t *op,
   return 0;
 }
 
-int fy__frame_start(fy_call_t *call, fy_frame_t *parent, unsigned layer,
-                    uint64_t deadline, const fy_op_t *op, void *arg,
-                    fy_frame_t **out) {
-  fy_pipeline_t *pl = call->pipeline;
-  fy_ctx_t *ctx = pl->ctx;
-  unsigned from = layer;
-  size_t size = pl->layout.block[from];
-  fy_policy_t *p;
-  fy_frame_t *f;
+/* Run the frame |f| just made: its start hook, or, for a frame made to
+ * take over a refusal, child_done with that refusal (a frame finished in
+ * there refuses too).  Returns 0 or the refusal. */
+static int frame_run(fy_frame_t *f, fy_call_t *call, fy_frame_t *parent,
+                     const fy_op_t *op, void *arg, int refused) {
+  fy_policy_t *p = f->policy;
   int rc;
-
-  f = fy__pool_take(&ctx->pool, size);
-  if (f == NULL)
-    return UV_ENOMEM;
-#ifndef NDEBUG
-  memset(f, 0xa5, size); /* a field left unset below shows in the tests */
-#endif
-  if (layer < pl->n) {
-    rc = admit_layers(call, parent, pl, (char *)f, from, &layer);
-    if (rc < 0) {
-      fy__pool_give(&ctx->pool, f, size);
-      return rc;
-    }
-  }
-  p = layer < pl->n ? pl->layers[layer] : NULL;
-  /* Every field is set here rather than zeroing the block first: a memset
-   * of the header compiles to "rep stos", which cost more than all these
-   * stores (docs/PERFORMANCE.md).  A new field of fy_frame_s goes here. */
-  f->task.queued = 0; /* the rest: defer_delivery() */
-  fy__queue_init(&f->children);
-  /* sibling and pnode are linked below, when the frame has a parent and a
-   * policy; otherwise nothing ever reads them. */
-  f->parent = NULL;
-  f->call = call;
-  f->pipeline = pl;
-  f->policy = p;
-  f->ctx = ctx;
-  f->timer.slot = FY__DL_IDLE; /* the rest: frame_timer() */
-  f->result = NULL;
-  f->dtor = NULL;
-  f->deadline = deadline;
-  f->retry_after = 0;
-  f->start_ns = 0;
-  f->size = size;
-  f->nchildren = 0;
-  f->status = 0;
-  f->hooks = 0;
-  f->layer = layer;
-  f->tok_from = from;
-  f->tok_off = pl->layout.tok_off[from];
-  ctx->nframes++;
-  pl->nframes++;
-  if (p != NULL) {
-    f->flags = 0;
-    /* The policy's state starts zeroed (policy.h). */
-    memset((char *)f + FY__FRAME_HDR, 0, p->vt->frame_size);
-    p->active++;
-    fy__queue_insert_tail(&p->frames, &f->pnode);
-  } else {
-    f->flags = FY__F_LEAF;
-    leaf_of(f)->attempt.data = NULL; /* the rest is set by start_leaf() */
-  }
-  if (p != NULL && p->vt->progress != NULL)
-    f->flags |= FY__F_HEARD;
-  if (parent != NULL) {
-    f->parent = parent;
-    f->flags |= parent->flags & FY__F_HEARD;
-    fy__queue_insert_tail(&parent->children, &f->sibling);
-    parent->nchildren++;
-  } else {
-    call->root = f;
-  }
-
   f->hooks++;
-  rc = p != NULL ? p->vt->start(p, f) : start_leaf(f, call, op, arg);
+  if (refused < 0) {
+    p->vt->child_done(p, f, NULL, refused);
+    rc = (f->flags & FY__F_DONE) ? f->status : 0;
+    if (rc < 0)
+      f->flags &= ~(unsigned)FY__F_DELIVER;
+  } else {
+    rc = p != NULL ? p->vt->start(p, f) : start_leaf(f, call, op, arg);
+  }
   if (parent == NULL && (call->flags & FY__CALL_CANCEL)) {
     /* fy_call_cancel() from an admission hook, before the root existed. */
     call->flags &= ~(unsigned)FY__CALL_CANCEL;
@@ -338,18 +456,48 @@ int fy__frame_start(fy_call_t *call, fy_frame_t *parent, unsigned layer,
   if (rc >= 0 && (f->flags & FY__F_CANCEL))
     run_pending_cancel(f); /* requested while start was on the stack */
   f->hooks--;
+  return rc;
+}
 
-  if (rc < 0) {
+/* Start a frame for |layer| of the call's pipeline under |parent|: run the
+ * admission layers from there on, then make and start the first frame that
+ * is needed.  A refusal on the way gives the tokens back, innermost first;
+ * a layer that takes the refusal over gets its frame there, in the same
+ * block. */
+int fy__frame_start(fy_call_t *call, fy_frame_t *parent, unsigned layer,
+                    uint64_t deadline, const fy_op_t *op, void *arg,
+                    fy_frame_t **out) {
+  fy_pipeline_t *pl = call->pipeline;
+  fy_ctx_t *ctx = pl->ctx;
+  unsigned from = layer;
+  size_t size = pl->layout.block[from];
+  char *area;
+  fy_frame_t *f;
+  int rc = 0;
+
+  f = fy__pool_take(&ctx->pool, size);
+  if (f == NULL)
+    return UV_ENOMEM;
+#ifndef NDEBUG
+  memset(f, 0xa5, size); /* a field left unset below shows in the tests */
+#endif
+  area = (char *)f + pl->layout.tok_off[from];
+  if (layer < pl->n)
+    rc = admit_layers(call, parent, pl, (char *)f, from, &layer);
+  for (;;) {
+    if (rc < 0) {
+      layer = release_tokens(pl, area, from, layer, rc);
+      if (layer == FY__NO_LAYER) {
+        fy__pool_give(&ctx->pool, f, size);
+        return rc;
+      }
+    }
+    frame_make(f, call, parent, layer, from, deadline, size);
+    rc = frame_run(f, call, parent, op, arg, rc);
+    if (rc >= 0)
+      break;
     /* A refusal: nothing will be delivered for this frame. */
-    detach_children(f);
-    if (f->parent != NULL)
-      unlink_child(f);
-    if (parent == NULL)
-      call->root = NULL;
-    release_tokens(pl, (char *)f + f->tok_off, f->tok_from, f->layer);
-    f->tok_from = f->layer;
-    frame_free(f);
-    return rc;
+    frame_unmake(f);
   }
   if (f->flags & FY__F_DELIVER) {
     f->flags &= ~(unsigned)FY__F_DELIVER;
@@ -434,7 +582,9 @@ static void deliver(fy_frame_t *f) {
      * just before whoever waits for it sees it.  They run user code (a
      * breaker's state-change callback): look at everything again. */
     if (f->tok_from != f->layer) {
-      settle_tokens(f);
+      unsigned taker = settle_tokens(f);
+      if (taker != FY__NO_LAYER && !take_over(f, taker))
+        return; /* the layer that took it over goes on */
       continue;
     }
     if (parent == NULL)

@@ -35,7 +35,7 @@ void fy__layout_build(fy_pipeline_t *pl) {
     for (;;) {
       int last = end >= pl->n || !is_admission(pl->layers[end]);
       /* An admission layer without frame hooks never has a frame. */
-      if (last || pl->layers[end]->vt->start != NULL) {
+      if (last || pl->layers[end]->vt->child_done != NULL) {
         size_t b = frame_base(pl, end);
         if (b > base)
           base = b;

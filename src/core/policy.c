@@ -6,20 +6,19 @@
 
 static void run_policy_close(fy__task_t *task);
 
-/* Frame hooks, admission hooks, or both, each set complete. */
+/* Frame hooks, admission hooks, or both (policy.h): the admission hooks
+ * all or none; start only with child_done; a frame layer needs both. */
 static int vtable_ok(const fy_policy_vtable_t *vt) {
   int frames = vt->start != NULL && vt->child_done != NULL;
   int admission = vt->admit != NULL && vt->settle != NULL &&
                   vt->release != NULL;
-  if (vt->kind == NULL || vt->frame_size > ((size_t)1 << 20))
+  if (vt->kind == NULL || vt->frame_size > ((size_t)1 << 20) ||
+      vt->token_size > FY_TOKEN_MAX)
     return 0;
-  if ((vt->start == NULL) != (vt->child_done == NULL))
+  if (vt->start != NULL && vt->child_done == NULL)
     return 0;
-  if (vt->admit == NULL && (vt->settle != NULL || vt->release != NULL))
-    return 0;
-  if (vt->admit != NULL && !admission)
-    return 0;
-  if (vt->token_size > FY_TOKEN_MAX)
+  if (!admission && (vt->admit != NULL || vt->settle != NULL ||
+                     vt->release != NULL))
     return 0;
   return frames || admission;
 }

@@ -231,13 +231,16 @@ static int brk_admit(fy_policy_t *p, fy_call_t *call, fy_frame_t *parent,
   return rc; /* rule 2: the caller gets a refusal synchronously */
 }
 
-static void brk_settle(fy_policy_t *p, void *token, int status) {
+static int brk_settle(fy_policy_t *p, void *token, int status) {
   fy_breaker_record(fy__policy_impl(p), token, status);
+  return 0;
 }
 
-static void brk_release(fy_policy_t *p, void *token) {
+static int brk_release(fy_policy_t *p, void *token, int status) {
   fy_breaker_t *b = fy__policy_impl(p);
+  (void)status;
   fy__breaker_sm_release(&b->core, token); /* nothing ran below */
+  return 0;
 }
 
 static void brk_close(fy_policy_t *p) {

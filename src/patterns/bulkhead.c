@@ -273,16 +273,17 @@ static int bh_admit(fy_policy_t *p, fy_call_t *call, fy_frame_t *parent,
   return fy__bulkhead_sm_try_acquire(&bh->core) == 0 ? 0 : FY_ADMIT_WAIT;
 }
 
-static void bh_settle(fy_policy_t *p, void *token, int status) {
+static int bh_settle(fy_policy_t *p, void *token, int status) {
   fy_bulkhead_t *bh = fy__policy_impl(p);
   (void)token;
   (void)status;
   fy__bulkhead_sm_release(&bh->core);
   dispatch(bh);
+  return 0;
 }
 
-static void bh_release(fy_policy_t *p, void *token) {
-  bh_settle(p, token, 0);
+static int bh_release(fy_policy_t *p, void *token, int status) {
+  return bh_settle(p, token, status);
 }
 
 static const fy_policy_vtable_t bh_vtable = {

@@ -157,21 +157,31 @@ static int try_spawn(fy_frame_t *f, retry_frame_t *rf) {
   return 0;
 }
 
-static int retry_start(fy_policy_t *p, fy_frame_t *f) {
-  fy_retry_t *r = fy__policy_impl(p);
-  retry_frame_t *rf = fy__frame_state(f);
-  fy_retry_stop_t stop;
-  int rc;
+/* The first try runs without a frame: the retry admits the call as an
+ * admission layer, and a try that succeeds costs no more than that.  Any
+ * other outcome, a refusal at once included, is taken over in a frame
+ * (policy.h), whose child_done decides it as for every later try. */
+static int retry_admit(fy_policy_t *p, fy_call_t *call, fy_frame_t *parent,
+                       void *token) {
+  (void)p;
+  (void)parent;
+  (void)token;
+  /* As before every try: an old hint is never taken for a new one. */
+  call->detail.retry_after_ms = 0;
+  return 0;
+}
 
-  rc = try_spawn(f, rf);
-  if (rc == 0)
-    return 0;
-  /* The layer below refused at once.  That is an outcome like any other;
-   * when it is not retried the caller gets it now (rule 2). */
-  if (on_outcome(r, f, rf, rc, detail_hint(f), &stop))
-    return 0;
-  conclude(r, f, rf, stop);
-  return rc;
+static int retry_settle(fy_policy_t *p, void *token, int status) {
+  (void)p;
+  (void)token;
+  return status == 0 ? 0 : FY_ADMIT_WAIT;
+}
+
+static int retry_release(fy_policy_t *p, void *token, int status) {
+  (void)p;
+  (void)token;
+  (void)status;
+  return FY_ADMIT_WAIT;
 }
 
 static void retry_child_done(fy_policy_t *p, fy_frame_t *f,
@@ -184,7 +194,10 @@ static void retry_child_done(fy_policy_t *p, fy_frame_t *f,
   rf->child = NULL;
   if (rf->phase != PHASE_TRY)
     return; /* cannot happen: a finished frame has no child */
-  hint = fy__frame_retry_after(child);
+  if (rf->tries == 0)
+    rf->tries = 1; /* a new frame: the first try ran without it */
+  /* |child| NULL: the first try was refused at once. */
+  hint = child != NULL ? fy__frame_retry_after(child) : 0;
   if (detail_hint(f) > hint)
     hint = detail_hint(f);
   if (on_outcome(r, f, rf, status, hint, &stop))
@@ -288,10 +301,12 @@ static void retry_cancel(fy_policy_t *p, fy_frame_t *f) {
 static const fy_policy_vtable_t retry_vtable = {
     .kind = "retry",
     .frame_size = sizeof(retry_frame_t),
-    .start = retry_start,
     .child_done = retry_child_done,
     .cancel = retry_cancel,
     .deadline = retry_deadline,
+    .admit = retry_admit,
+    .settle = retry_settle,
+    .release = retry_release,
 };
 
 /* ---- API --------------------------------------------------------------- */

@@ -357,6 +357,7 @@ void fy__breaker_sm_free(fy__breaker_sm_t *b) {
 }
 
 static void refuse(fy__breaker_sm_t *b, fy__breaker_sm_verdict_t *v, uint64_t now) {
+  memset(v, 0, sizeof(*v));
   v->refused = FY_ECIRCUITOPEN;
   v->state = fy__breaker_sm_state(b);
   if (b->mode == FY_BREAKER_FORCED_OPEN)
@@ -370,7 +371,9 @@ static void refuse(fy__breaker_sm_t *b, fy__breaker_sm_verdict_t *v, uint64_t no
 
 int fy__breaker_sm_acquire(fy__breaker_sm_t *b, fy_breaker_permit_t *permit, uint64_t now,
                     fy__breaker_sm_verdict_t *v) {
-  memset(v, 0, sizeof(*v));
+  /* The rest of the verdict is written by refuse(), when there is one. */
+  v->refused = 0;
+  v->dry = 0;
   permit->kind = FY__BREAKER_SM_P_INERT;
   permit->generation = b->generation;
   switch (b->mode) {

@@ -39,7 +39,8 @@ typedef struct fy__breaker_sm_ev_s {
 #define FY__BREAKER_SM_EV_INLINE 32
 
 /* What acquire decided.  |refused| is FY_ECIRCUITOPEN or 0; |dry| is set
- * when metrics-only mode admitted a call it would have refused.  n[] holds
+ * when metrics-only mode admitted a call it would have refused.  The other
+ * fields are written only then (a plain admission sets just these two).  n[] holds
  * the counts that tripped the breaker: calls, failures, consecutive
  * failures, slow calls. */
 typedef struct fy__breaker_sm_verdict_s {
