@@ -52,8 +52,7 @@ extern "C" {
  *             and |status|; a frame finished inside that call is a refusal
  *             (its status is returned at once), otherwise it goes on.
  * Exactly one of settle and release runs for every admitted token.  A
- * policy that answers FY_ADMIT_WAIT anywhere needs frame hooks.  A token
- * may be moved to another frame's memory: it must not point into itself.
+ * policy that answers FY_ADMIT_WAIT anywhere needs frame hooks.
  * Closing an admission layer cancels the work below every token it holds,
  * as closing a frame layer cancels its frames.
  *
