@@ -371,3 +371,35 @@ Test(events, listeners_hear_the_close) {
   cr_assert_eq(R[0].status, UV_ECANCELED);
   cr_assert_eq(C.status, UV_ECANCELED);
 }
+
+/* fy_policy_event_init(): a policy's event starts zeroed with its type,
+ * policy, kind and name, and says whether anybody listens. */
+Test(events, policy_event_init_fills_the_policy_and_tells_who_listens) {
+  fy_event_t ev;
+  fx_init(&FX, 77);
+  reset_records();
+  fx_probe(&FX, &P, "writer");
+  memset(&ev, 0xab, sizeof(ev));
+  cr_assert_eq(fy_policy_event_init(P.policy, &ev, FY_EV_QUEUE), 0,
+               "nobody listens yet");
+  cr_assert_eq(ev.value, 0, "zeroed all the same");
+  cr_assert_null(ev.policy);
+  add_listener(&L1, 1, FY_EV_MASK(FY_EV_QUEUE));
+  cr_assert_eq(fy_policy_event_init(P.policy, &ev, FY_EV_QUEUE), 1);
+  cr_assert_eq(ev.type, FY_EV_QUEUE);
+  cr_assert_eq(ev.policy, P.policy);
+  cr_assert_str_eq(ev.policy_kind, fy_policy_kind(P.policy));
+  cr_assert_str_eq(ev.policy_name, "writer");
+  cr_assert_null(ev.call);
+  ev.value = 5;
+  ev.delay_ms = 9;
+  fy_ctx_emit(FX.ctx, &ev);
+  cr_assert_eq(NR, 1);
+  cr_assert_eq(R[0].type, FY_EV_QUEUE);
+  cr_assert_eq(R[0].value, 5);
+  cr_assert_eq(R[0].delay_ms, 9);
+  cr_assert_eq(R[0].time_ms, 77, "fy_ctx_emit fills the time");
+  cr_assert_eq(fy_policy_event_init(P.policy, &ev, FY_EV__COUNT), 0);
+  cr_assert_eq(fy_policy_event_init(NULL, &ev, FY_EV_QUEUE), 0);
+  fx_finish(&FX);
+}

@@ -139,6 +139,14 @@ FY_EXTERN int fy_policy_is_closing(const fy_policy_t *policy);
 /* Frames and admitted tokens of this policy alive now. */
 FY_EXTERN size_t fy_policy_active(const fy_policy_t *policy);
 
+/* Start an event on behalf of |policy|: zeroes |event| and fills its type,
+ * policy, kind and name.  Returns 1 when a listener wants |type| (set the
+ * other fields, such as call, status, attempt, delay_ms, latency_ns, from,
+ * to or value, then fy_ctx_emit() it), 0 when nobody does (nothing to
+ * build).  The time is filled by fy_ctx_emit(). */
+FY_EXTERN int fy_policy_event_init(fy_policy_t *policy, fy_event_t *event,
+                                   fy_event_type_t type);
+
 /* Emit an event on behalf of |policy| (fills kind, name and time). */
 FY_EXTERN void fy_policy_emit(fy_policy_t *policy, fy_event_type_t type,
                               fy_call_t *call, int status, int64_t from,

@@ -63,15 +63,24 @@ int fy_policy_is_closing(const fy_policy_t *p) {
   return (p->flags & FY__OBJ_CLOSING) != 0;
 }
 
+int fy_policy_event_init(fy_policy_t *p, fy_event_t *ev,
+                         fy_event_type_t type) {
+  memset(ev, 0, sizeof(*ev));
+  if (p == NULL || (unsigned)type >= FY_EV__COUNT ||
+      !FY__CTX_WANTS(p->ctx, type))
+    return 0;
+  ev->type = type;
+  ev->policy = p;
+  ev->policy_kind = p->vt->kind;
+  ev->policy_name = p->name;
+  return 1;
+}
+
 void fy_policy_emit(fy_policy_t *p, fy_event_type_t type, fy_call_t *call,
                     int status, int64_t from, int64_t to) {
-  fy_event_t ev = {0};
-  if ((unsigned)type >= FY_EV__COUNT || !FY__CTX_WANTS(p->ctx, type))
+  fy_event_t ev;
+  if (!fy_policy_event_init(p, &ev, type))
     return;
-  ev.type = type;
-  ev.policy = p;
-  ev.policy_kind = p->vt->kind;
-  ev.policy_name = p->name;
   ev.call = call;
   ev.status = status;
   ev.from = from;

@@ -57,14 +57,19 @@ static void notify(fy_breaker_t *b) {
   b->delivering = 0;
 }
 
-static void settle(fy_breaker_t *b) {
-  /* Every call comes here twice; a breaker that is not open, has no timer
-   * armed and no change queued has nothing to settle. */
+static void settle_changes(fy_breaker_t *b) {
+  sync_timer(b);
+  notify(b);
+}
+
+/* Every call comes here twice; a breaker that is not open, has no timer
+ * armed and no change queued has nothing to settle.  The test is kept apart
+ * from the work so that it inlines into its callers. */
+static inline void settle(fy_breaker_t *b) {
   if (b->core.ev_len == 0 && b->armed == FY_TIME_NEVER &&
       b->core.state != FY_BREAKER_OPEN)
     return;
-  sync_timer(b);
-  notify(b);
+  settle_changes(b);
 }
 
 static void on_timer(fy_deadline_t *d) {
@@ -81,13 +86,8 @@ static void on_timer(fy_deadline_t *d) {
 static void emit_reject(fy_breaker_t *b, fy_call_t *call,
                         const fy__breaker_sm_verdict_t *v) {
   fy_event_t ev;
-  if (!fy_ctx_wants(b->ctx, FY_EV_REJECT))
+  if (!fy_policy_event_init(b->policy, &ev, FY_EV_REJECT))
     return;
-  memset(&ev, 0, sizeof(ev));
-  ev.type = FY_EV_REJECT;
-  ev.policy = b->policy;
-  ev.policy_kind = fy_policy_kind(b->policy);
-  ev.policy_name = fy_policy_name(b->policy);
   ev.call = call;
   ev.status = FY_ECIRCUITOPEN;
   ev.delay_ms = v->retry_after_ms;

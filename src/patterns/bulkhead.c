@@ -46,13 +46,8 @@ static void emit(fy_bulkhead_t *bh, fy_event_type_t type, fy_call_t *call,
                  int status, int64_t from, int64_t to, int64_t value) {
   fy_ctx_t *ctx = fy__policy_ctx(bh->policy);
   fy_event_t ev;
-  if (!fy_ctx_wants(ctx, type))
+  if (!fy_policy_event_init(bh->policy, &ev, type))
     return;
-  memset(&ev, 0, sizeof(ev));
-  ev.type = type;
-  ev.policy = bh->policy;
-  ev.policy_kind = fy_policy_kind(bh->policy);
-  ev.policy_name = fy_policy_name(bh->policy);
   ev.call = call;
   ev.status = status;
   ev.from = from;

@@ -227,13 +227,8 @@ static void emit_retry(fy_retry_t *r, fy_frame_t *f,
                        const retry_frame_t *rf) {
   fy_ctx_t *ctx = fy__frame_ctx(f);
   fy_event_t ev;
-  if (!fy_ctx_wants(ctx, FY_EV_RETRY))
+  if (!fy_policy_event_init(r->policy, &ev, FY_EV_RETRY))
     return;
-  memset(&ev, 0, sizeof(ev));
-  ev.type = FY_EV_RETRY;
-  ev.policy = r->policy;
-  ev.policy_kind = fy_policy_kind(r->policy);
-  ev.policy_name = fy_policy_name(r->policy);
   ev.call = fy__frame_call(f);
   ev.status = rf->last;
   ev.attempt = rf->tries; /* 0-based index of the try about to start */

@@ -57,20 +57,15 @@ static int stage_status(fy_timeout_stage_t stage) {
 }
 
 /* FY_EV_TIMEOUT: value = stage, delay_ms = limit, latency_ns = elapsed at
- * fire time.  Built here because fy_policy_emit() has no |value|. */
+ * fire time. */
 static void emit_timeout(fy_timeout_t *t, fy_call_t *call, int status,
                          fy_timeout_stage_t stage, uint64_t limit,
                          uint64_t elapsed) {
   fy_policy_t *p = t->policy;
   fy_ctx_t *ctx = fy__policy_ctx(p);
   fy_event_t ev;
-  if (!fy_ctx_wants(ctx, FY_EV_TIMEOUT))
+  if (!fy_policy_event_init(p, &ev, FY_EV_TIMEOUT))
     return;
-  memset(&ev, 0, sizeof(ev));
-  ev.type = FY_EV_TIMEOUT;
-  ev.policy = p;
-  ev.policy_kind = fy_policy_kind(p);
-  ev.policy_name = fy_policy_name(p);
   ev.call = call;
   ev.status = status;
   if (call != NULL && call->detail.attempts > 0)
