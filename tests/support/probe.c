@@ -312,16 +312,27 @@ void top_script(top_t *top, top_kind_t kind, int status) {
   top_push(top, kind, status);
 }
 
-void top_push(top_t *top, top_kind_t kind, int status) {
+void top_push_step(top_t *top, top_step_t step) {
   if (top->nsteps >= TOP_MAX_STEPS)
     abort();
-  top->steps[top->nsteps].kind = kind;
-  top->steps[top->nsteps].status = status;
-  top->nsteps++;
+  top->steps[top->nsteps++] = step;
+}
+
+void top_script_after(top_t *top, uint64_t after_ms, int status) {
+  top_step_t step = {TOP_AFTER, status, after_ms, 0};
+  if (after_ms == FY_TIME_NEVER)
+    step.kind = TOP_ASYNC;
+  top->nsteps = 0;
+  top_push_step(top, step);
+}
+
+void top_push(top_t *top, top_kind_t kind, int status) {
+  top_step_t step = {kind, status, 0, 0};
+  top_push_step(top, step);
 }
 
 static top_step_t step_for(const top_t *top, unsigned k) {
-  top_step_t async = {TOP_ASYNC, 0};
+  top_step_t async = {TOP_ASYNC, 0, 0, 0};
   if (top->nsteps == 0)
     return async;
   return top->steps[k < top->nsteps ? k : top->nsteps - 1];
@@ -331,23 +342,55 @@ static unsigned key_of(const fy_attempt_t *a) {
   return (unsigned)(uintptr_t)a->data;
 }
 
-static void top_attach_result(top_t *top, fy_attempt_t *a) {
-  if (top->with_results)
+static void top_attach_result(top_t *top, fy_attempt_t *a, int status) {
+  if (top->with_results == TOP_RESULTS_OK ? status == 0 : top->with_results)
     fy_attempt_set_result(a, tres_new(), tres_dtor);
-  else if (top->result != NULL)
+  else if (top->result != NULL && !top->with_results)
     fy_attempt_set_result(a, top->result, top->result_dtor);
 }
 
 static int top_report_(top_t *top, unsigned k, int status, int cancelled) {
   fy_attempt_t *a;
+  top_step_t step;
   if (k >= TOP_MAX_ATTEMPTS || top->att[k] == NULL)
     return UV_ENOENT;
   a = top->att[k];
   top->att[k] = NULL; /* dead once reported */
+  if (top->timer[k].armed)
+    fy_deadline_stop(&top->timer[k].dl);
   if (!cancelled || top->with_results)
-    top_attach_result(top, a);
+    top_attach_result(top, a, status);
+  step = step_for(top, k);
+  if (!cancelled && step.retry_after_ms != 0)
+    fy_attempt_set_retry_after(a, step.retry_after_ms);
   top->reports++;
   return fy_attempt_done(a, status);
+}
+
+static void top_fire(fy_deadline_t *d) {
+  top_timer_t *t = fy_container_of(d, top_timer_t, dl);
+  cr_assert_eq(top_report(t->top, t->k, step_for(t->top, t->k).status), 0);
+}
+
+void top_after(top_t *top, unsigned k, uint64_t ms) {
+  top_timer_t *t;
+  cr_assert_lt(k, TOP_MAX_ATTEMPTS);
+  cr_assert_not_null(top->att[k], "attempt %u is not waiting", k);
+  t = &top->timer[k];
+  if (!t->armed) {
+    cr_assert_not_null(t->ctx, "attempt %u: no context for a timer", k);
+    fy_deadline_init(t->ctx, &t->dl, top_fire);
+    t->top = top;
+    t->k = k;
+    t->armed = 1;
+  }
+  fy_deadline_start(&t->dl, ms);
+}
+
+void top_mark(top_t *top) {
+  cr_assert_gt(top->starts, 0);
+  cr_assert_not_null(top->att[top->starts - 1], "attempt not running");
+  fy_attempt_mark(top->att[top->starts - 1]);
 }
 
 int top_report(top_t *top, unsigned k, int status) {
@@ -387,6 +430,12 @@ static int top_start(fy_attempt_t *a, void *arg) {
   top->remaining[k] = fy_attempt_remaining(a);
   top->call_at_start[k] = a->call;
   top->order[k] = ++g_starts;
+  top->deadline[k] = a->deadline;
+  top->timer[k].ctx = top->ctx;
+  if (top->ctx == NULL && a->call != NULL && a->call->pipeline != NULL)
+    top->timer[k].ctx = fy_pipeline_ctx(a->call->pipeline);
+  top->start_at[k] =
+      top->timer[k].ctx != NULL ? fy_ctx_now(top->timer[k].ctx) : 0;
   if (a->call != NULL) {
     top->cause[k] = a->call->detail.cause;
     top->by_kind[k] = a->call->detail.by_kind;
@@ -403,10 +452,13 @@ static int top_start(fy_attempt_t *a, void *arg) {
   case TOP_SYNC_RETURN:
     top_report(top, k, step.status);
     return step.status;
+  case TOP_AFTER:
+    top_after(top, k, step.after_ms);
+    return 0;
   case TOP_START_ERROR:
     /* The core finishes the attempt with this code. */
     top->att[k] = NULL;
-    top_attach_result(top, a);
+    top_attach_result(top, a, step.status);
     return step.status;
   case TOP_ASYNC:
   default:
@@ -428,12 +480,20 @@ static void top_cancel_sync(fy_attempt_t *a, void *arg) {
   unsigned k = key_of(a);
   top_note_cancel(top, a);
   if (top->att[k] != NULL)
-    top_report_(top, k, top->cancel_status ? top->cancel_status : UV_ECANCELED,
-                1);
+    cr_assert_eq(top_report_(top, k,
+                             top->cancel_status ? top->cancel_status
+                                                : UV_ECANCELED,
+                             1),
+                 0);
 }
 
 static void top_cancel_later(fy_attempt_t *a, void *arg) {
-  top_note_cancel(arg, a);
+  top_t *top = arg;
+  unsigned k = key_of(a);
+  top_note_cancel(top, a);
+  if (top->cancel_after_ms != 0 && k < TOP_MAX_ATTEMPTS &&
+      top->att[k] != NULL)
+    top_after(top, k, top->cancel_after_ms);
 }
 
 const fy_op_t top_op_nocancel = {top_start, NULL};

@@ -115,25 +115,43 @@ typedef enum {
   TOP_ASYNC = 0,   /* under way; the test reports with top_report() */
   TOP_SYNC,        /* fy_attempt_done(status) inside start, return 0 */
   TOP_START_ERROR, /* return status from start, without reporting */
-  TOP_SYNC_RETURN  /* fy_attempt_done(status) inside start, return status */
+  TOP_SYNC_RETURN, /* fy_attempt_done(status) inside start, return status */
+  TOP_AFTER        /* report status after_ms after the start, from a
+                      deadline on the top's context (0 ms: the next turn) */
 } top_kind_t;
 
 typedef struct top_step_s {
   top_kind_t kind;
   int status;
+  uint64_t after_ms;       /* TOP_AFTER */
+  uint64_t retry_after_ms; /* a hint set before the report (0: none) */
 } top_step_t;
 
 #define TOP_MAX_ATTEMPTS 256
-#define TOP_MAX_STEPS 16
+#define TOP_MAX_STEPS 64
+
+/* top_t.with_results */
+#define TOP_RESULTS_ALL 1 /* a counted result with every report */
+#define TOP_RESULTS_OK 2  /* with successful reports only */
 
 typedef struct top_s top_t;
 typedef void (*top_hook_fn)(top_t *top, fy_attempt_t *attempt);
+
+/* The timer behind a TOP_AFTER report or a delayed cancel. */
+typedef struct top_timer_s {
+  fy_deadline_t dl;
+  top_t *top;
+  fy_ctx_t *ctx; /* the attempt's context, seen at start */
+  unsigned k;
+  int armed;     /* initialised */
+} top_timer_t;
 
 struct top_s {
   /* script; attempts beyond nsteps use the last step (or ASYNC) */
   top_step_t steps[TOP_MAX_STEPS];
   unsigned nsteps;
-  int with_results;     /* attach a counted result before each report */
+  int with_results;     /* attach a counted result before each report
+                           (TOP_RESULTS_ALL) or each success's (_OK) */
   void *result;         /* else, when set: attach this one (with
                            result_dtor) before each report that is not
                            the synchronous cancel's */
@@ -142,6 +160,10 @@ struct top_s {
   top_hook_fn on_start; /* runs first inside start */
   top_hook_fn on_cancel;/* runs first inside cancel */
   void *data;
+  fy_ctx_t *ctx;        /* of the timers; NULL: the call's pipeline's */
+  uint64_t cancel_after_ms; /* top_op_cancel_later: report the step's
+                               status this long after the cancel (0: the
+                               test reports) */
 
   /* records */
   unsigned starts;
@@ -155,6 +177,9 @@ struct top_s {
   unsigned order[TOP_MAX_ATTEMPTS];    /* g_starts after this start */
   int cause[TOP_MAX_ATTEMPTS];         /* call->detail.cause at start */
   const char *by_kind[TOP_MAX_ATTEMPTS];/* call->detail.by_kind at start */
+  uint64_t deadline[TOP_MAX_ATTEMPTS]; /* attempt->deadline at start */
+  uint64_t start_at[TOP_MAX_ATTEMPTS]; /* context time at start */
+  top_timer_t timer[TOP_MAX_ATTEMPTS];
 };
 
 /* Attempts started so far by every top_t (1-based start order). */
@@ -166,6 +191,17 @@ extern const fy_op_t top_op_cancel_later;/* records only; report later */
 
 void top_script(top_t *top, top_kind_t kind, int status);
 void top_push(top_t *top, top_kind_t kind, int status);
+/* Script every attempt to report |status| |after_ms| after its start
+ * (TOP_AFTER); FY_TIME_NEVER: never by itself (TOP_ASYNC), |status| being
+ * what a delayed cancel reports. */
+void top_script_after(top_t *top, uint64_t after_ms, int status);
+/* Push a whole step (TOP_AFTER, hints). */
+void top_push_step(top_t *top, top_step_t step);
+/* (Re)arm the report of attempt |k|, still waiting, |ms| from now, with
+ * its step's status. */
+void top_after(top_t *top, unsigned k, uint64_t ms);
+/* fy_attempt_mark() on the newest attempt, asserting it still waits. */
+void top_mark(top_t *top);
 
 /* Report attempt |k| (start order) with |status|, attaching a counted result
  * when with_results.  Returns what fy_attempt_done() returned. */
