@@ -30,22 +30,10 @@ static void drain_loop(fx_closed_t *closed) {
   cr_assert_eq(uv_loop_close(&FX.loop), 0);
 }
 
-/* ---- counted results --------------------------------------------------- */
-static int results_live;
+/* ---- the operation: one top_t for every call (support/probe.h) -------- */
+#define MAX_TRIES TOP_MAX_STEPS
 
-static void res_dtor(void *r) {
-  results_live--;
-  free(r);
-}
-
-static void *res_new(void) {
-  results_live++;
-  return malloc(8);
-}
-
-/* ---- a scripted operation ---------------------------------------------- */
-#define MAX_TRIES 64
-
+/* A step of the script, as the tests write it. */
 typedef struct step_s {
   int status;           /* the outcome */
   uint64_t after_ms;    /* report after this long; 0: inside start */
@@ -54,85 +42,35 @@ typedef struct step_s {
   int cancel_own_call;  /* 1: start cancels its own call, then waits */
 } step_t;
 
-typedef struct slot_s {
-  fy_deadline_t dl;
-  fy_attempt_t *a;
-  int status;
-  uint64_t hint;
-  int live;
-} slot_t;
+static top_t OPS;
+static int cancel_own[MAX_TRIES]; /* by step */
 
-static struct {
-  step_t steps[MAX_TRIES];
-  unsigned nsteps; /* the last step repeats */
-  unsigned started;
-  unsigned cancels;
-  uint64_t start_at[MAX_TRIES];
-  slot_t slots[MAX_TRIES];
-  int with_results;
-} ops;
-
-static void script(unsigned n, const step_t *steps) {
-  memset(&ops, 0, sizeof(ops));
-  memcpy(ops.steps, steps, n * sizeof(*steps));
-  ops.nsteps = n;
-}
-
-static void report(slot_t *sl) {
-  if (!sl->live)
-    return;
-  sl->live = 0;
-  fy_deadline_stop(&sl->dl);
-  if (ops.with_results)
-    fy_attempt_set_result(sl->a, res_new(), res_dtor);
-  if (sl->hint != 0)
-    fy_attempt_set_retry_after(sl->a, sl->hint);
-  fy_attempt_done(sl->a, sl->status);
-}
-
-static void on_slot_timer(fy_deadline_t *d) {
-  report(fy_container_of(d, slot_t, dl));
-}
-
-static int op_start(fy_attempt_t *a, void *arg) {
-  unsigned i = ops.started++;
-  const step_t *s = &ops.steps[i < ops.nsteps ? i : ops.nsteps - 1];
-  slot_t *sl = &ops.slots[i % MAX_TRIES];
-  (void)arg;
-  if (i < MAX_TRIES)
-    ops.start_at[i] = fy_ctx_now(FX.ctx);
-  if (s->fail_start)
-    return s->status;
-  memset(sl, 0, sizeof(*sl));
-  fy_deadline_init(FX.ctx, &sl->dl, on_slot_timer);
-  sl->a = a;
-  sl->status = s->status;
-  sl->hint = s->retry_after;
-  sl->live = 1;
-  a->data = sl;
-  if (s->cancel_own_call) {
+/* The attempt whose step says so cancels its own call from start; the
+ * synchronous cancel reports it. */
+static void maybe_cancel_own_call(top_t *top, fy_attempt_t *a) {
+  unsigned k = top->starts - 1;
+  if (cancel_own[k < top->nsteps ? k : top->nsteps - 1])
     cr_assert_eq(fy_call_cancel(a->call), 0);
-    return 0; /* reports from cancel */
+}
+
+/* The last step repeats. */
+static void script(unsigned n, const step_t *steps) {
+  unsigned i;
+  memset(&OPS, 0, sizeof(OPS));
+  memset(cancel_own, 0, sizeof(cancel_own));
+  for (i = 0; i < n; i++) {
+    top_step_t st = {steps[i].after_ms == 0 ? TOP_SYNC : TOP_AFTER,
+                     steps[i].status, steps[i].after_ms,
+                     steps[i].retry_after};
+    if (steps[i].fail_start)
+      st.kind = TOP_START_ERROR;
+    if (steps[i].cancel_own_call)
+      st.kind = TOP_ASYNC;
+    cancel_own[i] = steps[i].cancel_own_call;
+    top_push_step(&OPS, st);
   }
-  if (s->after_ms == 0)
-    report(sl);
-  else
-    fy_deadline_start(&sl->dl, s->after_ms);
-  return 0;
+  OPS.on_start = maybe_cancel_own_call;
 }
-
-static void op_cancel(fy_attempt_t *a, void *arg) {
-  slot_t *sl = a->data;
-  (void)arg;
-  ops.cancels++;
-  if (sl == NULL || !sl->live)
-    return;
-  sl->status = UV_ECANCELED;
-  sl->hint = 0;
-  report(sl);
-}
-
-static const fy_op_t test_op = {op_start, op_cancel};
 
 /* ---- calls ------------------------------------------------------------- */
 typedef struct rcall_s {
@@ -156,7 +94,7 @@ static int start_call(rcall_t *tc, fy_pipeline_t *pl, unsigned flags) {
   memset(&co, 0, sizeof(co));
   co.flags = flags;
   memset(tc, 0, sizeof(*tc));
-  return fy_call_start_opts(&tc->call, pl, &test_op, NULL, &co,
+  return fy_call_start_opts(&tc->call, pl, &top_op_cancel_sync, &OPS, &co,
                             on_call_done);
 }
 
@@ -641,23 +579,24 @@ Test(retry, retries_until_success) {
   o = opts_default();
   make(&o, NULL, NULL);
   script(3, s);
-  ops.with_results = 1;
+  OPS.with_results = TOP_RESULTS_ALL;
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
   fx_advance(&FX, 0);
   cr_assert_eq(tc.done, 0);
   fx_advance(&FX, 10);
   fy_retry_stats(retry, &st);
   cr_assert_eq(st.waiting, 1);
-  cr_assert_eq(ops.started, 1);
+  cr_assert_eq(OPS.starts, 1);
   fx_advance(&FX, 2000);
   cr_assert_eq(tc.done, 1);
   cr_assert_eq(tc.status, 0);
-  cr_assert_eq(ops.started, 3);
-  cr_assert_eq(ops.start_at[1] - t0, 110);
-  cr_assert_eq(ops.start_at[2] - t0, 320);
+  cr_assert_eq(OPS.starts, 3);
+  cr_assert_eq(OPS.start_at[1] - t0, 110);
+  cr_assert_eq(OPS.start_at[2] - t0, 320);
   cr_assert_eq(tc.at - t0, 330);
   cr_assert(tc.had_result);
-  cr_assert_eq(results_live, 0); /* failed tries' results destroyed */
+  /* failed tries' results destroyed */
+  cr_assert_eq(tres_created(), tres_destroyed());
   cr_assert_eq(tc.call.detail.attempts, 3);
   cr_assert(by_retry(&tc.call));
   cr_assert_eq(tc.call.detail.state, FY_RETRY_STOP_SUCCESS);
@@ -691,7 +630,7 @@ Test(retry, w14_exhausted_reports_last_status_and_attempts) {
   o = opts_default();
   make(&o, NULL, NULL);
   script(3, s);
-  ops.with_results = 1;
+  OPS.with_results = TOP_RESULTS_ALL;
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
   fx_advance(&FX, 10000);
   cr_assert_eq(tc.done, 1);
@@ -705,7 +644,7 @@ Test(retry, w14_exhausted_reports_last_status_and_attempts) {
   cr_assert_eq(tc.call.detail.n[1], 300);
   /* The last failure's result still reaches the caller. */
   cr_assert(tc.had_result);
-  cr_assert_eq(results_live, 0);
+  cr_assert_eq(tres_created(), tres_destroyed());
   fy_retry_stats(retry, &st);
   cr_assert_eq(st.given_up, 1);
   fx_finish(&FX);
@@ -760,7 +699,7 @@ Test(retry, codes_only_through_a_pipeline) {
   setup_ctx();
   run_listed_then_unlisted(FY_RETRY_CODES_ONLY, &tc);
   /* The listed failure was retried, the unlisted one ended the call. */
-  cr_assert_eq(ops.started, 2);
+  cr_assert_eq(OPS.starts, 2);
   cr_assert_eq(tc.status, UV_ECONNRESET);
   cr_assert(by_retry(&tc.call));
   cr_assert_eq(tc.call.detail.state, FY_RETRY_STOP_NOT_RETRYABLE);
@@ -778,7 +717,7 @@ Test(retry, codes_add_through_a_pipeline) {
   setup_ctx();
   run_listed_then_unlisted(FY_RETRY_CODES_ADD, &tc);
   /* Both failures retried, as without the mode. */
-  cr_assert_eq(ops.started, 3);
+  cr_assert_eq(OPS.starts, 3);
   cr_assert_eq(tc.status, 0);
   cr_assert_eq(tc.call.detail.state, FY_RETRY_STOP_SUCCESS);
   cr_assert_eq(nrecs, 2);
@@ -824,7 +763,7 @@ Test(retry, w12_refusals_cancel_deadline_not_retried) {
     fx_advance(&FX, 1000);
     cr_assert_eq(tc.done, 1);
     cr_assert_eq(tc.status, codes[i]);
-    cr_assert_eq(ops.started, 1, "%s retried", fy_err_name(codes[i]));
+    cr_assert_eq(OPS.starts, 1, "%s retried", fy_err_name(codes[i]));
   }
   cr_assert_eq(nrecs, 0);
   fx_finish(&FX);
@@ -846,8 +785,8 @@ Test(retry, op_start_failure_is_retried) {
   fx_advance(&FX, 1000);
   cr_assert_eq(tc.done, 1);
   cr_assert_eq(tc.status, 0);
-  cr_assert_eq(ops.started, 3);
-  cr_assert_eq(ops.start_at[2] - t0, 300);
+  cr_assert_eq(OPS.starts, 3);
+  cr_assert_eq(OPS.start_at[2] - t0, 300);
   cr_assert_eq(tc.call.detail.attempts, 3);
   fx_finish(&FX);
 }
@@ -865,11 +804,11 @@ Test(retry, zero_delay_retries_on_next_turn) {
   make(&o, NULL, NULL);
   script(3, s);
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
-  cr_assert_eq(ops.started, 1);
+  cr_assert_eq(OPS.starts, 1);
   fx_advance(&FX, 0);
   cr_assert_eq(tc.done, 1);
   cr_assert_eq(tc.status, 0);
-  cr_assert_eq(ops.started, 3);
+  cr_assert_eq(OPS.starts, 3);
   cr_assert_eq(tc.at, t0);
   cr_assert_eq(tc.call.detail.n[1], 0);
   fx_finish(&FX);
@@ -891,8 +830,8 @@ Test(retry, w13_on_retry_fires_after_the_backoff) {
   fx_advance(&FX, 1);
   cr_assert_eq(nrecs, 1);
   cr_assert_eq(recs[0].at - t0, 500);
-  cr_assert_eq(ops.started, 2);
-  cr_assert_eq(ops.start_at[1] - t0, 500);
+  cr_assert_eq(OPS.starts, 2);
+  cr_assert_eq(OPS.start_at[1] - t0, 500);
   fx_advance(&FX, 100);
   cr_assert_eq(tc.status, 0);
   fx_finish(&FX);
@@ -924,7 +863,7 @@ Test(retry, w13_cancel_during_backoff_keeps_last_error) {
   cr_assert_eq(tc.call.detail.n[1], 45); /* slept 5..50 */
   fx_advance(&FX, 1000);
   cr_assert_eq(nrecs, 0); /* the abandoned retry was never announced */
-  cr_assert_eq(ops.started, 1);
+  cr_assert_eq(OPS.starts, 1);
   cr_assert_eq(tc.done, 1);
   fy_retry_stats(retry, &st);
   cr_assert_eq(st.waiting, 0);
@@ -943,16 +882,16 @@ Test(retry, cancel_during_attempt) {
   script(2, s);
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
   fx_advance(&FX, 120); /* second try in flight since 105 */
-  cr_assert_eq(ops.started, 2);
+  cr_assert_eq(OPS.starts, 2);
   cr_assert_eq(fy_call_cancel(&tc.call), 0);
-  cr_assert_eq(ops.cancels, 1);
+  cr_assert_eq(OPS.cancels, 1);
   fx_advance(&FX, 0);
   cr_assert_eq(tc.done, 1);
   cr_assert_eq(tc.status, UV_ECANCELED);
   cr_assert_eq(tc.call.detail.state, FY_RETRY_STOP_CANCELLED);
   cr_assert_eq(tc.call.detail.n[0], 2);
   fx_advance(&FX, 1000);
-  cr_assert_eq(ops.started, 2);
+  cr_assert_eq(OPS.starts, 2);
   cr_assert_eq(tc.done, 1);
   fx_finish(&FX);
 }
@@ -969,8 +908,8 @@ Test(retry, op_cancels_its_own_call_from_start) {
   script(2, s);
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
   fx_advance(&FX, 1000);
-  cr_assert_eq(ops.started, 2);
-  cr_assert_eq(ops.cancels, 1);
+  cr_assert_eq(OPS.starts, 2);
+  cr_assert_eq(OPS.cancels, 1);
   cr_assert_eq(tc.done, 1);
   cr_assert_eq(tc.status, UV_ECANCELED);
   fx_finish(&FX);
@@ -1004,7 +943,7 @@ Test(retry, close_policy_with_frames_in_backoff) {
   cr_assert_eq(closed_flag.n, 1);
   cr_assert_eq(fy_ctx_pending_deadlines(FX.ctx), 0);
   fx_advance(&FX, 1000);
-  cr_assert_eq(ops.started, 3);
+  cr_assert_eq(OPS.starts, 3);
   /* The pipeline refuses new calls through the closed policy. */
   {
     rcall_t late;
@@ -1039,7 +978,7 @@ Test(retry, close_policy_with_attempt_in_flight) {
   fx_advance(&FX, 10);
   cr_assert_eq(fy_retry_close(retry, remember_close, &closed), 0);
   fx_advance(&FX, 0);
-  cr_assert_eq(ops.cancels, 1);
+  cr_assert_eq(OPS.cancels, 1);
   cr_assert_eq(tc.done, 1);
   cr_assert_eq(tc.status, UV_ECANCELED);
   cr_assert_eq(closed.n, 1);
@@ -1087,8 +1026,8 @@ Test(retry, retry_after_from_operation) {
   fx_advance(&FX, 5000);
   cr_assert_eq(tc.status, 0);
   /* 700 > backoff 100: the hint wins; 50 < backoff 200: the backoff. */
-  cr_assert_eq(ops.start_at[1] - t0, 5 + 700);
-  cr_assert_eq(ops.start_at[2] - t0, 5 + 700 + 5 + 200);
+  cr_assert_eq(OPS.start_at[1] - t0, 5 + 700);
+  cr_assert_eq(OPS.start_at[2] - t0, 5 + 700 + 5 + 200);
   cr_assert_eq(recs[0].delay, 700);
   cr_assert_eq(recs[1].delay, 200);
   cr_assert_eq(tc.call.detail.n[1], 900);
@@ -1110,7 +1049,7 @@ Test(retry, retry_after_above_max_stops) {
   fx_advance(&FX, 5);
   cr_assert_eq(tc.done, 1);
   cr_assert_eq(tc.status, UV_EAGAIN);
-  cr_assert_eq(ops.started, 1);
+  cr_assert_eq(OPS.starts, 1);
   cr_assert(by_retry(&tc.call));
   cr_assert_eq(tc.call.detail.state, FY_RETRY_STOP_RETRY_AFTER);
   cr_assert_eq(tc.call.detail.n[3], 40000);
@@ -1133,7 +1072,7 @@ Test(retry, retry_after_ignored_when_max_is_zero) {
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
   fx_advance(&FX, 1000);
   cr_assert_eq(tc.status, 0);
-  cr_assert_eq(ops.start_at[1] - t0, 105);
+  cr_assert_eq(OPS.start_at[1] - t0, 105);
   fx_finish(&FX);
 }
 
@@ -1153,11 +1092,11 @@ Test(retry, retry_after_from_inner_refusal) {
   script(1, s);
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
   cr_assert_eq(rs->refused, 1);
-  cr_assert_eq(ops.started, 0);
+  cr_assert_eq(OPS.starts, 0);
   fx_advance(&FX, 249);
-  cr_assert_eq(ops.started, 0);
+  cr_assert_eq(OPS.starts, 0);
   fx_advance(&FX, 1);
-  cr_assert_eq(ops.started, 1); /* max(100, 250) */
+  cr_assert_eq(OPS.starts, 1); /* max(100, 250) */
   cr_assert_eq(recs[0].last, FY_EBULKHEADFULL);
   cr_assert_eq(recs[0].delay, 250);
   fx_advance(&FX, 10);
@@ -1186,7 +1125,7 @@ Test(retry, sync_refusal_not_retryable_returned_from_start) {
   cr_assert_str_eq(tc.call.detail.by_kind, "refuser");
   cr_assert_eq(tc.call.detail.state, 42);
   cr_assert_eq(tc.call.detail.retry_after_ms, 1234);
-  cr_assert_eq(ops.started, 0);
+  cr_assert_eq(OPS.starts, 0);
   fx_finish(&FX);
 }
 
@@ -1251,7 +1190,7 @@ Test(retry, deadline_cuts_off_the_backoff) {
   fx_advance(&FX, 5000);
   /* Fails at 10, retry at 110, fails at 120: 120 + 200 >= 250, so the
    * call ends at 120 with the real error instead of waiting. */
-  cr_assert_eq(ops.started, 2);
+  cr_assert_eq(OPS.starts, 2);
   cr_assert_eq(tc.done, 1);
   cr_assert_eq(tc.status, UV_EPIPE);
   cr_assert_eq(tc.at - t0, 120);
@@ -1274,7 +1213,7 @@ Test(retry, deadline_passed_during_attempt) {
   script(1, s);
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
   fx_advance(&FX, 5000);
-  cr_assert_eq(ops.started, 1);
+  cr_assert_eq(OPS.starts, 1);
   cr_assert_eq(tc.status, UV_EPIPE);
   cr_assert_eq(tc.call.detail.state, FY_RETRY_STOP_DEADLINE);
   fx_finish(&FX);
@@ -1295,8 +1234,8 @@ Test(retry, enclosing_timeout_cancels_the_try) {
   /* Fails at 40, waits until 140 (< 150), the retry would fail at 180:
    * the budget fires at 150 and the try is cancelled. */
   fx_advance(&FX, 1000);
-  cr_assert_eq(ops.started, 2);
-  cr_assert_eq(ops.cancels, 1);
+  cr_assert_eq(OPS.starts, 2);
+  cr_assert_eq(OPS.cancels, 1);
   cr_assert_eq(tc.done, 1);
   cr_assert_eq(tc.status, FY_EDEADLINE);
   cr_assert_eq(tc.at - t0, 150);
@@ -1328,7 +1267,7 @@ Test(retry, detached_while_waiting_frees_the_frame) {
   cr_assert_eq(tc.done, 1);
   cr_assert_eq(tc.status, FY_EDEADLINE);
   cr_assert_eq(tc.at - t0, 50);
-  cr_assert_eq(ops.started, 1);
+  cr_assert_eq(OPS.starts, 1);
   cr_assert_eq(nrecs, 0);
   fy_retry_stats(retry, &st);
   cr_assert_eq(st.waiting, 0);
@@ -1353,13 +1292,13 @@ Test(retry, require_idempotent) {
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
   fx_advance(&FX, 1000);
   cr_assert_eq(tc.status, UV_EPIPE);
-  cr_assert_eq(ops.started, 1);
+  cr_assert_eq(OPS.starts, 1);
   cr_assert_eq(tc.call.detail.state, FY_RETRY_STOP_NOT_IDEMPOTENT);
   script(3, s);
   cr_assert_eq(start_call(&tc, pl_main, FY_CALL_IDEMPOTENT), 0);
   fx_advance(&FX, 1000);
   cr_assert_eq(tc.status, 0);
-  cr_assert_eq(ops.started, 3);
+  cr_assert_eq(OPS.starts, 3);
   fx_finish(&FX);
 }
 
@@ -1374,7 +1313,7 @@ Test(retry, idempotent_flag_ignored_by_default) {
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
   fx_advance(&FX, 1000);
   cr_assert_eq(tc.status, 0);
-  cr_assert_eq(ops.started, 2);
+  cr_assert_eq(OPS.starts, 2);
   fx_finish(&FX);
 }
 
@@ -1392,7 +1331,7 @@ Test(retry, predicate_decides) {
   script(2, s);
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
   fx_advance(&FX, 1000);
-  cr_assert_eq(ops.started, 2); /* EPIPE retried, ECONNRESET final */
+  cr_assert_eq(OPS.starts, 2); /* EPIPE retried, ECONNRESET final */
   cr_assert_eq(tc.status, UV_ECONNRESET);
   cr_assert_eq(tc.call.detail.state, FY_RETRY_STOP_NOT_RETRYABLE);
   cr_assert_eq(pred_calls, 2);
@@ -1414,7 +1353,7 @@ Test(retry, on_retry_cancels_the_call) {
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
   fx_advance(&FX, 1000);
   cr_assert_eq(nrecs, 1);
-  cr_assert_eq(ops.started, 1); /* the retry did not start */
+  cr_assert_eq(OPS.starts, 1); /* the retry did not start */
   cr_assert_eq(tc.done, 1);
   cr_assert_eq(tc.status, UV_ECANCELED);
   cr_assert_eq(tc.call.detail.cause, UV_EPIPE);
@@ -1453,7 +1392,7 @@ Test(retry, on_retry_closes_the_policy) {
   script(2, s);
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
   fx_advance(&FX, 1000);
-  cr_assert_eq(ops.started, 1);
+  cr_assert_eq(OPS.starts, 1);
   cr_assert_eq(tc.done, 1);
   cr_assert_eq(tc.status, UV_ECANCELED);
   cr_assert_eq(tc.call.detail.state, FY_RETRY_STOP_CLOSED);
@@ -1524,7 +1463,7 @@ Test(retry, listener_reenters_the_policy) {
   cr_assert_eq(re_b.call.detail.state, FY_RETRY_STOP_CLOSED);
   cr_assert_eq(re_events, 2);
   cr_assert_eq(closed_flag.n, 1);
-  cr_assert_eq(ops.started, 2); /* neither retry started */
+  cr_assert_eq(OPS.starts, 2); /* neither retry started */
   fx_finish(&FX);
 }
 
@@ -1584,9 +1523,9 @@ static void run_jittered(uint64_t seed, uint64_t *starts) {
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
   fx_advance(&FX, 100000);
   cr_assert_eq(tc.done, 1);
-  cr_assert_eq(ops.started, 6);
+  cr_assert_eq(OPS.starts, 6);
   for (i = 0; i < 6; i++)
-    starts[i] = ops.start_at[i] - t0;
+    starts[i] = OPS.start_at[i] - t0;
   for (i = 1; i < 6; i++) /* full jitter: within [0, 100 * 2^(i-1)] */
     cr_assert_leq(starts[i] - starts[i - 1] - 1, 100u << (i - 1));
   fx_finish(&FX);
