@@ -186,19 +186,12 @@ static int big_start(fy_policy_t *p, fy_frame_t *f) {
   memset(st->pad, 0x11, sizeof(st->pad)); /* must be writable */
   return fy_frame_spawn(f, NULL);
 }
-static void big_child_done(fy_policy_t *p, fy_frame_t *f, fy_frame_t *c,
-                           int status) {
-  (void)p;
-  fy_frame_adopt_result(f, c);
-  fy_frame_done(f, status);
-}
-
 Test(alloc, frames_larger_than_the_freelists) {
   static const fy_policy_vtable_t vt = {
       .kind = "big",
       .frame_size = sizeof(big_t),
       .start = big_start,
-      .child_done = big_child_done,
+      .child_done = probe_pass_child_done,
   };
   fy_policy_t *p = NULL;
   fy_pipeline_t *pl;

@@ -535,17 +535,10 @@ static void gate_cancel(fy_policy_t *p, fy_frame_t *f) {
     fy_frame_done(f, gate_spawn_rc);
 }
 
-static void pass_child_done(fy_policy_t *p, fy_frame_t *f, fy_frame_t *child,
-                            int status) {
-  (void)p;
-  fy_frame_adopt_result(f, child);
-  fy_frame_done(f, status);
-}
-
 static const fy_policy_vtable_t gate_vt = {
     .kind = "gate",
     .start = gate_start,
-    .child_done = pass_child_done,
+    .child_done = probe_pass_child_done,
     .cancel = gate_cancel,
 };
 
@@ -605,7 +598,7 @@ static void shield_cancel(fy_policy_t *p, fy_frame_t *f) {
 static const fy_policy_vtable_t shield_vt = {
     .kind = "shield",
     .start = shield_start,
-    .child_done = pass_child_done,
+    .child_done = probe_pass_child_done,
     .cancel = shield_cancel,
 };
 
@@ -649,7 +642,7 @@ static int refuser_start(fy_policy_t *p, fy_frame_t *f) {
 static const fy_policy_vtable_t refuser_vt = {
     .kind = "refuser",
     .start = refuser_start,
-    .child_done = pass_child_done,
+    .child_done = probe_pass_child_done,
 };
 
 Test(bulkhead, refused_dispatch_completes_waiter_and_tries_next) {

@@ -181,17 +181,10 @@ static int refuser_start(fy_policy_t *p, fy_frame_t *f) {
   return fy_frame_spawn(f, NULL);
 }
 
-static void pass_child_done(fy_policy_t *p, fy_frame_t *f, fy_frame_t *child,
-                            int status) {
-  (void)p;
-  fy_frame_adopt_result(f, child);
-  fy_frame_done(f, status);
-}
-
 static const fy_policy_vtable_t refuser_vt = {
     .kind = "refuser",
     .start = refuser_start,
-    .child_done = pass_child_done,
+    .child_done = probe_pass_child_done,
 };
 
 static refuser_t *new_refuser(int code, uint64_t hint, unsigned times,
@@ -234,7 +227,7 @@ static void budget_deadline(fy_policy_t *p, fy_frame_t *f) {
 static const fy_policy_vtable_t budget_vt = {
     .kind = "budget",
     .start = budget_start,
-    .child_done = pass_child_done,
+    .child_done = probe_pass_child_done,
     .deadline = budget_deadline,
 };
 

@@ -259,17 +259,10 @@ static int tdeadline_start(fy_policy_t *p, fy_frame_t *f) {
   return fy_frame_spawn(f, NULL);
 }
 
-static void pass_child_done(fy_policy_t *p, fy_frame_t *f, fy_frame_t *child,
-                            int status) {
-  (void)p;
-  fy_frame_adopt_result(f, child);
-  fy_frame_done(f, status);
-}
-
 static const fy_policy_vtable_t tdeadline_vt = {
     .kind = "test-deadline",
     .start = tdeadline_start,
-    .child_done = pass_child_done,
+    .child_done = probe_pass_child_done,
 };
 
 static fy_policy_t *mk_tdeadline(fx_t *fx, uint64_t budget) {
@@ -290,7 +283,7 @@ static int trefuse_start(fy_policy_t *p, fy_frame_t *f) {
 static const fy_policy_vtable_t trefuse_vt = {
     .kind = "test-refuse",
     .start = trefuse_start,
-    .child_done = pass_child_done,
+    .child_done = probe_pass_child_done,
 };
 
 /* =========================================================================

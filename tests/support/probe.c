@@ -77,6 +77,13 @@ typedef struct pframe_s {
 
 static const char probe_kind[] = "probe";
 
+void probe_pass_child_done(fy_policy_t *policy, fy_frame_t *frame,
+                           fy_frame_t *child, int status) {
+  (void)policy;
+  fy_frame_adopt_result(frame, child);
+  fy_frame_done(frame, status);
+}
+
 probe_t *probe_of(fy_policy_t *policy) {
   if (policy == NULL || fy_policy_kind(policy) != probe_kind)
     return NULL;

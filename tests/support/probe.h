@@ -97,6 +97,11 @@ struct probe_s {
   unsigned spawn_errors;   /* fy_frame_spawn failures */
 };
 
+/* A child_done hook for small test policies of one child: adopt its result
+ * and finish with its status. */
+void probe_pass_child_done(fy_policy_t *policy, fy_frame_t *frame,
+                           fy_frame_t *child, int status);
+
 /* Create the policy for |probe| (its script already set).  Returns what
  * fy_policy_new() returns. */
 int probe_new(fy_ctx_t *ctx, probe_t *probe, const char *name);
