@@ -1815,6 +1815,84 @@ Test(curl, default_pipeline_freed_with_the_context) {
   /* Never closed: the context's close frees it (checked by ASan and
    * valgrind). */
 }
+
+/* One part already closing: the bundle's close closes the rest but fails,
+ * so it frees nothing and never calls back; the context frees the bundle
+ * at its end (checked by ASan and valgrind). */
+Test(curl, default_pipeline_close_returning_eclosed_frees_nothing) {
+  fy_curl_pipeline_t *p = NULL;
+  fy_pipeline_t *pl;
+  int closed = 0;
+  cr_assert_eq(fy_curl_pipeline_new(ctx, NULL, &p), 0);
+  pl = fy_curl_pipeline_get(p);
+  cr_assert_eq(fy_retry_close(fy_curl_pipeline_retry(p), NULL, NULL), 0);
+  cr_assert_eq(fy_curl_pipeline_close(p, count_close, &closed), FY_ECLOSED);
+  /* The parts still open were closed all the same (they go on a later
+   * turn; only the bundle itself stays). */
+  cr_assert(fy_policy_is_closing(fy_curl_hosts_policy(
+      fy_curl_pipeline_hosts(p))));
+  run_for(50);
+  cr_assert_eq(closed, 0);
+  cr_assert_eq(fy_curl_pipeline_get(p), pl, "still allocated");
+  cr_assert_eq(fy_curl_pipeline_close(p, count_close, &closed), FY_ECLOSED);
+}
+
+static fy_curl_pipeline_t *g_bundle;
+static int g_bundle_rc = -1, g_bundle_closed;
+
+static void close_bundle_then(treq_t *t) {
+  (void)t;
+  g_bundle_rc = fy_curl_pipeline_close(g_bundle, count_close,
+                                       &g_bundle_closed);
+}
+
+Test(curl, default_pipeline_closed_from_a_completion_callback) {
+  treq_t t;
+  cr_assert_eq(fy_curl_pipeline_new(ctx, NULL, &g_bundle), 0);
+  treq_initf(&t, "%s/x%s", base, "");
+  t.then = close_bundle_then;
+  treq_run(&t, fy_curl_pipeline_get(g_bundle));
+  cr_assert_eq(t.status, 0);
+  cr_assert_eq(g_bundle_rc, 0);
+  cr_assert(wait_for(&g_bundle_closed, 1, 1000));
+  run_for(20);
+  cr_assert_eq(g_bundle_closed, 1);
+  treq_cleanup(&t);
+}
+
+/* The context's close, with calls in flight through the per-host
+ * breakers: the hosts forget their breakers before any policy is wound
+ * down, so the outcomes that come afterwards (UV_ECANCELED) touch no
+ * closed breaker, whatever order the policies go in.  The bundle is never
+ * closed; the context frees it (checked by ASan and valgrind). */
+Test(curl, context_close_with_calls_through_the_hosts) {
+  static treq_t t[4];
+  fy_curl_pipeline_t *p = NULL;
+  fy_curl_hosts_t *h;
+  int i;
+  cr_assert_eq(fy_curl_pipeline_new(ctx, NULL, &p), 0);
+  h = fy_curl_pipeline_hosts(p);
+  for (i = 0; i < 4; i++) {
+    treq_initf(&t[i], "%s/slow?latency=5000%s", base, "");
+    cr_assert_eq(treq_start(&t[i], fy_curl_pipeline_get(p)), 0);
+  }
+  run_for(50);
+  cr_assert_not_null(fy_curl_hosts_breaker(h, fy_curl_req_host(&t[0].req)));
+  cu = NULL;
+  cr_assert_eq(fy_ctx_close(ctx, count_close, &ctx_closed), 0);
+  cr_assert(wait_for(&g_done, 4, 2000));
+  for (i = 0; i < 4; i++)
+    cr_assert_eq(t[i].status, UV_ECANCELED);
+  cr_assert(wait_for(&ctx_closed, 1, 2000));
+  for (i = 0; i < 4; i++)
+    treq_cleanup(&t[i]);
+  /* The adapter was never closed either: the context's close freed it. */
+  cu = NULL;
+  ctx = NULL;
+  fy_up_close(up, on_up_closed, &up_closed);
+  up = NULL;
+  cr_assert(wait_for(&up_closed, 1, 2000));
+}
 Test(curl, idle_adapter_keeps_nothing_alive) {
   fy_curl_stats_t st;
   treq_t t;

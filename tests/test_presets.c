@@ -377,3 +377,115 @@ Test(presets, parts_give_each_policy_its_options) {
   cr_expect_eq(fy_preset_parts(&o, &parts), UV_EINVAL);
   cr_expect_eq(fy_preset_parts(&o, NULL), UV_EINVAL);
 }
+
+/* ---- lifetime: attachments and the one FY_ECLOSED rule ----------------- */
+
+Test(presets, never_closed_is_freed_by_the_context) {
+  fx_init_counted(&FX, 0);
+  (void)make_preset(FY_PRESET_RPC, 5000);
+  /* No fy_preset_close(): the context frees it at its end, and
+   * fx_finish_counted() checks that no block is left. */
+  fx_finish_counted(&FX);
+}
+
+Test(presets, close_returning_eclosed_frees_nothing) {
+  fy_preset_t *p;
+  fy_pipeline_t *pl;
+  int closed = 0;
+  fx_init_counted(&FX, 0);
+  p = make_preset(FY_PRESET_HTTP_CLIENT, 0);
+  pl = fy_preset_pipeline(p);
+  /* One part closed on its own: the preset's close closes the rest but
+   * fails, so it frees nothing and never calls back. */
+  cr_assert_eq(fy_breaker_close(fy_preset_breaker(p), NULL, NULL), 0);
+  cr_expect_eq(fy_preset_close(p, on_preset_closed, &closed), FY_ECLOSED);
+  fx_advance(&FX, 0);
+  uv_run(&FX.loop, UV_RUN_NOWAIT);
+  cr_expect_eq(closed, 0);
+  /* Still allocated and readable. */
+  cr_expect_eq(fy_preset_pipeline(p), pl);
+  cr_expect_eq(fy_preset_close(p, on_preset_closed, &closed), FY_ECLOSED);
+  fx_finish_counted(&FX); /* freed by the context: no block left */
+  cr_expect_eq(closed, 0);
+}
+
+typedef struct pcall_s {
+  tcall_t tc;
+  fy_preset_t *p;
+  int rc;     /* fy_preset_close() inside the call's callback */
+  int closed; /* runs of the preset's close callback */
+} pcall_t;
+
+static void close_preset_then(tcall_t *tc, int status) {
+  pcall_t *pc = fy_container_of(tc, pcall_t, tc);
+  (void)status;
+  pc->rc = fy_preset_close(pc->p, on_preset_closed, &pc->closed);
+}
+
+static void start_pcall(pcall_t *pc, top_t *top) {
+  pc->rc = -1;
+  pc->tc.then = close_preset_then;
+  top_push(top, TOP_ASYNC, 0);
+  cr_assert_eq(tcall_start(&pc->tc, fy_preset_pipeline(pc->p),
+                           &top_op_cancel_sync, top),
+               0);
+}
+
+Test(presets, closed_from_inside_a_call_callback) {
+  top_t top = {0};
+  pcall_t pc = {0};
+  fx_init_counted(&FX, 0);
+  pc.p = make_preset(FY_PRESET_RPC, 0);
+  start_pcall(&pc, &top);
+  top_finish(&top, 0);
+  fx_advance(&FX, 0);
+  cr_expect_eq(pc.tc.ncb, 1);
+  cr_expect_eq(pc.tc.status, 0);
+  cr_expect_eq(pc.rc, 0);
+  cr_expect_eq(pc.closed, 1);
+  fx_finish_counted(&FX);
+  cr_expect_eq(pc.closed, 1);
+}
+
+/* Closed from the callback of a call that the context's close cancels:
+ * every part is closing by then, so the close fails and frees nothing, and
+ * the context frees the preset at its end. */
+Test(presets, closed_from_inside_a_call_the_context_cancels) {
+  top_t top = {0};
+  pcall_t pc = {0};
+  fx_init_counted(&FX, 0);
+  pc.p = make_preset(FY_PRESET_RPC, 0);
+  start_pcall(&pc, &top);
+  cr_assert_eq(fx_close(&FX), 0);
+  fx_finish_counted(&FX);
+  cr_expect_eq(pc.tc.ncb, 1);
+  cr_expect_eq(pc.tc.status, UV_ECANCELED);
+  cr_expect_eq(pc.rc, FY_ECLOSED);
+  cr_expect_eq(pc.closed, 0);
+}
+
+typedef struct closer_s {
+  fy_attachment_t a;
+  fy_preset_t *p;
+  int rc;
+  int closed;
+} closer_t;
+
+static void closer_wind_down(fy_attachment_t *a) {
+  closer_t *c = fy_container_of(a, closer_t, a);
+  c->rc = fy_preset_close(c->p, on_preset_closed, &c->closed);
+}
+
+/* Attachments are wound down before any policy: a preset closed from a
+ * wind-down hook still finds every part open, and calls back before the
+ * context finishes. */
+Test(presets, closed_from_an_attachment_wind_down) {
+  closer_t c = {0};
+  fx_init_counted(&FX, 0);
+  c.p = make_preset(FY_PRESET_DATABASE, 0);
+  c.rc = -1;
+  cr_assert_eq(fy_ctx_attach(FX.ctx, &c.a, closer_wind_down, NULL), 0);
+  fx_finish_counted(&FX);
+  cr_expect_eq(c.rc, 0);
+  cr_expect_eq(c.closed, 1);
+}

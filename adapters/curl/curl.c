@@ -64,7 +64,9 @@ struct fy_curl_s {
   fy_ctx_t *ctx;
   uv_loop_t *loop;
   CURLM *multi;
-  fy_policy_t *sentinel;    /* ties our teardown to the context's close */
+  fy_attachment_t attach;   /* ties our teardown to the context's close */
+  fy_deadline_t defer;      /* fy_curl_close(): the teardown, on a fresh
+                               stack */
   fy_deadline_t timer;      /* CURLMOPT_TIMERFUNCTION */
   fy_curl_req_t *head;      /* requests with an attempt */
   fy_curl_req_t *dfirst;    /* deferred work, FIFO */
@@ -78,7 +80,7 @@ struct fy_curl_s {
   int settling;
   int closing;              /* new attempts are refused */
   int tearing;              /* teardown started: no new polls or timers */
-  int sentinel_gone;
+  int ctx_gone;             /* the context has finished closing */
   int close_requested;
   fy_close_cb close_cb;
   void *close_ud;
@@ -1000,11 +1002,17 @@ static int on_timer_fn(CURLM *multi, long timeout_ms, void *userp) {
 
 /* ---- lifetime ---------------------------------------------------------- */
 
+/* Torn down, the last poll handle closed, and either closed by the user or
+ * left to the context, which has finished: the memory can go. */
 static void maybe_free(fy_curl_t *c) {
   fy_close_cb cb;
   sock_t *sk;
-  if (!c->sentinel_gone || c->nsocks > 0)
+  if (!c->tearing || c->nsocks > 0 || !(c->close_requested || c->ctx_gone))
     return;
+  /* Idle by now (teardown stopped both, or the context dropped them). */
+  fy_deadline_stop(&c->defer);
+  fy_deadline_stop(&c->timer);
+  fy_ctx_detach(&c->attach);
   while ((sk = c->spare) != NULL) {
     c->spare = sk->next;
     fyc_free(sk);
@@ -1026,6 +1034,7 @@ static void teardown(fy_curl_t *c) {
     report(c, req, UV_ECANCELED);
   }
   c->tearing = 1;
+  fy_deadline_stop(&c->defer);
   fy_deadline_stop(&c->timer);
   c->in_curl++;
   curl_multi_cleanup(c->multi);
@@ -1036,41 +1045,31 @@ static void teardown(fy_curl_t *c) {
     sock_close(c, c->socks);
 }
 
-/* The sentinel: a policy that never sees a call.  Through it the context
- * tells us that it closes, in time for the teardown to happen before its
- * deadlines go away, and waits for us. */
-static int sentinel_start(fy_policy_t *p, fy_frame_t *f) {
-  (void)p;
-  return fy_frame_spawn(f, NULL);
-}
-
-static void sentinel_child_done(fy_policy_t *p, fy_frame_t *f,
-                                fy_frame_t *child, int status) {
-  (void)p;
-  fy_frame_adopt_result(f, child);
-  fy_frame_done(f, status);
-}
-
-static void sentinel_close(fy_policy_t *p) {
-  teardown(*(fy_curl_t **)fy_policy_impl(p));
-}
-
-static void sentinel_destroy(fy_policy_t *p) {
-  fy_curl_t *c = *(fy_curl_t **)fy_policy_impl(p);
+/* The adapter is attached to its context (ctx.h, "Attachments").  When
+ * the context starts closing, before any pipeline or policy is told, every
+ * transfer is removed (its attempt reports UV_ECANCELED) and curl is shut
+ * down; once the context has finished, an adapter its user never closed is
+ * freed as soon as its last poll handle has closed. */
+static void curl_ctx_closing(fy_attachment_t *a) {
+  fy_curl_t *c = fy_container_of(a, fy_curl_t, attach);
   if (!c->tearing)
-    teardown(c); /* cannot happen: close always runs first */
-  c->sentinel = NULL;
-  c->sentinel_gone = 1;
+    teardown(c);
   maybe_free(c);
 }
 
-static const fy_policy_vtable_t sentinel_vtable = {
-    .kind = "curl",
-    .start = sentinel_start,
-    .child_done = sentinel_child_done,
-    .close = sentinel_close,
-    .destroy = sentinel_destroy,
-};
+static void curl_ctx_gone(fy_attachment_t *a) {
+  fy_curl_t *c = fy_container_of(a, fy_curl_t, attach);
+  c->ctx_gone = 1;
+  maybe_free(c);
+}
+
+/* fy_curl_close()'s work, from the loop. */
+static void on_defer(fy_deadline_t *d) {
+  fy_curl_t *c = fy_container_of(d, fy_curl_t, defer);
+  if (!c->tearing)
+    teardown(c);
+  maybe_free(c);
+}
 
 void fy_curl_opts_init(fy_curl_opts_t *opts) {
   if (opts == NULL)
@@ -1151,6 +1150,7 @@ int fy_curl_new(fy_ctx_t *ctx, const fy_curl_opts_t *opts, fy_curl_t **out) {
   else
     fy_curl_class_init(&c->cls);
   fy_deadline_init(ctx, &c->timer, on_timer);
+  fy_deadline_init(ctx, &c->defer, on_defer);
   c->multi = curl_multi_init();
   if (c->multi == NULL) {
     fyc_free(c);
@@ -1158,15 +1158,12 @@ int fy_curl_new(fy_ctx_t *ctx, const fy_curl_opts_t *opts, fy_curl_t **out) {
   }
   rc = setup_multi(c, opts);
   if (rc == 0)
-    rc = fy_policy_new(ctx, &sentinel_vtable, sizeof(fy_curl_t *),
-                       opts->name != NULL ? opts->name : "curl",
-                       &c->sentinel);
+    rc = fy_ctx_attach(ctx, &c->attach, curl_ctx_closing, curl_ctx_gone);
   if (rc != 0) {
     curl_multi_cleanup(c->multi);
     fyc_free(c);
     return rc;
   }
-  *(fy_curl_t **)fy_policy_impl(c->sentinel) = c;
   *out = c;
   return 0;
 }
@@ -1180,10 +1177,11 @@ int fy_curl_close(fy_curl_t *c, fy_close_cb cb, void *user_data) {
   c->closing = 1;
   c->close_cb = cb;
   c->close_ud = user_data;
-  /* The teardown runs from the sentinel's close hook, on a fresh stack.
-   * FY_ECLOSED here means the context already closes it. */
-  if (!c->sentinel_gone)
-    (void)fy_policy_close(c->sentinel, NULL, NULL);
+  /* The teardown runs from a deadline due now, on a fresh stack (or from
+   * the context's close, whichever comes first).  The start fails only
+   * once the context is final; then the teardown is done and the last
+   * poll handle to close, or the context's end, frees the adapter. */
+  (void)fy_deadline_start(&c->defer, 0);
   return 0;
 }
 

@@ -13,10 +13,15 @@
  * them has recorded its outcome; only then is its breaker closed.  When the
  * policy closes, every breaker is closed and forgotten by the hosts, and
  * outcomes that arrive later are not recorded: a breaker of a closing
- * policy (or context) may be freed at any turn of the loop.  The policy's
- * close hook runs before the breakers' own close tasks when the context
- * closes everything, because the breakers are created after the policy and
- * the context winds policies down in creation order. */
+ * policy (or context) may be freed at any turn of the loop.
+ *
+ * So the hosts must forget their breakers before anything else can close
+ * them, and the only other closer is the context.  The table is attached
+ * to the context (ctx.h, "Attachments"): its wind-down hook forgets every
+ * breaker, and attachments are wound down before any policy is.  Whatever
+ * order the context then winds its policies down in, no host holds a
+ * breaker that the context closed; and no breaker is made afterwards (a
+ * closing context refuses new policies). */
 #include <stdio.h>
 
 #include "curl_int.h"
@@ -49,9 +54,7 @@ struct fy_curl_hosts_s {
   host_t *lru_tail;
   host_t *busy;                /* evicted, permits still out */
   fy_curl_hosts_stats_t stats;
-  /* The pipeline bundle that owns us, told when we are destroyed. */
-  void (*on_destroy)(void *owner);
-  void *owner;
+  fy_attachment_t attach;      /* told first when the context closes */
 };
 
 typedef struct hosts_frame_s {
@@ -343,9 +346,10 @@ static void hosts_child_done(fy_policy_t *p, fy_frame_t *f,
 }
 
 /* Close every breaker now and forget it: outcomes still to come are not
- * recorded (see the top of the file). */
-static void hosts_close(fy_policy_t *p) {
-  fy_curl_hosts_t *h = fy_policy_impl(p);
+ * recorded (see the top of the file).  Runs when the policy closes and when
+ * the context starts closing, whichever comes first; the second time there
+ * is nothing left to forget. */
+static void forget_breakers(fy_curl_hosts_t *h) {
   host_t *e;
   for (e = h->lru_head; e != NULL; e = e->next) {
     (void)fy_breaker_close(e->breaker, NULL, NULL);
@@ -355,6 +359,14 @@ static void hosts_close(fy_policy_t *p) {
     (void)fy_breaker_close(e->breaker, NULL, NULL);
     e->breaker = NULL;
   }
+}
+
+static void hosts_close(fy_policy_t *p) {
+  forget_breakers(fy_policy_impl(p));
+}
+
+static void hosts_ctx_closing(fy_attachment_t *a) {
+  forget_breakers(fy_container_of(a, fy_curl_hosts_t, attach));
 }
 
 static void hosts_destroy(fy_policy_t *p) {
@@ -371,8 +383,7 @@ static void hosts_destroy(fy_policy_t *p) {
   }
   fyc_free(h->buckets);
   h->buckets = NULL;
-  if (h->on_destroy != NULL)
-    h->on_destroy(h->owner);
+  fy_ctx_detach(&h->attach);
 }
 
 static const fy_policy_vtable_t hosts_vtable = {
@@ -435,6 +446,14 @@ int fy_curl_hosts_new(fy_ctx_t *ctx, const fy_curl_hosts_opts_t *opts,
     fy_policy_close(p, NULL, NULL);
     return UV_ENOMEM;
   }
+  /* Cannot fail: the policy was just made, so the context is not closing.
+   * (The policy is always destroyed before the context ends, which
+   * detaches it: no destroy hook.) */
+  rc = fy_ctx_attach(ctx, &h->attach, hosts_ctx_closing, NULL);
+  if (rc != 0) {
+    fy_policy_close(p, NULL, NULL);
+    return rc;
+  }
   h->policy = p;
   h->ctx = ctx;
   h->nbuckets = nb;
@@ -494,6 +513,8 @@ void fy_curl_hosts_stats(const fy_curl_hosts_t *h,
 /* ---- the default pipeline ---------------------------------------------- */
 
 struct fy_curl_pipeline_s {
+  fy_attachment_t attach; /* freed by the context if never closed */
+  fy_close_group_t group; /* the parts' close callbacks */
   fy_ctx_t *ctx;
   fy_pipeline_t *pipeline;
   fy_bulkhead_t *bulkhead;
@@ -501,8 +522,7 @@ struct fy_curl_pipeline_s {
   fy_retry_t *retry;
   fy_curl_hosts_t *hosts;
   fy_timeout_t *per_try;
-  unsigned refs;        /* the hosts policy alive + close callbacks due */
-  int closing;
+  int closing;          /* fy_curl_pipeline_close() was called */
   fy_close_cb close_cb;
   void *close_ud;
   fy_curl_class_t cls;  /* the classifiers' user_data */
@@ -518,21 +538,23 @@ void fy_curl_pipeline_opts_init(fy_curl_pipeline_opts_t *opts) {
   opts->max_retry_after_ms = 30000;
 }
 
-static void bundle_unref(fy_curl_pipeline_t *b) {
-  fy_close_cb cb;
-  if (--b->refs > 0)
-    return;
-  cb = b->close_cb;
-  if (cb != NULL)
-    cb(b, b->close_ud);
+/* The parts use |cls| (their classifiers' user_data) until they are gone,
+ * so the bundle goes last: once every part's close callback has come, or,
+ * never closed (or its close returned FY_ECLOSED), at the context's end. */
+static void bundle_free(fy_curl_pipeline_t *b) {
+  fy_ctx_detach(&b->attach);
   fyc_free(b);
 }
 
-static void on_hosts_destroyed(void *owner) { bundle_unref(owner); }
+static void bundle_ctx_gone(fy_attachment_t *a) {
+  fyc_free(fy_container_of(a, fy_curl_pipeline_t, attach));
+}
 
-static void on_part_closed(void *obj, void *user_data) {
-  (void)obj;
-  bundle_unref(user_data);
+static void on_parts_closed(fy_close_group_t *g) {
+  fy_curl_pipeline_t *b = fy_container_of(g, fy_curl_pipeline_t, group);
+  if (b->close_cb != NULL)
+    b->close_cb(b, b->close_ud);
+  bundle_free(b);
 }
 
 /* The options of every part of the bundle. */
@@ -622,29 +644,31 @@ static int build(fy_curl_pipeline_t *b, const bundle_parts_t *bp) {
     return rc;
   if ((rc = fy_curl_hosts_new(b->ctx, &bp->hosts, &b->hosts)) != 0)
     return rc;
-  b->hosts->on_destroy = on_hosts_destroyed;
-  b->hosts->owner = b;
-  b->refs = 1;
   return fy_timeout_new(b->ctx, &bp->per_try, &b->per_try);
 }
 
-/* Close whatever exists; with |cb| NULL nobody waits for the callbacks. */
-static unsigned close_parts(fy_curl_pipeline_t *b, fy_close_cb cb) {
-  unsigned n = 0;
-  void *ud = cb != NULL ? b : NULL;
-  if (b->pipeline != NULL && fy_pipeline_close(b->pipeline, cb, ud) == 0)
-    n++;
-  if (b->bulkhead != NULL && fy_bulkhead_close(b->bulkhead, cb, ud) == 0)
-    n++;
-  if (b->total != NULL && fy_timeout_close(b->total, cb, ud) == 0)
-    n++;
-  if (b->retry != NULL && fy_retry_close(b->retry, cb, ud) == 0)
-    n++;
-  if (b->hosts != NULL && fy_curl_hosts_close(b->hosts, cb, ud) == 0)
-    n++;
-  if (b->per_try != NULL && fy_timeout_close(b->per_try, cb, ud) == 0)
-    n++;
-  return n;
+/* What one part's close returned, counted by |g| when there is one. */
+static void track(fy_close_group_t *g, int rc) {
+  if (g != NULL)
+    (void)fy_close_group_add(g, rc);
+}
+
+/* Close whatever exists.  With |g| the group counts the callbacks; without
+ * (a failed construction) nobody waits for them. */
+static void close_parts(fy_curl_pipeline_t *b, fy_close_group_t *g) {
+  fy_close_cb cb = g != NULL ? fy_close_group_cb : NULL;
+  if (b->pipeline != NULL)
+    track(g, fy_pipeline_close(b->pipeline, cb, g));
+  if (b->bulkhead != NULL)
+    track(g, fy_bulkhead_close(b->bulkhead, cb, g));
+  if (b->total != NULL)
+    track(g, fy_timeout_close(b->total, cb, g));
+  if (b->retry != NULL)
+    track(g, fy_retry_close(b->retry, cb, g));
+  if (b->hosts != NULL)
+    track(g, fy_curl_hosts_close(b->hosts, cb, g));
+  if (b->per_try != NULL)
+    track(g, fy_timeout_close(b->per_try, cb, g));
 }
 
 int fy_curl_pipeline_new(fy_ctx_t *ctx, const fy_curl_pipeline_opts_t *opts,
@@ -675,7 +699,9 @@ int fy_curl_pipeline_new(fy_ctx_t *ctx, const fy_curl_pipeline_opts_t *opts,
     b->cls = *opts->classes;
   else
     fy_curl_class_init(&b->cls);
-  rc = bundle_parts(opts, &b->cls, &bp);
+  rc = fy_ctx_attach(ctx, &b->attach, NULL, bundle_ctx_gone);
+  if (rc == 0)
+    rc = bundle_parts(opts, &b->cls, &bp);
   if (rc == 0)
     rc = build(b, &bp);
   if (rc == 0) {
@@ -691,10 +717,8 @@ int fy_curl_pipeline_new(fy_ctx_t *ctx, const fy_curl_pipeline_opts_t *opts,
   if (rc != 0) {
     /* The parts made so far are closed and never see a call: their
      * classifiers will not run, and the bundle can go now. */
-    if (b->hosts != NULL)
-      b->hosts->on_destroy = NULL;
     close_parts(b, NULL);
-    fyc_free(b);
+    bundle_free(b);
     return rc;
   }
   *out = b;
@@ -703,7 +727,6 @@ int fy_curl_pipeline_new(fy_ctx_t *ctx, const fy_curl_pipeline_opts_t *opts,
 
 int fy_curl_pipeline_close(fy_curl_pipeline_t *b, fy_close_cb cb,
                            void *user_data) {
-  unsigned n;
   if (b == NULL)
     return 0;
   if (b->closing)
@@ -711,11 +734,13 @@ int fy_curl_pipeline_close(fy_curl_pipeline_t *b, fy_close_cb cb,
   b->closing = 1;
   b->close_cb = cb;
   b->close_ud = user_data;
-  n = close_parts(b, on_part_closed);
-  b->refs += n;
-  if (n == 0) {
-    /* The context closes them and frees us; as for any close that fails,
-     * the callback will not run. */
+  fy_close_group_init(&b->group);
+  close_parts(b, &b->group);
+  if (fy_close_group_wait(&b->group, on_parts_closed) != 0) {
+    /* A part was already closing (the context is, or it was closed on its
+     * own), and may still classify with |cls|: as for any close that
+     * fails, nothing is freed and the callback will not run; the context
+     * frees the bundle once every part is gone. */
     b->close_cb = NULL;
     return FY_ECLOSED;
   }

@@ -161,6 +161,98 @@ FY_EXTERN void fy_deadline_unref(fy_deadline_t *deadline);
 /* Absolute expiry, or FY_TIME_NEVER when not active. */
 FY_EXTERN uint64_t fy_deadline_expiry(const fy_deadline_t *deadline);
 
+/* ---------------------------------------------------------------------------
+ * Attachments: how an object that lives outside the context's own lists (an
+ * adapter, a bundle of policies such as a preset) learns that the context
+ * closes, and is freed by it when its user never closed it.
+ *
+ * Caller-allocated and embeddable, like a deadline.  fy_ctx_attach() links
+ * |a| to |ctx| with two hooks, either of which may be NULL:
+ *
+ *   wind_down  runs once, from the context's close task (on a fresh stack,
+ *              never from inside fy_ctx_close()), FIRST: before any
+ *              pipeline or policy of the context is told to close.  Every
+ *              object the attachment owns is still open then, so it may
+ *              close them itself (with callbacks), forget them, or cancel
+ *              its own work; calls it completes there complete as usual.
+ *              Attachments are wound down in the order they were attached,
+ *              but nothing may depend on that order.
+ *   destroy    runs at the very end, once the context is final (every call,
+ *              pipeline and policy gone, no deadline fires any more), for
+ *              each attachment still attached: free the object there.  It
+ *              runs before the context's own close callback.
+ *
+ * An attachment whose object goes away earlier (closed by its user) must be
+ * detached first; fy_ctx_detach() is then the last use of |a|.  Detaching
+ * from inside either hook, or detaching another attachment from inside one,
+ * is allowed.  Detaching twice, or an attachment never attached (zeroed),
+ * is a no-op.
+ *
+ * fy_ctx_attach() returns 0, UV_EINVAL (NULL |ctx| or |a|) or FY_ECLOSED
+ * once fy_ctx_close() has been called, as a policy's constructor does.
+ * ------------------------------------------------------------------------- */
+typedef struct fy_attachment_s fy_attachment_t;
+typedef void (*fy_attachment_cb)(fy_attachment_t *a);
+
+struct fy_attachment_s {
+  /* public */
+  void *data;
+  /* private */
+  fy__qnode_t node;
+  fy_attachment_cb wind_down;
+  fy_attachment_cb destroy;
+};
+
+FY_EXTERN int fy_ctx_attach(fy_ctx_t *ctx, fy_attachment_t *a,
+                            fy_attachment_cb wind_down,
+                            fy_attachment_cb destroy);
+FY_EXTERN void fy_ctx_detach(fy_attachment_t *a);
+
+/* ---------------------------------------------------------------------------
+ * Close groups: "close these N parts, then call back", for an object made
+ * of several closable parts (a preset, the curl adapter's pipeline).
+ *
+ *   fy_close_group_init(&g);
+ *   fy_close_group_add(&g, fy_retry_close(r, fy_close_group_cb, &g));
+ *   fy_close_group_add(&g, fy_pipeline_close(pl, fy_close_group_cb, &g));
+ *   if (fy_close_group_wait(&g, done) != 0) ...   (see below)
+ *
+ * fy_close_group_add() takes what a close function returned when it was
+ * given fy_close_group_cb and the group: 0 counts one callback due, any
+ * other code counts a part that was already closing (its close callback
+ * will not come).  It returns the code it was given.
+ *
+ * fy_close_group_wait() returns 0 when at least one part was added and
+ * every close succeeded: |done| then runs once, when the last of their
+ * callbacks has come (on a later turn of the loop; never from inside the
+ * wait), and the group is no longer used after it.  It returns FY_ECLOSED
+ * when nothing was added or a close failed (a part was already closing):
+ * |done| will never run, and the group must stay allocated until the
+ * callbacks already due have come; they all come before the context
+ * finishes closing, so an object attached to the context can simply be
+ * left to its destroy hook.  Every bundle in the library follows this one
+ * rule: a close that returns an error frees nothing.
+ * ------------------------------------------------------------------------- */
+typedef struct fy_close_group_s fy_close_group_t;
+typedef void (*fy_close_group_done)(fy_close_group_t *g);
+
+struct fy_close_group_s {
+  /* public */
+  void *data;
+  /* private */
+  unsigned due;     /* close callbacks still to come */
+  unsigned refused; /* closes that failed */
+  int waiting;      /* fy_close_group_wait() returned 0 */
+  fy_close_group_done done;
+};
+
+FY_EXTERN void fy_close_group_init(fy_close_group_t *g);
+FY_EXTERN int fy_close_group_add(fy_close_group_t *g, int close_rc);
+/* The close callback to give each part, with the group as user_data. */
+FY_EXTERN void fy_close_group_cb(void *obj, void *group);
+FY_EXTERN int fy_close_group_wait(fy_close_group_t *g,
+                                  fy_close_group_done done);
+
 #ifdef __cplusplus
 }
 #endif

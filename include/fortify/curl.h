@@ -97,7 +97,7 @@ typedef struct fy_curl_s fy_curl_t;
 #define FY_CURL_CONNECTIONS_MAX 1000000L
 
 typedef struct fy_curl_opts_s {
-  const char *name;            /* copied; NULL: "curl" */
+  const char *name;            /* not used by the adapter */
   /* Response body kept per request: 0 = not stored; else at most this many
    * bytes, [1, FY_CURL_BODY_MAX]; a larger body fails the attempt with
    * UV_EMSGSIZE.  Default FY_CURL_BODY_DEFAULT.  Per request:
@@ -133,13 +133,16 @@ FY_EXTERN int fy_curl_new(fy_ctx_t *ctx, const fy_curl_opts_t *opts,
                           fy_curl_t **out);
 
 /* Close asynchronously.  New transfers are refused at once with FY_ECLOSED;
- * on a later turn of the loop every transfer still in flight is removed
+ * on a later turn of the loop (a deadline due at once: with a manual clock,
+ * the next fy_ctx_advance()) every transfer still in flight is removed
  * and its attempt reports UV_ECANCELED, curl_multi_cleanup() runs, and once
  * the last socket's poll handle has closed |cb| runs and the memory is
- * gone.  Legal from inside any callback, curl's included.  Closing the
- * context closes the adapter too (and frees it if it was never closed: do
- * not call this afterwards).  Returns 0, or FY_ECLOSED when already
- * closing.  NULL is a no-op.  DESTRUCTOR. */
+ * gone.  Legal from inside any callback, curl's included.  The adapter is
+ * attached to its context (ctx.h, "Attachments"): when the context starts
+ * closing, before any pipeline or policy is, the same shutdown runs; an
+ * adapter never closed is freed once the context has finished and its last
+ * poll has closed (do not call this afterwards).  Returns 0, or FY_ECLOSED
+ * when already closing.  NULL is a no-op.  DESTRUCTOR. */
 FY_EXTERN int fy_curl_close(fy_curl_t *curl, fy_close_cb cb,
                             void *user_data);
 
@@ -416,14 +419,21 @@ FY_EXTERN int fy_curl_pipeline_opts_check(
 
 /* Returns 0, UV_EINVAL (NULL ctx or out, or fy_curl_pipeline_opts_check()
  * refused |opts|; nothing is created), UV_ENOMEM or FY_ECLOSED; on error
- * nothing usable is returned.  The parts are closed with the context if
- * never closed (do not call fy_curl_pipeline_close() afterwards).
- * CONSTRUCTOR. */
+ * nothing usable is returned.  A bundle never closed is closed with the
+ * context and freed when it has finished closing (do not call
+ * fy_curl_pipeline_close() afterwards).  CONSTRUCTOR. */
 FY_EXTERN int fy_curl_pipeline_new(fy_ctx_t *ctx,
                                    const fy_curl_pipeline_opts_t *opts,
                                    fy_curl_pipeline_t **out);
-/* Close the pipeline and every part; |cb| runs once all are closed.
- * Returns 0 or FY_ECLOSED.  DESTRUCTOR. */
+/* Close the pipeline and every part, as fy_preset_close() does a preset.
+ * Returns 0 when every part could be closed: |cb| runs once all of them
+ * have called back, then the bundle is freed.  Returns FY_ECLOSED when the
+ * bundle was already closed, or when a part was already closing (the
+ * context is closing, or the part was closed on its own): the parts still
+ * open are closed all the same, but a close that returns an error frees
+ * nothing and |cb| never runs; the context frees the bundle once it has
+ * finished closing (a part may still use the bundle's classifier table
+ * until then).  NULL is a no-op.  DESTRUCTOR. */
 FY_EXTERN int fy_curl_pipeline_close(fy_curl_pipeline_t *p, fy_close_cb cb,
                                      void *user_data);
 FY_EXTERN fy_pipeline_t *fy_curl_pipeline_get(const fy_curl_pipeline_t *p);

@@ -99,7 +99,15 @@ FY_EXTERN int fy_preset_opts_check(const fy_preset_opts_t *opts);
 FY_EXTERN int fy_preset_new(fy_ctx_t *ctx, const fy_preset_opts_t *opts,
                             fy_preset_t **out);
 
-/* Close the pipeline and every policy; |cb| runs once all are closed. */
+/* Close the pipeline and every policy.  Returns 0 when every part could
+ * be closed: |cb| runs once all of them have called back (on a later turn
+ * of the loop), then the preset is freed.  Returns FY_ECLOSED when the
+ * preset was already closed, or when a part was already closing (the
+ * context is closing, or the part was closed on its own): the parts still
+ * open are closed all the same, but a close that returns an error frees
+ * nothing and |cb| never runs; the preset stays valid until the context
+ * has finished closing, which frees it.  A preset never closed is freed
+ * the same way.  NULL is a no-op.  DESTRUCTOR. */
 FY_EXTERN int fy_preset_close(fy_preset_t *preset, fy_close_cb cb,
                               void *user_data);
 

@@ -480,22 +480,87 @@ static void drop_deadlines(fy_ctx_t *ctx) {
   }
 }
 
-void fy__ctx_attach(fy_ctx_t *ctx, fy__attach_t *attach) {
-  fy__queue_insert_tail(&ctx->attachments, &attach->node);
+/* ---- attachments and close groups (ctx.h) ------------------------------ */
+
+int fy_ctx_attach(fy_ctx_t *ctx, fy_attachment_t *a,
+                  fy_attachment_cb wind_down, fy_attachment_cb destroy) {
+  if (ctx == NULL || a == NULL)
+    return UV_EINVAL;
+  if (ctx->flags & FY__CTX_CLOSING)
+    return FY_ECLOSED;
+  a->wind_down = wind_down;
+  a->destroy = destroy;
+  fy__queue_insert_tail(&ctx->attachments, &a->node);
+  return 0;
 }
 
-void fy__ctx_detach(fy__attach_t *attach) { fy__queue_remove(&attach->node); }
+void fy_ctx_detach(fy_attachment_t *a) {
+  if (a == NULL || a->node.next == NULL)
+    return; /* never attached */
+  fy__queue_remove(&a->node); /* self-linked: a second detach is harmless */
+}
+
+/* The close task's first step.  A hook may detach (and free) itself or
+ * any other attachment: walk a private list, putting each one back before
+ * its hook runs, so that a detach always finds the list holding it. */
+static void wind_down_attachments(fy_ctx_t *ctx) {
+  fy__queue_t pending, *q;
+  fy_attachment_t *a;
+  fy__queue_init(&pending);
+  fy__queue_move_tail(&ctx->attachments, &pending);
+  while (!fy__queue_empty(&pending)) {
+    q = fy__queue_head(&pending);
+    fy__queue_remove(q);
+    fy__queue_insert_tail(&ctx->attachments, q);
+    a = fy__queue_data(q, fy_attachment_t, node);
+    if (a->wind_down != NULL)
+      a->wind_down(a);
+  }
+}
+
+void fy_close_group_init(fy_close_group_t *g) { memset(g, 0, sizeof(*g)); }
+
+int fy_close_group_add(fy_close_group_t *g, int close_rc) {
+  if (close_rc == 0)
+    g->due++;
+  else
+    g->refused++;
+  return close_rc;
+}
+
+void fy_close_group_cb(void *obj, void *group) {
+  fy_close_group_t *g = group;
+  (void)obj;
+  assert(g->due > 0);
+  if (--g->due == 0 && g->waiting) {
+    g->waiting = 0;
+    g->done(g);
+  }
+}
+
+int fy_close_group_wait(fy_close_group_t *g, fy_close_group_done done) {
+  /* The library's close callbacks never run from inside the close call,
+   * so every callback of a successful close is still due here. */
+  if (g->due == 0 || g->refused > 0 || done == NULL)
+    return FY_ECLOSED;
+  g->done = done;
+  g->waiting = 1;
+  return 0;
+}
 
 static void finalize(fy_ctx_t *ctx) {
-  fy__attach_t *attach;
+  fy_attachment_t *a;
   ctx->flags |= FY__CTX_FINAL;
   drop_deadlines(ctx);
   free_listeners(ctx);
+  /* Each one is unlinked before its hook, which may free it or detach
+   * another. */
   while (!fy__queue_empty(&ctx->attachments)) {
-    attach = fy__queue_data(fy__queue_head(&ctx->attachments), fy__attach_t,
-                            node);
-    fy__queue_remove(&attach->node);
-    attach->destroy(attach);
+    a = fy__queue_data(fy__queue_head(&ctx->attachments), fy_attachment_t,
+                       node);
+    fy__queue_remove(&a->node);
+    if (a->destroy != NULL)
+      a->destroy(a);
   }
   ctx->timer.data = ctx;
   ctx->check.data = ctx;
@@ -512,6 +577,9 @@ static void run_close_task(fy__task_t *task) {
     return;
   if (!(ctx->flags & FY__CTX_WINDING)) {
     ctx->flags |= FY__CTX_WINDING;
+    /* Attachments first, while everything they own is still open (ctx.h,
+     * "Attachments"); then the pipelines and the policies. */
+    wind_down_attachments(ctx);
     /* Each wind-down may unlink its own object; walk with a saved next. */
     for (q = ctx->pipelines.next; q != &ctx->pipelines; q = next) {
       next = q->next;

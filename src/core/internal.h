@@ -187,7 +187,7 @@ struct fy_ctx_s {
   fy__queue_t pipelines;
   fy__queue_t policies;
   fy__queue_t listeners;
-  fy__queue_t attachments;
+  fy__queue_t attachments; /* fy_attachment_t (ctx.h) */
   uint32_t ev_mask;
   unsigned emitting;
   int listeners_dirty;
@@ -209,16 +209,6 @@ struct fy_ctx_s {
 
   fy__pool_t pool;
 };
-
-/* Something the context frees when it finishes closing, if its owner has
- * not (a preset the user never closed). */
-typedef struct fy__attach_s fy__attach_t;
-struct fy__attach_s {
-  fy__queue_t node;
-  void (*destroy)(fy__attach_t *attach);
-};
-void fy__ctx_attach(fy_ctx_t *ctx, fy__attach_t *attach);
-void fy__ctx_detach(fy__attach_t *attach);
 
 void fy__ctx_enqueue(fy_ctx_t *ctx, fy__task_t *task);
 

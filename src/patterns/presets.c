@@ -8,7 +8,8 @@
 #include "internal.h"
 
 struct fy_preset_s {
-  fy__attach_t attach; /* freed by the context if never closed */
+  fy_attachment_t attach; /* freed by the context if never closed */
+  fy_close_group_t group; /* the parts' close callbacks */
   fy_ctx_t *ctx;
   fy_pipeline_t *pipeline;
   fy_bulkhead_t *bulkhead;
@@ -16,7 +17,7 @@ struct fy_preset_s {
   fy_retry_t *retry;
   fy_breaker_t *breaker;
   fy_timeout_t *per_try;
-  unsigned closing; /* close callbacks still to come */
+  int closing; /* fy_preset_close() was called */
   fy_close_cb close_cb;
   void *close_ud;
 };
@@ -65,41 +66,45 @@ static const char *role_name(char *buf, const char *prefix,
 }
 
 static void preset_free(fy_preset_t *p) {
-  fy__ctx_detach(&p->attach);
+  fy_ctx_detach(&p->attach);
   fy__free(p);
 }
 
-static void on_ctx_gone(fy__attach_t *attach) {
+/* Never closed by its user (or its close returned FY_ECLOSED): the
+ * context, which closed every part, frees it at its end. */
+static void on_ctx_gone(fy_attachment_t *attach) {
   fy__free(fy_container_of(attach, fy_preset_t, attach));
 }
 
-static void on_part_closed(void *obj, void *user_data) {
-  fy_preset_t *preset = user_data;
-  fy_close_cb cb;
-  (void)obj;
-  if (--preset->closing > 0)
-    return;
-  cb = preset->close_cb;
-  if (cb != NULL)
-    cb(preset, preset->close_ud);
-  preset_free(preset);
+static void on_parts_closed(fy_close_group_t *g) {
+  fy_preset_t *p = fy_container_of(g, fy_preset_t, group);
+  if (p->close_cb != NULL)
+    p->close_cb(p, p->close_ud);
+  preset_free(p);
 }
 
-/* Close whatever exists; with |cb| NULL (a failed construction) nobody
- * waits for the callbacks. */
-static void close_parts(fy_preset_t *p, fy_close_cb cb) {
-  void *ud = cb != NULL ? p : NULL;
-  p->closing = 0;
-#define FY__CLOSE_PART(expr, closefn)                                          \
-  if ((expr) != NULL && closefn((expr), cb, ud) == 0)                          \
-    p->closing++;
-  FY__CLOSE_PART(p->pipeline, fy_pipeline_close)
-  FY__CLOSE_PART(p->bulkhead, fy_bulkhead_close)
-  FY__CLOSE_PART(p->total, fy_timeout_close)
-  FY__CLOSE_PART(p->retry, fy_retry_close)
-  FY__CLOSE_PART(p->breaker, fy_breaker_close)
-  FY__CLOSE_PART(p->per_try, fy_timeout_close)
-#undef FY__CLOSE_PART
+/* What one part's close returned, counted by |g| when there is one. */
+static void track(fy_close_group_t *g, int rc) {
+  if (g != NULL)
+    (void)fy_close_group_add(g, rc);
+}
+
+/* Close whatever exists.  With |g| the group counts the callbacks; without
+ * (a failed construction) nobody waits for them. */
+static void close_parts(fy_preset_t *p, fy_close_group_t *g) {
+  fy_close_cb cb = g != NULL ? fy_close_group_cb : NULL;
+  if (p->pipeline != NULL)
+    track(g, fy_pipeline_close(p->pipeline, cb, g));
+  if (p->bulkhead != NULL)
+    track(g, fy_bulkhead_close(p->bulkhead, cb, g));
+  if (p->total != NULL)
+    track(g, fy_timeout_close(p->total, cb, g));
+  if (p->retry != NULL)
+    track(g, fy_retry_close(p->retry, cb, g));
+  if (p->breaker != NULL)
+    track(g, fy_breaker_close(p->breaker, cb, g));
+  if (p->per_try != NULL)
+    track(g, fy_timeout_close(p->per_try, cb, g));
 }
 
 int fy_preset_parts(const fy_preset_opts_t *o, fy_preset_parts_t *parts) {
@@ -217,8 +222,11 @@ int fy_preset_new(fy_ctx_t *ctx, const fy_preset_opts_t *opts,
   if (p == NULL)
     return UV_ENOMEM;
   p->ctx = ctx;
-  p->attach.destroy = on_ctx_gone;
-  fy__ctx_attach(ctx, &p->attach);
+  rc = fy_ctx_attach(ctx, &p->attach, NULL, on_ctx_gone);
+  if (rc != 0) {
+    fy__free(p);
+    return rc;
+  }
   rc = build_policies(p, &parts);
   if (rc == 0) {
     if (p->bulkhead != NULL)
@@ -242,15 +250,19 @@ int fy_preset_new(fy_ctx_t *ctx, const fy_preset_opts_t *opts,
 int fy_preset_close(fy_preset_t *p, fy_close_cb cb, void *user_data) {
   if (p == NULL)
     return 0;
-  if (p->close_cb != NULL || p->closing > 0)
+  if (p->closing)
     return FY_ECLOSED;
+  p->closing = 1;
   p->close_cb = cb;
   p->close_ud = user_data;
-  close_parts(p, on_part_closed);
-  if (p->closing == 0) {
-    /* Everything was already closing (the context is): as for any close
-     * that fails, the callback will not run. */
-    preset_free(p);
+  fy_close_group_init(&p->group);
+  close_parts(p, &p->group);
+  if (fy_close_group_wait(&p->group, on_parts_closed) != 0) {
+    /* A part was already closing (the context is, or it was closed on its
+     * own): as for any close that fails, nothing is freed and the callback
+     * will not run; the preset stays attached, and the context frees it
+     * once every part is gone. */
+    p->close_cb = NULL;
     return FY_ECLOSED;
   }
   return 0;
