@@ -73,29 +73,14 @@ static void script(unsigned n, const step_t *steps) {
 }
 
 /* ---- calls ------------------------------------------------------------- */
-typedef struct rcall_s {
-  fy_call_t call;
-  int done;
-  int status;
-  uint64_t at;
-  int had_result;
-} rcall_t;
-
-static void on_call_done(fy_call_t *call, int status) {
-  rcall_t *tc = fy_container_of(call, rcall_t, call);
-  tc->done++;
-  tc->status = status;
-  tc->at = fy_ctx_now(FX.ctx);
-  tc->had_result = fy_call_result(call) != NULL;
-}
-
-static int start_call(rcall_t *tc, fy_pipeline_t *pl, unsigned flags) {
+/* A call is a tcall_t (support/probe.h), completed by tcall_cb. */
+static int start_call(tcall_t *tc, fy_pipeline_t *pl, unsigned flags) {
   fy_call_opts_t co;
   memset(&co, 0, sizeof(co));
   co.flags = flags;
   memset(tc, 0, sizeof(*tc));
   return fy_call_start_opts(&tc->call, pl, &top_op_cancel_sync, &OPS, &co,
-                            on_call_done);
+                            tcall_cb);
 }
 
 /* ---- on_retry recorder ------------------------------------------------- */
@@ -566,7 +551,7 @@ Test(retry, retries_until_success) {
                              {0, 10, 0, 0, 0}};
   fy_retry_opts_t o;
   fy_retry_stats_t st;
-  rcall_t tc;
+  tcall_t tc;
 
   setup_ctx();
   o = opts_default();
@@ -575,19 +560,19 @@ Test(retry, retries_until_success) {
   OPS.with_results = TOP_RESULTS_ALL;
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
   fx_advance(&FX, 0);
-  cr_assert_eq(tc.done, 0);
+  cr_assert_eq(tc.ncb, 0);
   fx_advance(&FX, 10);
   fy_retry_stats(retry, &st);
   cr_assert_eq(st.waiting, 1);
   cr_assert_eq(OPS.starts, 1);
   fx_advance(&FX, 2000);
-  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.ncb, 1);
   cr_assert_eq(tc.status, 0);
   cr_assert_eq(OPS.starts, 3);
   cr_assert_eq(OPS.start_at[1] - t0, 110);
   cr_assert_eq(OPS.start_at[2] - t0, 320);
   cr_assert_eq(tc.at - t0, 330);
-  cr_assert(tc.had_result);
+  cr_assert_not_null(tc.result);
   /* failed tries' results destroyed */
   cr_assert_eq(tres_created(), tres_destroyed());
   cr_assert_eq(tc.call.detail.attempts, 3);
@@ -617,7 +602,7 @@ Test(retry, w14_exhausted_reports_last_status_and_attempts) {
                              {UV_EPIPE, 5, 0, 0, 0}};
   fy_retry_opts_t o;
   fy_retry_stats_t st;
-  rcall_t tc;
+  tcall_t tc;
 
   setup_ctx();
   o = opts_default();
@@ -626,7 +611,7 @@ Test(retry, w14_exhausted_reports_last_status_and_attempts) {
   OPS.with_results = TOP_RESULTS_ALL;
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
   fx_advance(&FX, 10000);
-  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.ncb, 1);
   /* The last attempt's own status, not a new code. */
   cr_assert_eq(tc.status, UV_EPIPE);
   cr_assert_eq(tc.call.detail.attempts, 3);
@@ -636,7 +621,7 @@ Test(retry, w14_exhausted_reports_last_status_and_attempts) {
   cr_assert_eq(tc.call.detail.n[0], 3);
   cr_assert_eq(tc.call.detail.n[1], 300);
   /* The last failure's result still reaches the caller. */
-  cr_assert(tc.had_result);
+  cr_assert_not_null(tc.result);
   cr_assert_eq(tres_created(), tres_destroyed());
   fy_retry_stats(retry, &st);
   cr_assert_eq(st.given_up, 1);
@@ -647,7 +632,7 @@ Test(retry, w14_non_retryable_first_failure_passes_through) {
   static const step_t s[] = {{UV_EACCES, 5, 0, 0, 0}};
   fy_retry_opts_t o;
   fy_retry_stats_t st;
-  rcall_t tc;
+  tcall_t tc;
 
   setup_ctx();
   o = opts_default();
@@ -657,7 +642,7 @@ Test(retry, w14_non_retryable_first_failure_passes_through) {
   script(1, s);
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
   fx_advance(&FX, 5);
-  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.ncb, 1);
   cr_assert_eq(tc.status, UV_EACCES);
   cr_assert_eq(tc.call.detail.attempts, 1);
   /* Not reported as "exhausted": the retry leaves the detail alone. */
@@ -672,7 +657,7 @@ Test(retry, w14_non_retryable_first_failure_passes_through) {
 /* Through a pipeline: tries that fail with UV_EPIPE (listed) then
  * UV_ECONNRESET (retried by default, not listed), then succeed. */
 static void run_listed_then_unlisted(fy_retry_codes_mode_t mode,
-                                     rcall_t *tc) {
+                                     tcall_t *tc) {
   static const step_t s[] = {{UV_EPIPE, 5, 0, 0, 0},
                              {UV_ECONNRESET, 5, 0, 0, 0},
                              {0, 5, 0, 0, 0}};
@@ -683,12 +668,12 @@ static void run_listed_then_unlisted(fy_retry_codes_mode_t mode,
   script(3, s);
   cr_assert_eq(start_call(tc, pl_main, 0), 0);
   fx_advance(&FX, 10000);
-  cr_assert_eq(tc->done, 1);
+  cr_assert_eq(tc->ncb, 1);
 }
 
 Test(retry, codes_only_through_a_pipeline) {
   fy_retry_stats_t st;
-  rcall_t tc;
+  tcall_t tc;
   setup_ctx();
   run_listed_then_unlisted(FY_RETRY_CODES_ONLY, &tc);
   /* The listed failure was retried, the unlisted one ended the call. */
@@ -706,7 +691,7 @@ Test(retry, codes_only_through_a_pipeline) {
 }
 
 Test(retry, codes_add_through_a_pipeline) {
-  rcall_t tc;
+  tcall_t tc;
   setup_ctx();
   run_listed_then_unlisted(FY_RETRY_CODES_ADD, &tc);
   /* Both failures retried, as without the mode. */
@@ -721,17 +706,17 @@ Test(retry, codes_add_through_a_pipeline) {
 Test(retry, success_first_try_no_timer_no_verdict) {
   static const step_t s[] = {{0, 0, 0, 0, 0}};
   fy_retry_opts_t o;
-  rcall_t tc;
+  tcall_t tc;
 
   setup_ctx();
   o = opts_default();
   make(&o, NULL, NULL);
   script(1, s);
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
-  cr_assert_eq(tc.done, 0); /* never inside fy_call_start */
+  cr_assert_eq(tc.ncb, 0); /* never inside fy_call_start */
   cr_assert_eq(fy_ctx_pending_deadlines(FX.ctx), 0);
   fx_advance(&FX, 0);
-  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.ncb, 1);
   cr_assert_eq(tc.status, 0);
   cr_assert_null(tc.call.detail.by_kind);
   cr_assert_eq(tc.call.detail.attempts, 1);
@@ -750,11 +735,11 @@ Test(retry, w12_refusals_cancel_deadline_not_retried) {
   make(&o, NULL, NULL);
   for (i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
     step_t s = {codes[i], 5, 100, 0, 0};
-    rcall_t tc;
+    tcall_t tc;
     script(1, &s);
     cr_assert_eq(start_call(&tc, pl_main, 0), 0);
     fx_advance(&FX, 1000);
-    cr_assert_eq(tc.done, 1);
+    cr_assert_eq(tc.ncb, 1);
     cr_assert_eq(tc.status, codes[i]);
     cr_assert_eq(OPS.starts, 1, "%s retried", fy_err_name(codes[i]));
   }
@@ -767,16 +752,16 @@ Test(retry, op_start_failure_is_retried) {
                              {UV_ECONNREFUSED, 0, 0, 1, 0},
                              {0, 3, 0, 0, 0}};
   fy_retry_opts_t o;
-  rcall_t tc;
+  tcall_t tc;
 
   setup_ctx();
   o = opts_default();
   make(&o, NULL, NULL);
   script(3, s);
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
-  cr_assert_eq(tc.done, 0);
+  cr_assert_eq(tc.ncb, 0);
   fx_advance(&FX, 1000);
-  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.ncb, 1);
   cr_assert_eq(tc.status, 0);
   cr_assert_eq(OPS.starts, 3);
   cr_assert_eq(OPS.start_at[2] - t0, 300);
@@ -789,7 +774,7 @@ Test(retry, zero_delay_retries_on_next_turn) {
                              {UV_EPIPE, 0, 0, 0, 0},
                              {0, 0, 0, 0, 0}};
   fy_retry_opts_t o;
-  rcall_t tc;
+  tcall_t tc;
 
   setup_ctx();
   o = opts_default();
@@ -799,7 +784,7 @@ Test(retry, zero_delay_retries_on_next_turn) {
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
   cr_assert_eq(OPS.starts, 1);
   fx_advance(&FX, 0);
-  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.ncb, 1);
   cr_assert_eq(tc.status, 0);
   cr_assert_eq(OPS.starts, 3);
   cr_assert_eq(tc.at, t0);
@@ -810,7 +795,7 @@ Test(retry, zero_delay_retries_on_next_turn) {
 Test(retry, w13_on_retry_fires_after_the_backoff) {
   static const step_t s[] = {{UV_EPIPE, 0, 0, 0, 0}, {0, 10, 0, 0, 0}};
   fy_retry_opts_t o;
-  rcall_t tc;
+  tcall_t tc;
 
   setup_ctx();
   o = opts_default();
@@ -834,7 +819,7 @@ Test(retry, w13_cancel_during_backoff_keeps_last_error) {
   static const step_t s[] = {{UV_ECONNRESET, 5, 0, 0, 0}, {0, 5, 0, 0, 0}};
   fy_retry_opts_t o;
   fy_retry_stats_t st;
-  rcall_t tc;
+  tcall_t tc;
 
   setup_ctx();
   o = opts_default();
@@ -844,10 +829,10 @@ Test(retry, w13_cancel_during_backoff_keeps_last_error) {
   fx_advance(&FX, 50); /* failed at 5, waiting until 105 */
   cr_assert_eq(fy_ctx_pending_deadlines(FX.ctx), 1);
   cr_assert_eq(fy_call_cancel(&tc.call), 0);
-  cr_assert_eq(tc.done, 0); /* never inside fy_call_cancel */
+  cr_assert_eq(tc.ncb, 0); /* never inside fy_call_cancel */
   cr_assert_eq(fy_ctx_pending_deadlines(FX.ctx), 0); /* disarmed */
   fx_advance(&FX, 0);
-  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.ncb, 1);
   cr_assert_eq(tc.status, UV_ECANCELED);
   cr_assert(by_retry(&tc.call));
   cr_assert_eq(tc.call.detail.state, FY_RETRY_STOP_CANCELLED);
@@ -857,7 +842,7 @@ Test(retry, w13_cancel_during_backoff_keeps_last_error) {
   fx_advance(&FX, 1000);
   cr_assert_eq(nrecs, 0); /* the abandoned retry was never announced */
   cr_assert_eq(OPS.starts, 1);
-  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.ncb, 1);
   fy_retry_stats(retry, &st);
   cr_assert_eq(st.waiting, 0);
   cr_assert_eq(st.retries, 0);
@@ -867,7 +852,7 @@ Test(retry, w13_cancel_during_backoff_keeps_last_error) {
 Test(retry, cancel_during_attempt) {
   static const step_t s[] = {{UV_EPIPE, 5, 0, 0, 0}, {0, 50, 0, 0, 0}};
   fy_retry_opts_t o;
-  rcall_t tc;
+  tcall_t tc;
 
   setup_ctx();
   o = opts_default();
@@ -879,13 +864,13 @@ Test(retry, cancel_during_attempt) {
   cr_assert_eq(fy_call_cancel(&tc.call), 0);
   cr_assert_eq(OPS.cancels, 1);
   fx_advance(&FX, 0);
-  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.ncb, 1);
   cr_assert_eq(tc.status, UV_ECANCELED);
   cr_assert_eq(tc.call.detail.state, FY_RETRY_STOP_CANCELLED);
   cr_assert_eq(tc.call.detail.n[0], 2);
   fx_advance(&FX, 1000);
   cr_assert_eq(OPS.starts, 2);
-  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.ncb, 1);
   fx_finish(&FX);
 }
 
@@ -893,7 +878,7 @@ Test(retry, op_cancels_its_own_call_from_start) {
   static const step_t s[] = {{UV_EPIPE, 5, 0, 0, 0},
                              {UV_EPIPE, 0, 0, 0, 1}};
   fy_retry_opts_t o;
-  rcall_t tc;
+  tcall_t tc;
 
   setup_ctx();
   o = opts_default();
@@ -903,7 +888,7 @@ Test(retry, op_cancels_its_own_call_from_start) {
   fx_advance(&FX, 1000);
   cr_assert_eq(OPS.starts, 2);
   cr_assert_eq(OPS.cancels, 1);
-  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.ncb, 1);
   cr_assert_eq(tc.status, UV_ECANCELED);
   fx_finish(&FX);
 }
@@ -911,7 +896,7 @@ Test(retry, op_cancels_its_own_call_from_start) {
 Test(retry, close_policy_with_frames_in_backoff) {
   static const step_t s[] = {{UV_EPIPE, 5, 0, 0, 0}};
   fy_retry_opts_t o;
-  rcall_t tc[3];
+  tcall_t tc[3];
   fy_retry_t *r2;
   int i;
 
@@ -928,7 +913,7 @@ Test(retry, close_policy_with_frames_in_backoff) {
                FY_ECLOSED);
   fx_advance(&FX, 0);
   for (i = 0; i < 3; i++) {
-    cr_assert_eq(tc[i].done, 1);
+    cr_assert_eq(tc[i].ncb, 1);
     cr_assert_eq(tc[i].status, UV_ECANCELED);
     cr_assert_eq(tc[i].call.detail.state, FY_RETRY_STOP_CLOSED);
     cr_assert_eq(tc[i].call.detail.cause, UV_EPIPE);
@@ -939,9 +924,9 @@ Test(retry, close_policy_with_frames_in_backoff) {
   cr_assert_eq(OPS.starts, 3);
   /* The pipeline refuses new calls through the closed policy. */
   {
-    rcall_t late;
+    tcall_t late;
     cr_assert_eq(start_call(&late, pl_main, 0), FY_ECLOSED);
-    cr_assert_eq(late.done, 0);
+    cr_assert_eq(late.ncb, 0);
   }
   /* Closing a retry with nothing pending also reports once. */
   cr_assert_eq(fy_retry_new(FX.ctx, NULL, &r2), 0);
@@ -960,7 +945,7 @@ static void remember_close(void *obj, void *user_data) {
 Test(retry, close_policy_with_attempt_in_flight) {
   static const step_t s[] = {{0, 100, 0, 0, 0}};
   fy_retry_opts_t o;
-  rcall_t tc;
+  tcall_t tc;
   fx_closed_t closed = {0};
 
   setup_ctx();
@@ -972,7 +957,7 @@ Test(retry, close_policy_with_attempt_in_flight) {
   cr_assert_eq(fy_retry_close(retry, remember_close, &closed), 0);
   fx_advance(&FX, 0);
   cr_assert_eq(OPS.cancels, 1);
-  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.ncb, 1);
   cr_assert_eq(tc.status, UV_ECANCELED);
   cr_assert_eq(closed.n, 1);
   cr_assert_eq(closed_obj, retry); /* the callback gets the retry */
@@ -982,7 +967,7 @@ Test(retry, close_policy_with_attempt_in_flight) {
 Test(retry, ctx_close_with_calls_in_backoff) {
   static const step_t s[] = {{UV_EPIPE, 5, 0, 0, 0}};
   fy_retry_opts_t o;
-  rcall_t tc[4];
+  tcall_t tc[4];
   int i;
   fx_closed_t closed = {0};
 
@@ -996,7 +981,7 @@ Test(retry, ctx_close_with_calls_in_backoff) {
   cr_assert_eq(fy_ctx_close(FX.ctx, fx_obj_closed, &closed), 0);
   uv_run(&FX.loop, UV_RUN_DEFAULT);
   for (i = 0; i < 4; i++) {
-    cr_assert_eq(tc[i].done, 1);
+    cr_assert_eq(tc[i].ncb, 1);
     cr_assert_eq(tc[i].status, UV_ECANCELED);
     cr_assert_eq(tc[i].call.detail.cause, UV_EPIPE);
   }
@@ -1009,7 +994,7 @@ Test(retry, retry_after_from_operation) {
                              {UV_EAGAIN, 5, 50, 0, 0},
                              {0, 5, 0, 0, 0}};
   fy_retry_opts_t o;
-  rcall_t tc;
+  tcall_t tc;
 
   setup_ctx();
   o = opts_default();
@@ -1032,7 +1017,7 @@ Test(retry, retry_after_above_max_stops) {
   static const step_t s[] = {{UV_EAGAIN, 5, 40000, 0, 0}, {0, 5, 0, 0, 0}};
   fy_retry_opts_t o;
   fy_retry_stats_t st;
-  rcall_t tc;
+  tcall_t tc;
 
   setup_ctx();
   o = opts_default(); /* max_retry_after_ms 30000 */
@@ -1040,7 +1025,7 @@ Test(retry, retry_after_above_max_stops) {
   script(2, s);
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
   fx_advance(&FX, 5);
-  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.ncb, 1);
   cr_assert_eq(tc.status, UV_EAGAIN);
   cr_assert_eq(OPS.starts, 1);
   cr_assert(by_retry(&tc.call));
@@ -1055,7 +1040,7 @@ Test(retry, retry_after_above_max_stops) {
 Test(retry, retry_after_ignored_when_max_is_zero) {
   static const step_t s[] = {{UV_EAGAIN, 5, 40000, 0, 0}, {0, 5, 0, 0, 0}};
   fy_retry_opts_t o;
-  rcall_t tc;
+  tcall_t tc;
 
   setup_ctx();
   o = opts_default();
@@ -1074,7 +1059,7 @@ Test(retry, retry_after_from_inner_refusal) {
   fy_retry_opts_t o;
   fy_policy_t *lim;
   refuser_t *rs;
-  rcall_t tc;
+  tcall_t tc;
 
   setup_ctx();
   rs = new_refuser(FY_EBULKHEADFULL, 250, 1, &lim);
@@ -1093,7 +1078,7 @@ Test(retry, retry_after_from_inner_refusal) {
   cr_assert_eq(recs[0].last, FY_EBULKHEADFULL);
   cr_assert_eq(recs[0].delay, 250);
   fx_advance(&FX, 10);
-  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.ncb, 1);
   cr_assert_eq(tc.status, 0);
   cr_assert_eq(tc.call.detail.attempts, 1);
   cr_assert_eq(tc.call.detail.n[0], 2);
@@ -1104,7 +1089,7 @@ Test(retry, retry_after_from_inner_refusal) {
 Test(retry, sync_refusal_not_retryable_returned_from_start) {
   fy_retry_opts_t o;
   fy_policy_t *lim;
-  rcall_t tc;
+  tcall_t tc;
 
   setup_ctx();
   new_refuser(FY_ECIRCUITOPEN, 1234, 100, &lim);
@@ -1113,7 +1098,7 @@ Test(retry, sync_refusal_not_retryable_returned_from_start) {
   script(1, (step_t[]){{0, 5, 0, 0, 0}});
   cr_assert_eq(start_call(&tc, pl_main, 0), FY_ECIRCUITOPEN);
   fx_advance(&FX, 1000);
-  cr_assert_eq(tc.done, 0); /* rule 2: never called back */
+  cr_assert_eq(tc.ncb, 0); /* rule 2: never called back */
   /* The refusing policy's detail is intact. */
   cr_assert_str_eq(tc.call.detail.by_kind, "refuser");
   cr_assert_eq(tc.call.detail.state, 42);
@@ -1125,7 +1110,7 @@ Test(retry, sync_refusal_not_retryable_returned_from_start) {
 Test(retry, sync_refusal_retryable_but_last_returned_from_start) {
   fy_retry_opts_t o;
   fy_policy_t *lim;
-  rcall_t tc;
+  tcall_t tc;
 
   setup_ctx();
   new_refuser(FY_EBULKHEADFULL, 10, 100, &lim);
@@ -1137,7 +1122,7 @@ Test(retry, sync_refusal_retryable_but_last_returned_from_start) {
   script(1, (step_t[]){{0, 5, 0, 0, 0}});
   cr_assert_eq(start_call(&tc, pl_main, 0), FY_EBULKHEADFULL);
   fx_advance(&FX, 100);
-  cr_assert_eq(tc.done, 0);
+  cr_assert_eq(tc.ncb, 0);
   cr_assert(by_retry(&tc.call));
   cr_assert_eq(tc.call.detail.state, FY_RETRY_STOP_EXHAUSTED);
   cr_assert_eq(tc.call.detail.retry_after_ms, 10);
@@ -1148,7 +1133,7 @@ Test(retry, sync_refusals_retried_until_exhausted) {
   fy_retry_opts_t o;
   fy_policy_t *lim;
   refuser_t *rs;
-  rcall_t tc;
+  tcall_t tc;
 
   setup_ctx();
   rs = new_refuser(FY_EBULKHEADFULL, 0, 100, &lim);
@@ -1159,7 +1144,7 @@ Test(retry, sync_refusals_retried_until_exhausted) {
   script(1, (step_t[]){{0, 5, 0, 0, 0}});
   cr_assert_eq(start_call(&tc, pl_main, 0), 0); /* a retry is under way */
   fx_advance(&FX, 1000);
-  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.ncb, 1);
   cr_assert_eq(tc.status, FY_EBULKHEADFULL);
   cr_assert_eq(rs->refused, 3);
   cr_assert_eq(tc.call.detail.attempts, 0);
@@ -1173,7 +1158,7 @@ Test(retry, deadline_cuts_off_the_backoff) {
   static const step_t s[] = {{UV_EPIPE, 10, 0, 0, 0}};
   fy_retry_opts_t o;
   fy_retry_stats_t st;
-  rcall_t tc;
+  tcall_t tc;
 
   setup_ctx();
   o = opts_default();
@@ -1184,7 +1169,7 @@ Test(retry, deadline_cuts_off_the_backoff) {
   /* Fails at 10, retry at 110, fails at 120: 120 + 200 >= 250, so the
    * call ends at 120 with the real error instead of waiting. */
   cr_assert_eq(OPS.starts, 2);
-  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.ncb, 1);
   cr_assert_eq(tc.status, UV_EPIPE);
   cr_assert_eq(tc.at - t0, 120);
   cr_assert(by_retry(&tc.call));
@@ -1198,7 +1183,7 @@ Test(retry, deadline_cuts_off_the_backoff) {
 Test(retry, deadline_passed_during_attempt) {
   static const step_t s[] = {{UV_EPIPE, 300, 0, 0, 0}};
   fy_retry_opts_t o;
-  rcall_t tc;
+  tcall_t tc;
 
   setup_ctx();
   o = opts_default();
@@ -1216,7 +1201,7 @@ Test(retry, enclosing_timeout_cancels_the_try) {
   static const step_t s[] = {{UV_EPIPE, 40, 0, 0, 0}};
   fy_retry_opts_t o;
   fy_ctx_stats_t cs;
-  rcall_t tc;
+  tcall_t tc;
 
   setup_ctx();
   o = opts_default();
@@ -1229,7 +1214,7 @@ Test(retry, enclosing_timeout_cancels_the_try) {
   fx_advance(&FX, 1000);
   cr_assert_eq(OPS.starts, 2);
   cr_assert_eq(OPS.cancels, 1);
-  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.ncb, 1);
   cr_assert_eq(tc.status, FY_EDEADLINE);
   cr_assert_eq(tc.at - t0, 150);
   cr_assert_str_eq(tc.call.detail.by_kind, "budget");
@@ -1244,7 +1229,7 @@ Test(retry, detached_while_waiting_frees_the_frame) {
   fy_retry_opts_t o;
   fy_retry_stats_t st;
   fy_ctx_stats_t cs;
-  rcall_t tc;
+  tcall_t tc;
 
   setup_ctx();
   o = opts_default();
@@ -1257,7 +1242,7 @@ Test(retry, detached_while_waiting_frees_the_frame) {
   fy_retry_stats(retry, &st);
   cr_assert_eq(st.waiting, 1);
   fx_advance(&FX, 1000);
-  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.ncb, 1);
   cr_assert_eq(tc.status, FY_EDEADLINE);
   cr_assert_eq(tc.at - t0, 50);
   cr_assert_eq(OPS.starts, 1);
@@ -1275,7 +1260,7 @@ Test(retry, require_idempotent) {
                              {UV_EPIPE, 5, 0, 0, 0},
                              {0, 5, 0, 0, 0}};
   fy_retry_opts_t o;
-  rcall_t tc;
+  tcall_t tc;
 
   setup_ctx();
   o = opts_default();
@@ -1298,7 +1283,7 @@ Test(retry, require_idempotent) {
 Test(retry, idempotent_flag_ignored_by_default) {
   static const step_t s[] = {{UV_EPIPE, 5, 0, 0, 0}, {0, 5, 0, 0, 0}};
   fy_retry_opts_t o;
-  rcall_t tc;
+  tcall_t tc;
   setup_ctx();
   o = opts_default();
   make(&o, NULL, NULL);
@@ -1314,7 +1299,7 @@ Test(retry, predicate_decides) {
   static const step_t s[] = {{UV_EPIPE, 5, 0, 0, 0},
                              {UV_ECONNRESET, 5, 0, 0, 0}};
   fy_retry_opts_t o;
-  rcall_t tc;
+  tcall_t tc;
   setup_ctx();
   o = opts_default();
   o.is_retryable = pred_answer;
@@ -1336,7 +1321,7 @@ Test(retry, predicate_decides) {
 Test(retry, on_retry_cancels_the_call) {
   static const step_t s[] = {{UV_EPIPE, 5, 0, 0, 0}, {0, 5, 0, 0, 0}};
   fy_retry_opts_t o;
-  rcall_t tc;
+  tcall_t tc;
 
   setup_ctx();
   o = opts_default();
@@ -1347,7 +1332,7 @@ Test(retry, on_retry_cancels_the_call) {
   fx_advance(&FX, 1000);
   cr_assert_eq(nrecs, 1);
   cr_assert_eq(OPS.starts, 1); /* the retry did not start */
-  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.ncb, 1);
   cr_assert_eq(tc.status, UV_ECANCELED);
   cr_assert_eq(tc.call.detail.cause, UV_EPIPE);
   cr_assert_eq(tc.call.detail.state, FY_RETRY_STOP_CANCELLED);
@@ -1357,7 +1342,7 @@ Test(retry, on_retry_cancels_the_call) {
 Test(retry, on_retry_closes_the_pipeline) {
   static const step_t s[] = {{UV_EPIPE, 5, 0, 0, 0}, {0, 50, 0, 0, 0}};
   fy_retry_opts_t o;
-  rcall_t tc;
+  tcall_t tc;
 
   setup_ctx();
   o = opts_default();
@@ -1367,7 +1352,7 @@ Test(retry, on_retry_closes_the_pipeline) {
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
   fx_advance(&FX, 1000);
   cr_assert_eq(nrecs, 1);
-  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.ncb, 1);
   cr_assert_eq(tc.status, UV_ECANCELED);
   cr_assert_eq(closed_flag.n, 1);
   fx_finish(&FX);
@@ -1376,7 +1361,7 @@ Test(retry, on_retry_closes_the_pipeline) {
 Test(retry, on_retry_closes_the_policy) {
   static const step_t s[] = {{UV_EPIPE, 5, 0, 0, 0}, {0, 5, 0, 0, 0}};
   fy_retry_opts_t o;
-  rcall_t tc;
+  tcall_t tc;
 
   setup_ctx();
   o = opts_default();
@@ -1386,7 +1371,7 @@ Test(retry, on_retry_closes_the_policy) {
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
   fx_advance(&FX, 1000);
   cr_assert_eq(OPS.starts, 1);
-  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.ncb, 1);
   cr_assert_eq(tc.status, UV_ECANCELED);
   cr_assert_eq(tc.call.detail.state, FY_RETRY_STOP_CLOSED);
   cr_assert_eq(tc.call.detail.cause, UV_EPIPE);
@@ -1397,7 +1382,7 @@ Test(retry, on_retry_closes_the_policy) {
 Test(retry, on_retry_closes_the_context) {
   static const step_t s[] = {{UV_EPIPE, 5, 0, 0, 0}, {0, 50, 0, 0, 0}};
   fy_retry_opts_t o;
-  rcall_t tc;
+  tcall_t tc;
 
   setup_ctx();
   o = opts_default();
@@ -1407,7 +1392,7 @@ Test(retry, on_retry_closes_the_context) {
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
   fx_advance(&FX, 200);
   uv_run(&FX.loop, UV_RUN_DEFAULT);
-  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.ncb, 1);
   cr_assert_eq(tc.status, UV_ECANCELED);
   cr_assert_eq(closed_flag.n, 1);
   cr_assert_eq(uv_loop_close(&FX.loop), 0);
@@ -1416,7 +1401,7 @@ Test(retry, on_retry_closes_the_context) {
 /* A listener that calls back into the library: on the first retry event
  * it starts a second call through the same pipeline and cancels the
  * first; on the second call's retry it closes the policy. */
-static rcall_t re_a, re_b;
+static tcall_t re_a, re_b;
 static int re_events;
 
 static void reenter_listener(fy_ctx_t *c, const fy_event_t *ev, void *ud) {
@@ -1448,10 +1433,10 @@ Test(retry, listener_reenters_the_policy) {
                0);
   cr_assert_eq(start_call(&re_a, pl_main, 0), 0);
   fx_advance(&FX, 5000);
-  cr_assert_eq(re_a.done, 1);
+  cr_assert_eq(re_a.ncb, 1);
   cr_assert_eq(re_a.status, UV_ECANCELED);
   cr_assert_eq(re_a.call.detail.cause, UV_EPIPE);
-  cr_assert_eq(re_b.done, 1);
+  cr_assert_eq(re_b.ncb, 1);
   cr_assert_eq(re_b.status, UV_ECANCELED);
   cr_assert_eq(re_b.call.detail.state, FY_RETRY_STOP_CLOSED);
   cr_assert_eq(re_events, 2);
@@ -1468,7 +1453,7 @@ Test(retry, retry_event_fields) {
                              {UV_ECONNRESET, 5, 0, 0, 0},
                              {0, 5, 0, 0, 0}};
   fy_retry_opts_t o;
-  rcall_t tc;
+  tcall_t tc;
 
   setup_ctx();
   o = opts_default();
@@ -1503,7 +1488,7 @@ Test(retry, retry_event_fields) {
 static void run_jittered(uint64_t seed, uint64_t *starts) {
   static const step_t s[] = {{UV_EPIPE, 1, 0, 0, 0}};
   fy_retry_opts_t o;
-  rcall_t tc;
+  tcall_t tc;
   unsigned i;
 
   setup_ctx();
@@ -1515,7 +1500,7 @@ static void run_jittered(uint64_t seed, uint64_t *starts) {
   script(1, s);
   cr_assert_eq(start_call(&tc, pl_main, 0), 0);
   fx_advance(&FX, 100000);
-  cr_assert_eq(tc.done, 1);
+  cr_assert_eq(tc.ncb, 1);
   cr_assert_eq(OPS.starts, 6);
   for (i = 0; i < 6; i++)
     starts[i] = OPS.start_at[i] - t0;
@@ -1538,7 +1523,7 @@ Test(retry, seeded_jitter_is_reproducible) {
 Test(retry, no_allocation_per_call) {
   static const step_t s[] = {{UV_EPIPE, 5, 0, 0, 0}, {0, 5, 0, 0, 0}};
   fy_retry_opts_t o;
-  rcall_t tc;
+  tcall_t tc;
   long before;
   int i;
 

@@ -516,6 +516,9 @@ void tcall_cb(fy_call_t *call, int status) {
   if (g_nested)
     tc->nested = 1;
   tc->order = ++g_completions;
+  tc->detail = call->detail;
+  if (call->pipeline != NULL)
+    tc->at = fy_ctx_now(fy_pipeline_ctx(call->pipeline));
   tc->result = fy_call_result(call);
   if (tc->take)
     tc->taken = fy_call_take_result(call, &tc->taken_dtor);

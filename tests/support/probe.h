@@ -237,6 +237,8 @@ struct tcall_s {
   tcall_then_fn then;/* optional action at the end of the callback */
   void *data;
   unsigned order;    /* global completion order (1-based) */
+  uint64_t at;       /* the context's time in the callback */
+  fy_detail_t detail;/* call->detail in the callback */
 };
 
 /* Set around fy_call_start()/fy_call_cancel() by tests: a callback that runs
