@@ -235,33 +235,31 @@ long fa_count(const fa_plan_t *plan) {
   return n;
 }
 
-void fa_fail_each(const fa_plan_t *plan, long n) {
+/* Run |plan| once per i < n: with request i failing alone, or (|exhaust|)
+ * with every request from i on failing. */
+static void fa_each(const fa_plan_t *plan, long n, int exhaust) {
+  const char *how = exhaust ? "exhausted from" : "failing allocation";
   long i;
   for (i = 0; i < n; i++) {
-    fa_install(i);
+    if (exhaust)
+      fa_install_exhausted(i);
+    else
+      fa_install(i);
     enomem = 0;
     plan->scenario();
-    cr_assert_eq(FA.failed, 1, "%s: allocation %ld never requested",
-                 plan->what, i);
-    cr_assert(fa_seen(plan), "%s: allocation %ld failed silently", plan->what,
-              i);
-    cr_assert_eq(FA.live, 0, "%s: failing allocation %ld leaked %ld blocks",
-                 plan->what, i, FA.live);
+    if (!exhaust)
+      cr_assert_eq(FA.failed, 1, "%s: allocation %ld never requested",
+                   plan->what, i);
+    cr_assert(fa_seen(plan), "%s: %s %ld: nothing failed visibly", plan->what,
+              how, i);
+    cr_assert_eq(FA.live, 0, "%s: %s %ld: %ld blocks leaked", plan->what, how,
+                 i, FA.live);
   }
 }
 
-void fa_exhaust_each(const fa_plan_t *plan, long n) {
-  long i;
-  for (i = 0; i < n; i++) {
-    fa_install_exhausted(i);
-    enomem = 0;
-    plan->scenario();
-    cr_assert(fa_seen(plan), "%s: exhausted from %ld: nothing failed",
-              plan->what, i);
-    cr_assert_eq(FA.live, 0, "%s: exhausted from %ld: %ld blocks leaked",
-                 plan->what, i, FA.live);
-  }
-}
+void fa_fail_each(const fa_plan_t *plan, long n) { fa_each(plan, n, 0); }
+
+void fa_exhaust_each(const fa_plan_t *plan, long n) { fa_each(plan, n, 1); }
 
 long fa_run(const fa_plan_t *plan) {
   long n = fa_count(plan);
