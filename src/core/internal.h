@@ -1,41 +1,21 @@
 /* Copyright (c) 2026 the fortify authors. MIT licensed.
  *
- * Internal declarations shared by the library's files: object layouts, the
- * deferred-task queue, freelists, allocation.  Nothing here is API. */
+ * The core's own declarations (src/core): allocation and freelists,
+ * deadlines, deferred tasks, the close paths, starting frames.  The object
+ * layouts are in objects.h; what policies may use is in policy_impl.h.
+ * Nothing here is API.  Only the core and its white-box tests include it:
+ * they are compiled with FY__CORE_SOURCE. */
 #ifndef FY_INTERNAL_H
 #define FY_INTERNAL_H
+
+#ifndef FY__CORE_SOURCE
+#error "internal.h is the core's; a policy includes policy_impl.h"
+#endif
 
 #include <assert.h>
 #include <string.h>
 
-#include "fortify.h"
-#include "queue.h"
-#include "wheel.h"
-
-/* Freelists are bypassed under AddressSanitizer so that a use after free
- * stays visible, and when built with FY_NO_POOL. */
-#if defined(__SANITIZE_ADDRESS__)
-#define FY__POOL_ENABLED 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define FY__POOL_ENABLED 0
-#endif
-#endif
-#ifndef FY__POOL_ENABLED
-#ifdef FY_NO_POOL
-#define FY__POOL_ENABLED 0
-#else
-#define FY__POOL_ENABLED 1
-#endif
-#endif
-
-#define FY__MAGIC_CTX 0x66794358u      /* "fyCX" */
-#define FY__MAGIC_PIPELINE 0x6679504cu /* "fyPL" */
-#define FY__MAGIC_POLICY 0x66795059u   /* "fyPY" */
-#define FY__MAGIC_DEAD 0xdeadf00du
-
-#define FY__ALIGN 16
-#define FY__ROUND_UP(n, a) (((n) + (a)-1) & ~((size_t)(a)-1))
+#include "policy_impl.h"
 
 /* ---- allocation (alloc.c) ---------------------------------------------- */
 void *fy__malloc(size_t size);
@@ -43,15 +23,7 @@ void *fy__calloc(size_t count, size_t size);
 void *fy__realloc(void *ptr, size_t size);
 void fy__free(void *ptr);
 
-/* Per-context freelists by size class (64-byte steps up to 1 KiB). */
-#define FY__POOL_STEP 64
-#define FY__POOL_CLASSES 16
-#define FY__POOL_KEEP 4096 /* blocks kept per class */
-typedef struct fy__pool_s {
-  void *free[FY__POOL_CLASSES];
-  uint32_t count[FY__POOL_CLASSES];
-} fy__pool_t;
-
+/* Freelist operations. */
 void *fy__pool_get(fy__pool_t *pool, size_t size); /* |size| bytes zeroed */
 void fy__pool_put(fy__pool_t *pool, void *ptr, size_t size);
 void fy__pool_drain(fy__pool_t *pool);
@@ -85,15 +57,6 @@ static inline void fy__pool_give(fy__pool_t *pool, void *ptr, size_t size) {
   fy__pool_put(pool, ptr, size);
 }
 
-/* ---- details ----------------------------------------------------------- */
-/* Every field reset; the key is a string, so its first byte is enough.
- * (One memset of the whole struct compiles to "rep stos", slow to start on
- * every call: docs/PERFORMANCE.md.) */
-static inline void fy__detail_clear(fy_detail_t *d) {
-  memset(d, 0, offsetof(fy_detail_t, key));
-  d->key[0] = '\0';
-}
-
 /* ---- deadlines (ctx.c) ------------------------------------------------- */
 /* fy_deadline_init(), inlined where a deadline is set up per call (every
  * frame embeds one). */
@@ -109,168 +72,10 @@ static inline void fy__deadline_init(fy_ctx_t *ctx, fy_deadline_t *d,
   d->node.prev = &d->node;
 }
 
-/* A lane: deadlines that are always started with the same delay (a
- * timeout policy's) expire in the order they start, so a lane keeps them
- * in a FIFO and only its own timer sits on the wheel, at the head's expiry
- * (or earlier, when the head stopped meanwhile: it then fires for nothing
- * and moves on).  Starting and stopping a member are then a list append
- * and unlink, against a wheel insert and remove.  A member behaves as any
- * deadline: fy_deadline_stop(), fy_deadline_start_at() (which moves it to
- * the wheel), refs and pending counts are the same; it fires at its own
- * expiry, in start order among equal instants. */
-typedef struct fy__lane_s {
-  fy__queue_t node; /* in ctx->lanes */
-  fy__queue_t fifo;
-  fy_deadline_t timer; /* unreferenced: the members count instead */
-  uint64_t tail;       /* the latest expiry started in the lane */
-} fy__lane_t;
-
-void fy__lane_init(fy_ctx_t *ctx, fy__lane_t *lane);
-/* Start |d| to fire at |when| in |lane|, or on the wheel when |when| is
- * earlier than the lane's tail (a different delay).  As
- * fy_deadline_start_at(). */
-int fy__lane_start(fy__lane_t *lane, fy_deadline_t *d, uint64_t when);
-/* Stop the lane's own timer; members still pending are dropped without
- * firing. */
-void fy__lane_close(fy__lane_t *lane);
-
-/* fy_frame_arm() in |lane|: for a policy whose frames always arm the same
- * delay after their start. */
-int fy__frame_arm_lane(fy_frame_t *f, uint64_t when_ms, fy__lane_t *lane);
-
-/* ---- deferred tasks ---------------------------------------------------- */
-typedef struct fy__task_s fy__task_t;
-struct fy__task_s {
-  fy__queue_t node;
-  void (*run)(fy__task_t *task);
-  int queued;
-};
-
-/* ---- context ----------------------------------------------------------- */
-enum {
-  FY__CTX_MANUAL = 1u << 0,
-  FY__CTX_CLOSING = 1u << 1,    /* fy_ctx_close() called */
-  FY__CTX_WINDING = 1u << 2,    /* objects told to close */
-  FY__CTX_FINAL = 1u << 3,      /* handles closing, nothing runs any more */
-  FY__CTX_UNREF = 1u << 4,
-  FY__CTX_RUNNING = 1u << 5,    /* firing deadlines or draining tasks */
-  FY__CTX_TASKS_ARMED = 1u << 6, /* idle + check started */
-  FY__CTX_MEASURE = 1u << 7      /* every call measures its latency */
-};
-
-struct fy_ctx_s {
-  uint32_t magic;
-  unsigned flags;
-  uv_loop_t *loop;
-  void *data;
-  uint64_t manual_now;
-
-  /* Deadlines. */
-  fy__wheel_t wheel;
-  uint64_t armed_at; /* when the uv timer fires, FY_TIME_NEVER if stopped */
-  size_t strong;     /* pending deadlines that keep the loop alive */
-  int timer_refd;    /* the uv timer is referenced */
-  fy__queue_t lanes; /* fy__lane_t, to drop their members at the end */
-  size_t npending;   /* pending deadlines, as fy_ctx_pending_deadlines()
-                        reports them (lanes' own timers left out) */
-  uv_timer_t timer;
-
-  /* Deferred tasks, delivered from a check handle; the idle handle keeps
-   * the loop from blocking in poll while tasks wait. */
-  fy__queue_t tasks;
-  size_t ntasks;
-  uv_check_t check;
-  uv_idle_t idle;
-  int open_handles;
-
-  /* Objects. */
-  fy__queue_t pipelines;
-  fy__queue_t policies;
-  fy__queue_t listeners;
-  fy__queue_t attachments; /* fy_attachment_t (ctx.h) */
-  uint32_t ev_mask;
-  unsigned emitting;
-  int listeners_dirty;
-  size_t ncalls;
-  size_t nframes;
-  unsigned api_depth; /* inside a public entry point that must not call the
-                         user back (fy_call_start, fy_call_cancel) */
-
-  /* The call whose callback runs now, and the result it may take. */
-  fy_call_t *delivering;
-  void *delivering_result;
-  fy_result_dtor delivering_dtor;
-
-  fy_detail_t scratch_detail;
-
-  fy__task_t close_task;
-  fy_close_cb close_cb;
-  void *close_ud;
-
-  fy__pool_t pool;
-};
-
 void fy__ctx_enqueue(fy_ctx_t *ctx, fy__task_t *task);
 
 /* Re-examine a closing context once something it waits for went away. */
 void fy__ctx_poke(fy_ctx_t *ctx);
-
-#define FY__CTX_WANTS(ctx, type) (((ctx)->ev_mask >> (unsigned)(type)) & 1u)
-
-/* ---- pipelines and policies -------------------------------------------- */
-enum {
-  FY__OBJ_CLOSING = 1u << 0,  /* close requested */
-  FY__OBJ_NOTIFIED = 1u << 1, /* close callback delivered */
-  FY__OBJ_WOUND = 1u << 2     /* close hook ran */
-};
-
-/* The layout of a call's memory, computed when the pipeline is built.  A
- * frame started at layer |from| takes one block of block[from] bytes: the
- * frame itself (of the first frame layer at or below |from|, or of an
- * admission layer that made the call wait), then at tok_off[from] the
- * tokens of the admission layers between |from| and that frame, the token
- * of layer L at cum[L] - cum[from] from there. */
-typedef struct fy__layout_s {
-  uint32_t cum[FY_PIPELINE_MAX + 1];     /* token bytes of layers < L */
-  uint32_t tok_off[FY_PIPELINE_MAX + 1];
-  uint32_t block[FY_PIPELINE_MAX + 1];
-} fy__layout_t;
-
-struct fy_pipeline_s {
-  uint32_t magic;
-  unsigned flags;
-  fy_ctx_t *ctx;
-  size_t n;
-  fy_policy_t *layers[FY_PIPELINE_MAX];
-  fy__layout_t layout;
-  fy__queue_t calls;
-  size_t inflight; /* calls */
-  size_t nframes;  /* frames, including detached ones */
-  fy__queue_t node;
-  fy__task_t close_task;
-  fy_close_cb close_cb;
-  void *close_ud;
-};
-
-struct fy_policy_s {
-  uint32_t magic;
-  unsigned flags;
-  fy_ctx_t *ctx;
-  const fy_policy_vtable_t *vt;
-  unsigned refs;   /* pipelines holding it */
-  size_t active;   /* live frames and admitted tokens */
-  fy__queue_t frames;
-  fy__queue_t holders; /* fy__token_t admitted and not yet settled */
-  fy__queue_t node;
-  fy__task_t close_task;
-  fy_close_cb close_cb;
-  void *close_ud;
-  void *close_obj; /* what close_cb receives */
-  char name[FY_NAME_MAX + 1];
-  /* the implementation's state follows, FY__ALIGN-aligned */
-};
-
-#define FY__POLICY_HDR FY__ROUND_UP(sizeof(struct fy_policy_s), FY__ALIGN)
 
 void fy__pipeline_wind_down(fy_pipeline_t *pl);
 void fy__policy_wind_down(fy_policy_t *p);
@@ -279,66 +84,6 @@ void fy__policy_unref(fy_policy_t *p);
 void fy__policy_poke(fy_policy_t *p);
 void fy__pipeline_poke(fy_pipeline_t *pl);
 
-/* ---- frames ------------------------------------------------------------ */
-enum {
-  FY__F_LEAF = 1u << 0,
-  FY__F_DONE = 1u << 1,      /* outcome decided */
-  FY__F_CANCEL = 1u << 2,    /* cancellation requested */
-  FY__F_DELIVER = 1u << 3,   /* deliver once the running hook returns */
-  FY__F_DETACHED = 1u << 4,  /* parent gave up on it */
-  FY__F_CANCEL_RUN = 1u << 5, /* the cancel hook ran (or is running) */
-  FY__F_HEARD = 1u << 6       /* this frame or one above has a progress
-                                 hook: fy_attempt_mark() has work to do */
-};
-
-/* The core's header of an admission layer's token: the policy finds the
- * frame that holds it when it closes.  The policy's own bytes follow. */
-typedef struct fy__token_s {
-  fy__queue_t node; /* in policy->holders */
-  fy_frame_t *frame;
-} fy__token_t;
-
-#define FY__TOKEN_HDR FY__ROUND_UP(sizeof(fy__token_t), 8)
-
-/* No memset: fy__frame_start() (frame.c) sets every field of a new frame,
- * so a field added here must be set there too (debug builds fill new
- * frames with garbage first, so that the test suite catches a miss). */
-struct fy_frame_s {
-  fy__task_t task; /* delivery of the outcome, when deferred */
-  fy__queue_t children;
-  fy__queue_t sibling;
-  fy__queue_t pnode; /* in policy->frames */
-  fy_frame_t *parent;
-  fy_call_t *call;
-  fy_pipeline_t *pipeline;
-  fy_policy_t *policy; /* NULL for the operation's attempt */
-  fy_ctx_t *ctx;
-  fy_deadline_t timer;
-  void *result;
-  fy_result_dtor dtor;
-  uint64_t deadline;
-  uint64_t retry_after;
-  uint64_t start_ns;
-  size_t size;
-  size_t nchildren;
-  int status;
-  unsigned hooks; /* hooks of this frame on the stack */
-  unsigned flags;
-  unsigned layer;
-  /* Tokens of the admission layers tok_from .. layer - 1, which this frame
-   * carries for them (none when tok_from == layer), at tok_off. */
-  unsigned tok_from;
-  unsigned tok_off;
-};
-
-#define FY__FRAME_HDR FY__ROUND_UP(sizeof(struct fy_frame_s), FY__ALIGN)
-
-typedef struct fy__leaf_s {
-  struct fy_frame_s frame;
-  const fy_op_t *op; /* kept here: a detached attempt has no call */
-  fy_attempt_t attempt;
-} fy__leaf_t;
-
 /* Start a frame for |layer| of the call's pipeline under |parent| (NULL:
  * the root).  An attempt runs |op| with |arg|, or the call's own when |op|
  * is NULL.  Returns 0 with *out set, or a negative refusal. */
@@ -346,59 +91,11 @@ int fy__frame_start(fy_call_t *call, fy_frame_t *parent, unsigned layer,
                     uint64_t deadline, const fy_op_t *op, void *arg,
                     fy_frame_t **out);
 
-/* fy_call_t.flags */
-enum {
-  FY__CALL_ACTIVE = 1u << 0,
-  FY__CALL_MEASURED = 1u << 1, /* start_ns was read: elapsed_ns is wanted */
-  FY__CALL_CANCEL = 1u << 2    /* cancelled before its root frame existed
-                                  (from an admission hook) */
-};
-
 /* Join |call| to the scope |s| (scope.c): 0, or UV_ECANCELED when the
  * scope was cancelled. */
 int fy__scope_join(fy_scope_t *s, fy_call_t *call);
 
 /* Compute pl->layout from its layers (pipeline.c). */
 void fy__layout_build(fy_pipeline_t *pl);
-
-/* ---- inline accessors ----------------------------------------------------
- * The patterns read these on every frame of every call; inside the library
- * they are called by their fy__ names, so that they inline.  The exported
- * fy_ functions of the same meaning are for policies outside the library. */
-static inline void *fy__frame_state(fy_frame_t *f) {
-  return (f->flags & FY__F_LEAF) ? NULL : (char *)f + FY__FRAME_HDR;
-}
-static inline fy_ctx_t *fy__frame_ctx(const fy_frame_t *f) { return f->ctx; }
-static inline fy_call_t *fy__frame_call(const fy_frame_t *f) {
-  return f->call;
-}
-static inline int fy__frame_is_cancelled(const fy_frame_t *f) {
-  return (f->flags & FY__F_CANCEL) != 0;
-}
-static inline uint64_t fy__frame_deadline(const fy_frame_t *f) {
-  return f->deadline;
-}
-static inline uint64_t fy__frame_retry_after(const fy_frame_t *f) {
-  return f->retry_after;
-}
-static inline void *fy__policy_impl(fy_policy_t *p) {
-  return (char *)p + FY__POLICY_HDR;
-}
-static inline fy_ctx_t *fy__policy_ctx(const fy_policy_t *p) {
-  return p->ctx;
-}
-static inline int fy__policy_is_closing(const fy_policy_t *p) {
-  return (p->flags & FY__OBJ_CLOSING) != 0;
-}
-static inline uint64_t fy__ctx_now(const fy_ctx_t *ctx) {
-  return (ctx->flags & FY__CTX_MANUAL) ? ctx->manual_now : uv_now(ctx->loop);
-}
-
-/* Most outcomes carry no result: then adopting moves nothing. */
-static inline void fy__frame_adopt_result(fy_frame_t *f, fy_frame_t *child) {
-  if (f != NULL && child != NULL && f->result == NULL && child->result == NULL)
-    return;
-  fy_frame_adopt_result(f, child);
-}
 
 #endif /* FY_INTERNAL_H */

@@ -5,7 +5,7 @@
  * a context: an embedded deadline for the eager open -> half-open move,
  * classification and latency of outcomes, in-order delivery of state
  * changes, and the pipeline vtable. */
-#include "internal.h"
+#include "policy_impl.h"
 
 #include "breaker_sm.h"
 /* ---- the driver -------------------------------------------------------- */

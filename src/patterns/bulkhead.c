@@ -9,7 +9,7 @@
  * bounds the wait.  When a slot frees, the head of the queue gets it and its
  * child is spawned right there, before anything else can run, so a call that
  * arrives at that moment finds the slot taken (no barging). */
-#include "internal.h"
+#include "policy_impl.h"
 #include "bulkhead_sm.h"
 
 /* ---- driver ------------------------------------------------------------ */

@@ -7,7 +7,7 @@
  * FALLBACK: one attempt of the fallback operation, spawned directly under
  * the frame with fy_frame_spawn_op().  The state machine is small enough to
  * live in the hooks; it reads no time. */
-#include "internal.h"
+#include "policy_impl.h"
 
 struct fy_fallback_s {
   fy_policy_t *policy;

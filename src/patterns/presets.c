@@ -5,7 +5,7 @@
  * chooses options and an order, and closes what it built. */
 #include <stdio.h>
 
-#include "internal.h"
+#include "policy_impl.h"
 
 struct fy_preset_s {
   fy_attachment_t attach; /* freed by the context if never closed */
@@ -67,13 +67,13 @@ static const char *role_name(char *buf, const char *prefix,
 
 static void preset_free(fy_preset_t *p) {
   fy_ctx_detach(&p->attach);
-  fy__free(p);
+  fy_free(p);
 }
 
 /* Never closed by its user (or its close returned FY_ECLOSED): the
  * context, which closed every part, frees it at its end. */
 static void on_ctx_gone(fy_attachment_t *attach) {
-  fy__free(fy_container_of(attach, fy_preset_t, attach));
+  fy_free(fy_container_of(attach, fy_preset_t, attach));
 }
 
 static void on_parts_closed(fy_close_group_t *g) {
@@ -218,13 +218,13 @@ int fy_preset_new(fy_ctx_t *ctx, const fy_preset_opts_t *opts,
   rc = fy_preset_parts(opts, &parts);
   if (rc != 0)
     return rc;
-  p = fy__calloc(1, sizeof(*p));
+  p = fy_calloc(1, sizeof(*p));
   if (p == NULL)
     return UV_ENOMEM;
   p->ctx = ctx;
   rc = fy_ctx_attach(ctx, &p->attach, NULL, on_ctx_gone);
   if (rc != 0) {
-    fy__free(p);
+    fy_free(p);
     return rc;
   }
   rc = build_policies(p, &parts);

@@ -12,7 +12,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "internal.h"
+#include "policy_impl.h"
 #include "retry_sm.h"
 
 /* ---- driver ------------------------------------------------------------ */

@@ -12,7 +12,7 @@
  * cooperates. */
 #include <string.h>
 
-#include "internal.h"
+#include "policy_impl.h"
 #include "timeout_sm.h"
 
 struct fy_timeout_s {
