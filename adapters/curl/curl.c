@@ -4,7 +4,7 @@
  * context's loop, and an operation that runs a request's easy handle as the
  * attempts of a call.
  *
- * How curl is driven (c-style-anchors.md §2.5):
+ * How curl is driven (docs/curl.md, "How curl is driven"):
  * - one uv_poll_t per socket, registered with curl_multi_assign() and
  *   started and stopped from the socket callback.  A connection socket
  *   that our transfers connected keeps its poll for its whole life

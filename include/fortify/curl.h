@@ -97,7 +97,6 @@ typedef struct fy_curl_s fy_curl_t;
 #define FY_CURL_CONNECTIONS_MAX 1000000L
 
 typedef struct fy_curl_opts_s {
-  const char *name;            /* not used by the adapter */
   /* Response body kept per request: 0 = not stored; else at most this many
    * bytes, [1, FY_CURL_BODY_MAX]; a larger body fails the attempt with
    * UV_EMSGSIZE.  Default FY_CURL_BODY_DEFAULT.  Per request:

@@ -96,7 +96,6 @@ static void cfg_defaults(fetch_cfg_t *c) {
 
   fy_curl_pipeline_opts_init(&po);
   fy_curl_opts_init(&c->curl);
-  c->curl.name = "fetch.curl";
 
   fy_timeout_opts_init(&c->total);
   c->total.name = "fetch.total";
