@@ -48,7 +48,8 @@ FY_EXTERN int fy_attempt_done(fy_attempt_t *attempt, int status);
 
 /* Attach a result to the attempt, before fy_attempt_done().  Ownership
  * passes to the library even on error: a result that does not reach the
- * caller (a late attempt after a timeout, a hedge loser, a failure replaced
+ * caller (a late attempt after a timeout, the loser of attempts raced against
+ * each other, a failure replaced
  * by a fallback, a result nobody took) is destroyed with |dtor| (may be
  * NULL).  Setting it twice destroys the first. */
 FY_EXTERN void fy_attempt_set_result(fy_attempt_t *attempt, void *result,
@@ -103,13 +104,14 @@ typedef struct fy_detail_s {
   const char *by_name;     /* its name; valid while the policy lives */
   int state;               /* e.g. breaker state, timeout stage */
   uint64_t n[4];           /* e.g. breaker counts */
-  char key[64];            /* e.g. the limiter key, sanitised, truncated */
+  char key[64];            /* e.g. the host key of the curl adapter's
+                              per-host policy, sanitised, truncated */
 } fy_detail_t;
 
 /* Per-call options (fy_call_start_opts).  Zero means "the default". */
 enum {
   /* The operation may safely run more than once (a POST the caller knows
-   * to be idempotent).  Policies that re-run work (retry, hedge) consult
+   * to be idempotent).  Policies that re-run work (retry) consult
    * it through their classifiers. */
   FY_CALL_IDEMPOTENT = 1u << 0,
   /* Measure this call's latency into detail.elapsed_ns. */

@@ -26,7 +26,8 @@ extern "C" {
  *   frame per invocation: its
  *   per-invocation state (vtable->frame_size bytes, zeroed, from the
  *   context's freelists).  A frame reaches the layer below by spawning
- *   children (a retry spawns one after another, a hedge several at once);
+ *   children (a retry spawns one after another; a policy may also race
+ *   several at once);
  *   the operation's attempt is the innermost frame.
  *
  * Admission hooks:
