@@ -7,7 +7,6 @@
 static void on_timer(uv_timer_t *timer);
 static void on_check(uv_check_t *check);
 static void on_idle(uv_idle_t *idle);
-static void run_close_task(fy__task_t *task);
 
 int fy_ctx_new(uv_loop_t *loop, const fy_ctx_opts_t *opts, fy_ctx_t **out) {
   fy_ctx_t *ctx;
@@ -35,7 +34,7 @@ int fy_ctx_new(uv_loop_t *loop, const fy_ctx_opts_t *opts, fy_ctx_t **out) {
   fy__queue_init(&ctx->listeners);
   fy__queue_init(&ctx->attachments);
   fy__queue_init(&ctx->lanes);
-  ctx->close_task.run = run_close_task;
+  ctx->close_task.run = fy__ctx_close_task;
   /* These inits cannot fail on a valid loop; they allocate nothing. */
   uv_timer_init(loop, &ctx->timer);
   uv_unref((uv_handle_t *)&ctx->timer); /* referenced while deadlines wait */
@@ -431,31 +430,12 @@ static void on_check(uv_check_t *check) {
 /* The idle handle exists only to keep poll from blocking while tasks wait. */
 static void on_idle(uv_idle_t *idle) { (void)idle; }
 
-/* ---- close ------------------------------------------------------------- */
-
-static void on_handle_closed(uv_handle_t *handle) {
-  fy_ctx_t *ctx = handle->data;
-  fy_close_cb cb;
-  void *ud;
-  if (--ctx->open_handles > 0)
-    return;
-  cb = ctx->close_cb;
-  ud = ctx->close_ud;
-  fy__pool_drain(&ctx->pool);
-  /* As for pipelines and policies, the object is alive during its close
-   * callback (fy_close_cb: "dead once the callback returns"). */
-  if (cb != NULL)
-    cb(ctx, ud);
-  ctx->magic = FY__MAGIC_DEAD;
-  fy__free(ctx);
-}
-
-static void free_listeners(fy_ctx_t *ctx);
+/* ---- the end of a context (close.c) ---------------------------------- */
 
 /* Deadlines still pending are dropped without firing (ctx.h): unlink them,
  * so that they read as inactive, a fy_ctx_advance() still running fires
  * none of them, and a later fy_deadline_stop() touches nothing. */
-static void drop_deadlines(fy_ctx_t *ctx) {
+void fy__ctx_drop_deadlines(fy_ctx_t *ctx) {
   unsigned l, s;
   fy__queue_t *lq;
   for (lq = ctx->lanes.next; lq != &ctx->lanes; lq = lq->next) {
@@ -478,139 +458,6 @@ static void drop_deadlines(fy_ctx_t *ctx) {
       }
     }
   }
-}
-
-/* ---- attachments and close groups (ctx.h) ------------------------------ */
-
-int fy_ctx_attach(fy_ctx_t *ctx, fy_attachment_t *a,
-                  fy_attachment_cb wind_down, fy_attachment_cb destroy) {
-  if (ctx == NULL || a == NULL)
-    return UV_EINVAL;
-  if (ctx->flags & FY__CTX_CLOSING)
-    return FY_ECLOSED;
-  a->wind_down = wind_down;
-  a->destroy = destroy;
-  fy__queue_insert_tail(&ctx->attachments, &a->node);
-  return 0;
-}
-
-void fy_ctx_detach(fy_attachment_t *a) {
-  if (a == NULL || a->node.next == NULL)
-    return; /* never attached */
-  fy__queue_remove(&a->node); /* self-linked: a second detach is harmless */
-}
-
-/* The close task's first step.  A hook may detach (and free) itself or
- * any other attachment: walk a private list, putting each one back before
- * its hook runs, so that a detach always finds the list holding it. */
-static void wind_down_attachments(fy_ctx_t *ctx) {
-  fy__queue_t pending, *q;
-  fy_attachment_t *a;
-  fy__queue_init(&pending);
-  fy__queue_move_tail(&ctx->attachments, &pending);
-  while (!fy__queue_empty(&pending)) {
-    q = fy__queue_head(&pending);
-    fy__queue_remove(q);
-    fy__queue_insert_tail(&ctx->attachments, q);
-    a = fy__queue_data(q, fy_attachment_t, node);
-    if (a->wind_down != NULL)
-      a->wind_down(a);
-  }
-}
-
-void fy_close_group_init(fy_close_group_t *g) { memset(g, 0, sizeof(*g)); }
-
-int fy_close_group_add(fy_close_group_t *g, int close_rc) {
-  if (close_rc == 0)
-    g->due++;
-  else
-    g->refused++;
-  return close_rc;
-}
-
-void fy_close_group_cb(void *obj, void *group) {
-  fy_close_group_t *g = group;
-  (void)obj;
-  assert(g->due > 0);
-  if (--g->due == 0 && g->waiting) {
-    g->waiting = 0;
-    g->done(g);
-  }
-}
-
-int fy_close_group_wait(fy_close_group_t *g, fy_close_group_done done) {
-  /* The library's close callbacks never run from inside the close call,
-   * so every callback of a successful close is still due here. */
-  if (g->due == 0 || g->refused > 0 || done == NULL)
-    return FY_ECLOSED;
-  g->done = done;
-  g->waiting = 1;
-  return 0;
-}
-
-static void finalize(fy_ctx_t *ctx) {
-  fy_attachment_t *a;
-  ctx->flags |= FY__CTX_FINAL;
-  drop_deadlines(ctx);
-  free_listeners(ctx);
-  /* Each one is unlinked before its hook, which may free it or detach
-   * another. */
-  while (!fy__queue_empty(&ctx->attachments)) {
-    a = fy__queue_data(fy__queue_head(&ctx->attachments), fy_attachment_t,
-                       node);
-    fy__queue_remove(&a->node);
-    if (a->destroy != NULL)
-      a->destroy(a);
-  }
-  ctx->timer.data = ctx;
-  ctx->check.data = ctx;
-  ctx->idle.data = ctx;
-  uv_close((uv_handle_t *)&ctx->timer, on_handle_closed);
-  uv_close((uv_handle_t *)&ctx->check, on_handle_closed);
-  uv_close((uv_handle_t *)&ctx->idle, on_handle_closed);
-}
-
-static void run_close_task(fy__task_t *task) {
-  fy_ctx_t *ctx = fy_container_of(task, fy_ctx_t, close_task);
-  fy__queue_t *q, *next;
-  if (ctx->flags & FY__CTX_FINAL)
-    return;
-  if (!(ctx->flags & FY__CTX_WINDING)) {
-    ctx->flags |= FY__CTX_WINDING;
-    /* Attachments first, while everything they own is still open (ctx.h,
-     * "Attachments"); then the pipelines and the policies. */
-    wind_down_attachments(ctx);
-    /* Each wind-down may unlink its own object; walk with a saved next. */
-    for (q = ctx->pipelines.next; q != &ctx->pipelines; q = next) {
-      next = q->next;
-      fy__pipeline_wind_down(fy__queue_data(q, fy_pipeline_t, node));
-    }
-    for (q = ctx->policies.next; q != &ctx->policies; q = next) {
-      next = q->next;
-      fy__policy_wind_down(fy__queue_data(q, fy_policy_t, node));
-    }
-  }
-  if (ctx->ncalls == 0 && ctx->nframes == 0 && ctx->ntasks == 0 &&
-      fy__queue_empty(&ctx->pipelines) && fy__queue_empty(&ctx->policies))
-    finalize(ctx);
-}
-
-void fy__ctx_poke(fy_ctx_t *ctx) {
-  if ((ctx->flags & (FY__CTX_CLOSING | FY__CTX_FINAL)) == FY__CTX_CLOSING)
-    fy__ctx_enqueue(ctx, &ctx->close_task);
-}
-
-int fy_ctx_close(fy_ctx_t *ctx, fy_close_cb cb, void *user_data) {
-  if (ctx == NULL)
-    return 0;
-  assert(ctx->magic == FY__MAGIC_CTX);
-  if (ctx->flags & FY__CTX_CLOSING)
-    return FY_ECLOSED;
-  ctx->flags |= FY__CTX_CLOSING;
-  ctx->close_cb = cb;
-  ctx->close_ud = user_data;
-  fy__ctx_enqueue(ctx, &ctx->close_task);
-  return 0;
 }
 
 /* ---- events ------------------------------------------------------------ */
@@ -648,7 +495,7 @@ static void sweep_listeners(fy_ctx_t *ctx) {
   ctx->listeners_dirty = 0;
 }
 
-static void free_listeners(fy_ctx_t *ctx) {
+void fy__ctx_free_listeners(fy_ctx_t *ctx) {
   fy__queue_t *q;
   for (q = ctx->listeners.next; q != &ctx->listeners; q = q->next)
     fy__queue_data(q, fy_listener_t, node)->dead = 1;

@@ -77,6 +77,15 @@ void fy__ctx_enqueue(fy_ctx_t *ctx, fy__task_t *task);
 /* Re-examine a closing context once something it waits for went away. */
 void fy__ctx_poke(fy_ctx_t *ctx);
 
+/* The close tasks of the context, pipelines and policies (close.c). */
+void fy__ctx_close_task(fy__task_t *task);
+void fy__pipeline_close_task(fy__task_t *task);
+void fy__policy_close_task(fy__task_t *task);
+/* The context's end (ctx.c): pending deadlines dropped without firing, the
+ * listeners freed. */
+void fy__ctx_drop_deadlines(fy_ctx_t *ctx);
+void fy__ctx_free_listeners(fy_ctx_t *ctx);
+
 void fy__pipeline_wind_down(fy_pipeline_t *pl);
 void fy__policy_wind_down(fy_policy_t *p);
 void fy__policy_unref(fy_policy_t *p);

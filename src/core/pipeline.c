@@ -4,7 +4,6 @@
  * each call takes from the freelists. */
 #include "internal.h"
 
-static void run_pipeline_close(fy__task_t *task);
 
 static int is_admission(const fy_policy_t *p) { return p->vt->admit != NULL; }
 
@@ -79,7 +78,7 @@ int fy_pipeline_new(fy_ctx_t *ctx, fy_policy_t *const *policies, size_t n,
   fy__layout_build(pl);
   fy__queue_init(&pl->calls);
   fy__queue_insert_tail(&ctx->pipelines, &pl->node);
-  pl->close_task.run = run_pipeline_close;
+  pl->close_task.run = fy__pipeline_close_task;
   *out = pl;
   return 0;
 }
@@ -88,65 +87,3 @@ size_t fy_pipeline_inflight(const fy_pipeline_t *pl) { return pl->inflight; }
 size_t fy_pipeline_size(const fy_pipeline_t *pl) { return pl->n; }
 fy_ctx_t *fy_pipeline_ctx(const fy_pipeline_t *pl) { return pl->ctx; }
 
-void fy__pipeline_poke(fy_pipeline_t *pl) {
-  if (pl->flags & FY__OBJ_CLOSING)
-    fy__ctx_enqueue(pl->ctx, &pl->close_task);
-}
-
-static void pipeline_free(fy_pipeline_t *pl) {
-  fy_ctx_t *ctx = pl->ctx;
-  size_t i;
-  fy__queue_remove(&pl->node);
-  for (i = 0; i < pl->n; i++)
-    fy__policy_unref(pl->layers[i]);
-  pl->magic = FY__MAGIC_DEAD;
-  fy__free(pl);
-  fy__ctx_poke(ctx);
-}
-
-/* Cancel every call in flight.  Their completions are queued (api_depth),
- * so the list is stable while it is walked. */
-static void cancel_calls(fy_pipeline_t *pl) {
-  fy_ctx_t *ctx = pl->ctx;
-  fy__queue_t *q;
-  ctx->api_depth++;
-  for (q = pl->calls.next; q != &pl->calls; q = q->next) {
-    fy_call_t *call = fy__queue_data(q, fy_call_t, node);
-    if (call->root != NULL)
-      fy_frame_cancel(call->root);
-  }
-  ctx->api_depth--;
-}
-
-static void run_pipeline_close(fy__task_t *task) {
-  fy_pipeline_t *pl = fy_container_of(task, fy_pipeline_t, close_task);
-  fy_close_cb cb;
-  if (!(pl->flags & FY__OBJ_WOUND)) {
-    pl->flags |= FY__OBJ_WOUND;
-    cancel_calls(pl);
-  }
-  if (pl->inflight > 0 || pl->nframes > 0)
-    return;
-  cb = pl->close_cb;
-  pl->flags |= FY__OBJ_NOTIFIED;
-  if (cb != NULL)
-    cb(pl, pl->close_ud);
-  pipeline_free(pl);
-}
-
-void fy__pipeline_wind_down(fy_pipeline_t *pl) {
-  pl->flags |= FY__OBJ_CLOSING;
-  fy__ctx_enqueue(pl->ctx, &pl->close_task);
-}
-
-int fy_pipeline_close(fy_pipeline_t *pl, fy_close_cb cb, void *user_data) {
-  if (pl == NULL)
-    return 0;
-  assert(pl->magic == FY__MAGIC_PIPELINE);
-  if (pl->flags & FY__OBJ_CLOSING)
-    return FY_ECLOSED;
-  pl->close_cb = cb;
-  pl->close_ud = user_data;
-  fy__pipeline_wind_down(pl);
-  return 0;
-}

@@ -4,7 +4,6 @@
  * policy. */
 #include "internal.h"
 
-static void run_policy_close(fy__task_t *task);
 
 /* Frame hooks, admission hooks, or both (policy.h): the admission hooks
  * all or none; start only with child_done; a frame layer needs both. */
@@ -48,7 +47,7 @@ int fy_policy_new(fy_ctx_t *ctx, const fy_policy_vtable_t *vt,
   fy__queue_init(&p->frames);
   fy__queue_init(&p->holders);
   fy__queue_insert_tail(&ctx->policies, &p->node);
-  p->close_task.run = run_policy_close;
+  p->close_task.run = fy__policy_close_task;
   *out = p;
   return 0;
 }
@@ -86,103 +85,6 @@ void fy_policy_emit(fy_policy_t *p, fy_event_type_t type, fy_call_t *call,
   ev.from = from;
   ev.to = to;
   fy_ctx_emit(p->ctx, &ev);
-}
-
-void fy__policy_poke(fy_policy_t *p) {
-  if (p->flags & FY__OBJ_CLOSING)
-    fy__ctx_enqueue(p->ctx, &p->close_task);
-}
-
-void fy__policy_unref(fy_policy_t *p) {
-  assert(p->refs > 0);
-  p->refs--;
-  fy__policy_poke(p);
-}
-
-static void policy_free(fy_policy_t *p) {
-  fy_ctx_t *ctx = p->ctx;
-  fy__queue_remove(&p->node);
-  if (p->vt->destroy != NULL)
-    p->vt->destroy(p);
-  p->magic = FY__MAGIC_DEAD;
-  fy__free(p);
-  fy__ctx_poke(ctx);
-}
-
-/* Tell the implementation, then cancel every frame still alive in this
- * policy: pending calls complete with UV_ECANCELED (rule 4). */
-static void wind_down(fy_policy_t *p) {
-  fy_ctx_t *ctx = p->ctx;
-  fy__queue_t pending, *q;
-  ctx->api_depth++;
-  if (p->vt->close != NULL)
-    p->vt->close(p);
-  /* Cancelling one frame may finish and free others of this policy (a
-   * frame that abandons its children, which sit in this same policy when
-   * it appears twice in a pipeline): a saved next pointer could dangle.
-   * Walk a private list instead; frame_free() unlinks a frame from
-   * whichever list holds it. */
-  fy__queue_init(&pending);
-  fy__queue_move_tail(&p->frames, &pending);
-  while (!fy__queue_empty(&pending)) {
-    q = fy__queue_head(&pending);
-    fy__queue_remove(q);
-    fy__queue_insert_tail(&p->frames, q);
-    fy_frame_cancel(fy__queue_data(q, fy_frame_t, pnode));
-  }
-  /* The same for the work below every token it admitted: the frame that
-   * carries the token is cancelled, and settling unlinks the token from
-   * whichever list holds it. */
-  fy__queue_move_tail(&p->holders, &pending);
-  while (!fy__queue_empty(&pending)) {
-    q = fy__queue_head(&pending);
-    fy__queue_remove(q);
-    fy__queue_insert_tail(&p->holders, q);
-    fy_frame_cancel(fy__queue_data(q, fy__token_t, node)->frame);
-  }
-  ctx->api_depth--;
-}
-
-static void run_policy_close(fy__task_t *task) {
-  fy_policy_t *p = fy_container_of(task, fy_policy_t, close_task);
-  fy_close_cb cb;
-  if (!(p->flags & FY__OBJ_WOUND)) {
-    p->flags |= FY__OBJ_WOUND;
-    wind_down(p);
-  }
-  if (p->active > 0)
-    return;
-  if (!(p->flags & FY__OBJ_NOTIFIED)) {
-    p->flags |= FY__OBJ_NOTIFIED;
-    cb = p->close_cb;
-    if (cb != NULL)
-      cb(p->close_obj != NULL ? p->close_obj : p, p->close_ud);
-  }
-  if (p->refs == 0)
-    policy_free(p);
-}
-
-void fy__policy_wind_down(fy_policy_t *p) {
-  p->flags |= FY__OBJ_CLOSING;
-  fy__ctx_enqueue(p->ctx, &p->close_task);
-}
-
-int fy_policy_close_as(fy_policy_t *p, void *obj, fy_close_cb cb,
-                       void *user_data) {
-  if (p == NULL)
-    return 0;
-  assert(p->magic == FY__MAGIC_POLICY);
-  if (p->flags & FY__OBJ_CLOSING)
-    return FY_ECLOSED;
-  p->close_cb = cb;
-  p->close_ud = user_data;
-  p->close_obj = obj;
-  fy__policy_wind_down(p);
-  return 0;
-}
-
-int fy_policy_close(fy_policy_t *p, fy_close_cb cb, void *user_data) {
-  return fy_policy_close_as(p, p, cb, user_data);
 }
 
 /* ---- classification ---------------------------------------------------- */
