@@ -234,12 +234,12 @@ static int takes_over(const fy_policy_t *p, int answer) {
   return answer == FY_ADMIT_WAIT && p->vt->child_done != NULL;
 }
 
-#define FY__NO_LAYER UINT32_MAX
+#define NO_LAYER UINT32_MAX
 
 /* Nothing ran below: give back, innermost first, the tokens of layers
  * from .. to - 1 in |area|, refused with |status|.  Stops at a layer that
  * takes the refusal over in a frame, and returns it (its own token is
- * gone, the outer ones stay); else FY__NO_LAYER. */
+ * gone, the outer ones stay); else NO_LAYER. */
 static unsigned release_tokens(fy_pipeline_t *pl, char *area, unsigned from,
                                unsigned to, int status) {
   while (to > from) {
@@ -253,18 +253,18 @@ static unsigned release_tokens(fy_pipeline_t *pl, char *area, unsigned from,
     if (takes_over(p, answer))
       return to;
   }
-  return FY__NO_LAYER;
+  return NO_LAYER;
 }
 
 /* The work below |f| finished: settle, innermost first, the tokens it
  * carries, with its status.  Once per frame, when its outcome is handed
  * over (a late one too: a detached frame still settles).  Returns
- * FY__NO_LAYER, or the layer that takes the outcome over in a frame; the
+ * NO_LAYER, or the layer that takes the outcome over in a frame; the
  * tokens outside it are then still carried by |f|. */
 static unsigned settle_tokens(fy_frame_t *f) {
   fy_pipeline_t *pl = f->pipeline;
   char *area = (char *)f + f->tok_off;
-  unsigned from = f->tok_from, l = f->layer, taker = FY__NO_LAYER;
+  unsigned from = f->tok_from, l = f->layer, taker = NO_LAYER;
   f->tok_from = f->layer;
   f->hooks++;
   while (l > from) {
@@ -487,7 +487,7 @@ int fy__frame_start(fy_call_t *call, fy_frame_t *parent, unsigned layer,
   for (;;) {
     if (rc < 0) {
       layer = release_tokens(pl, area, from, layer, rc);
-      if (layer == FY__NO_LAYER) {
+      if (layer == NO_LAYER) {
         fy__pool_give(&ctx->pool, f, size);
         return rc;
       }
@@ -583,7 +583,7 @@ static void deliver(fy_frame_t *f) {
      * breaker's state-change callback): look at everything again. */
     if (f->tok_from != f->layer) {
       unsigned taker = settle_tokens(f);
-      if (taker != FY__NO_LAYER && !take_over(f, taker))
+      if (taker != NO_LAYER && !take_over(f, taker))
         return; /* the layer that took it over goes on */
       continue;
     }
