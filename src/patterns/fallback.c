@@ -66,21 +66,34 @@ static void run_fallback(fy_fallback_t *fb, fy_frame_t *f, int primary) {
   }
 }
 
-static int fb_start(fy_policy_t *p, fy_frame_t *f) {
-  fy_fallback_t *fb = fy__policy_impl(p);
-  fb_frame_t *st = fy__frame_state(f);
-  int rc;
-
-  st->phase = FB_PRIMARY;
-  rc = fy_frame_spawn(f, NULL);
-  if (rc == 0)
-    return 0;
-  /* A primary refused at once (open circuit, full bulkhead) is a failure
-   * like any other; the fallback's outcome is delivered later. */
-  if (!should_fallback(fb, rc))
-    return rc;
-  run_fallback(fb, f, rc);
+/* The primary runs without a frame: the fallback admits the call as an
+ * admission layer, and a primary that succeeds costs no more than that.
+ * Any other outcome, a refusal at once included, is taken over in a frame
+ * (policy.h), whose child_done decides whether the fallback runs. */
+static int fb_admit(fy_policy_t *p, fy_call_t *call, fy_frame_t *parent,
+                    void *token) {
+  (void)p;
+  (void)call;
+  (void)parent;
+  (void)token;
   return 0;
+}
+
+static int fb_settle(fy_policy_t *p, void *token, int status) {
+  fy_fallback_t *fb = fy__policy_impl(p);
+  (void)token;
+  /* The default classifier passes every success; a user's may fail one (a
+   * result that fails validation), so it decides in the frame. */
+  if (status == 0 && fb->should_fallback == fy_classify_default)
+    return 0;
+  return FY_ADMIT_WAIT;
+}
+
+static int fb_release(fy_policy_t *p, void *token, int status) {
+  (void)p;
+  (void)token;
+  (void)status;
+  return FY_ADMIT_WAIT;
 }
 
 static void fb_child_done(fy_policy_t *p, fy_frame_t *f, fy_frame_t *child,
@@ -88,6 +101,9 @@ static void fb_child_done(fy_policy_t *p, fy_frame_t *f, fy_frame_t *child,
   fy_fallback_t *fb = fy__policy_impl(p);
   fb_frame_t *st = fy__frame_state(f);
 
+  /* A new frame starts in FB_PRIMARY: its primary ran without it, and
+   * |child| is NULL when the primary was refused at once (then a frame
+   * finished here is a refusal returned at once, rule 2). */
   if (st->phase == FB_PRIMARY) {
     if (fy__frame_is_cancelled(f) || !should_fallback(fb, status)) {
       fy__frame_adopt_result(f, child);
@@ -117,8 +133,10 @@ static void fb_child_done(fy_policy_t *p, fy_frame_t *f, fy_frame_t *child,
 static const fy_policy_vtable_t fb_vtable = {
     .kind = "fallback",
     .frame_size = sizeof(fb_frame_t),
-    .start = fb_start,
     .child_done = fb_child_done,
+    .admit = fb_admit,
+    .settle = fb_settle,
+    .release = fb_release,
 };
 
 /* ---- public API -------------------------------------------------------- */
