@@ -39,6 +39,12 @@ FY_EXTERN void fy_free(void *ptr);
 /* ---------------------------------------------------------------------------
  * Context: one per uv_loop_t.
  *
+ * Threads: a context and everything made on it (pipelines, policies, calls,
+ * deadlines, scopes, listeners) belong to the thread that runs its loop.
+ * Call fortify on that thread only, as with libuv handles; the library
+ * takes no locks and never blocks.  Separate loops on separate threads may
+ * each have their own context.
+ *
  * Owns the single uv_timer_t that drives every deadline on the loop (through
  * a hierarchical timer wheel: insert and cancel cost O(1) whatever the number
  * of pending deadlines), the clock, the per-context freelists, the deferred
