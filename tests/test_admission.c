@@ -196,3 +196,40 @@ Test(admission, a_user_classifier_decides_on_successes_too) {
   cr_assert_str_eq(C.call.detail.by_kind, "fallback");
   fx_finish(&FX);
 }
+
+/* A refusal taken over by a fallback that cannot start (no memory for its
+ * attempt): the fallback decided an outcome, FY_EFALLBACK, which reaches
+ * the callback as the fallback's outcomes always do; only a refusal passed
+ * on unchanged is returned at once. */
+Test(admission, a_fallback_that_cannot_start_completes_through_the_callback) {
+  fy_fallback_opts_t fo;
+  fy_fallback_t *fb;
+  fy_bulkhead_t *bh;
+  fy_bulkhead_opts_t bo;
+  fy_pipeline_t *pl;
+  fx_init_counted(&FX, 0);
+  fb_runs = 0;
+  fy_fallback_opts_init(&fo);
+  fo.op = &fb_op;
+  cr_assert_eq(fy_fallback_new(FX.ctx, &fo, &fb), 0);
+  fy_bulkhead_opts_init(&bo);
+  bo.max_concurrent = 1;
+  cr_assert_eq(fy_bulkhead_new(FX.ctx, &bo, &bh), 0);
+  pl = fx_pipeline(&FX, 2, fy_fallback_policy(fb), fy_bulkhead_policy(bh));
+  cr_assert_eq(fy_bulkhead_try_acquire(bh), 0);
+  /* The call's first block is the next request; the fallback's attempt
+   * the one after. */
+  FA.fail_at = FA.requests + 1;
+  cr_assert_eq(tcall_start(&C, pl, &top_op_cancel_sync, &T), 0);
+  cr_assert_eq(FA.failed, 1, "the fallback's attempt found no memory");
+  cr_assert_eq(C.ncb, 0);
+  fx_advance(&FX, 0);
+  cr_assert_eq(C.ncb, 1);
+  cr_assert_eq(C.status, FY_EFALLBACK);
+  cr_assert_eq(C.nested, 0);
+  cr_assert_eq(C.call.detail.cause, FY_EBULKHEADFULL);
+  cr_assert_eq(C.call.detail.state, UV_ENOMEM);
+  cr_assert_eq(fb_runs, 0);
+  fy_bulkhead_release(bh);
+  fx_finish_counted(&FX);
+}

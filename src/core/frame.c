@@ -441,11 +441,15 @@ static int frame_run(fy_frame_t *f, fy_call_t *call, fy_frame_t *parent,
   f->hooks++;
   if (refused < 0) {
     p->vt->child_done(p, f, NULL, refused);
-    /* Finished in there, it refuses; unless it was cancelled meanwhile (a
-     * user callback cancelled the call): a cancelled call completes
-     * through its callback, as fy_call_cancel() promised. */
-    rc = (f->flags & (FY__F_DONE | FY__F_CANCEL)) == FY__F_DONE ? f->status
-                                                                 : 0;
+    /* Finished in there with the refusal itself, it passed the refusal on:
+     * that is returned at once.  Any other ending is an outcome the layer
+     * decided (a fallback that could not start, say), and a call cancelled
+     * meanwhile (from a user callback) completes as fy_call_cancel()
+     * promised: both are delivered through the callback. */
+    rc = (f->flags & (FY__F_DONE | FY__F_CANCEL)) == FY__F_DONE &&
+                 f->status == refused
+             ? refused
+             : 0;
     if (rc < 0)
       f->flags &= ~(unsigned)FY__F_DELIVER;
   } else {
