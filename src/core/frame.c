@@ -332,8 +332,13 @@ static int take_over(fy_frame_t *f, unsigned l) {
   f->status = 0;
   f->timer.slot = FY__DL_IDLE;
   f->deadline = parent != NULL ? parent->deadline : FY_TIME_NEVER;
-  /* A cancellation requested for the work already ran its course. */
-  f->flags = (f->flags & FY__F_CANCEL) ? FY__F_CANCEL | FY__F_CANCEL_RUN : 0;
+  /* A cancellation requested for the work, or for a frame above it while
+   * the work was finished but not yet delivered (it reached nothing then),
+   * holds for the frame that takes the work over: the caller gave up.  It
+   * already ran its course, so the cancel hook does not run again. */
+  f->flags = (f->flags & FY__F_CANCEL) || fy_frame_is_cancelled_above(parent)
+                 ? FY__F_CANCEL | FY__F_CANCEL_RUN
+                 : 0;
   if (parent != NULL)
     f->flags |= parent->flags & FY__F_HEARD;
   if (p->vt->progress != NULL)
