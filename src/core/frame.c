@@ -54,29 +54,39 @@ static fy_deadline_t *frame_timer(fy_frame_t *f) {
 
 /* ---- lifetime ---------------------------------------------------------- */
 
+/* |f| is no longer a frame of its policy. */
+static void leave_policy(fy_frame_t *f) {
+  fy_policy_t *p = f->policy;
+  if (p == NULL)
+    return;
+  fy__queue_remove(&f->pnode);
+  p->active--;
+  if (p->flags & FY__OBJ_CLOSING)
+    fy__policy_poke(p);
+}
+
+/* |f| is no longer a live frame: its timer, its policy's and its
+ * pipeline's counts.  Every frame goes through here: the flag tests keep
+ * the common case (timer idle, nothing closing) free of calls. */
+static void frame_unregister(fy_frame_t *f) {
+  fy_pipeline_t *pl = f->pipeline;
+  if (f->timer.slot != FY__DL_IDLE)
+    fy_deadline_stop(&f->timer);
+  leave_policy(f);
+  pl->nframes--;
+  if (pl->flags & FY__OBJ_CLOSING)
+    fy__pipeline_poke(pl);
+  f->ctx->nframes--;
+}
+
 static void frame_free(fy_frame_t *f) {
   fy_ctx_t *ctx = f->ctx;
-  fy_pipeline_t *pl = f->pipeline;
-  fy_policy_t *p = f->policy;
   void *result = f->result;
   fy_result_dtor dtor = f->dtor;
 
   assert(f->nchildren == 0 && f->parent == NULL && f->hooks == 0);
   assert(f->tok_from == f->layer); /* every token settled or released */
-  /* Every frame goes through here: the flag tests keep the common case
-   * (timer idle, nothing closing) free of calls. */
-  if (f->timer.slot != FY__DL_IDLE)
-    fy_deadline_stop(&f->timer);
-  if (p != NULL) {
-    fy__queue_remove(&f->pnode);
-    p->active--;
-    if (p->flags & FY__OBJ_CLOSING)
-      fy__policy_poke(p);
-  }
-  pl->nframes--;
-  if (pl->flags & FY__OBJ_CLOSING)
-    fy__pipeline_poke(pl);
-  ctx->nframes--;
+  frame_unregister(f);
   fy__pool_give(&ctx->pool, f, f->size);
   /* The destructor is user code: run it once the frame is gone. */
   if (result != NULL && dtor != NULL)
@@ -187,26 +197,13 @@ static void frame_make(fy_frame_t *f, fy_call_t *call, fy_frame_t *parent,
 /* Undo frame_make() for a frame that refused at once: it is no frame any
  * more, but its block and the tokens in it stay. */
 static void frame_unmake(fy_frame_t *f) {
-  fy_pipeline_t *pl = f->pipeline;
-  fy_policy_t *p = f->policy;
   fy_ctx_t *ctx = f->ctx;
   detach_children(f);
   if (f->parent != NULL)
     unlink_child(f);
   else if (f->call != NULL && f->call->root == f)
     f->call->root = NULL;
-  if (f->timer.slot != FY__DL_IDLE)
-    fy_deadline_stop(&f->timer);
-  if (p != NULL) {
-    fy__queue_remove(&f->pnode);
-    p->active--;
-    if (p->flags & FY__OBJ_CLOSING)
-      fy__policy_poke(p);
-  }
-  pl->nframes--;
-  if (pl->flags & FY__OBJ_CLOSING)
-    fy__pipeline_poke(pl);
-  ctx->nframes--;
+  frame_unregister(f);
   if (ctx->flags & FY__CTX_CLOSING)
     fy__ctx_poke(ctx);
   drop_result(f); /* user code: last */
@@ -314,12 +311,7 @@ static int take_over(fy_frame_t *f, unsigned l) {
   work.layer = f->layer;
   work.parent = f;
   work.timer.slot = FY__DL_IDLE;
-  if (q != NULL) {
-    fy__queue_remove(&f->pnode);
-    q->active--;
-    if (q->flags & FY__OBJ_CLOSING)
-      fy__policy_poke(q);
-  }
+  leave_policy(f);
   /* Re-made in place: parent, sibling links, call, tokens and size stay. */
   fy__queue_init(&f->children);
   f->nchildren = 0;
