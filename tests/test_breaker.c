@@ -368,6 +368,61 @@ Test(breaker, pipeline_success_passes_results_and_closes_half_open) {
   cr_assert_eq(tres_created(), tres_destroyed());
 }
 
+/* A closed breaker without interval, window or slow-call rule counts a
+ * success without reading the clock (its short path); one with an
+ * interval takes the full path.  Both must count the same, through the
+ * pipeline and through the synchronous API, and a failure still trips. */
+static void count_path_case(uint64_t interval_ms) {
+  fy_breaker_opts_t o = defaults();
+  fy_breaker_t *b;
+  fy_pipeline_t *pl;
+  fy_breaker_permit_t p;
+  fy_breaker_counts_t c;
+  static top_t top;
+  static tcall_t tc[3];
+  int i;
+  fx_init(&FX, 0);
+  o.interval_ms = interval_ms;
+  b = mk(&o);
+  pl = pipe_of(b);
+  memset(&top, 0, sizeof(top));
+  top_script(&top, TOP_ASYNC, 0);
+  for (i = 0; i < 3; i++) {
+    memset(&tc[i], 0, sizeof(tc[i]));
+    cr_assert_eq(tcall_start(&tc[i], pl, &top_op_cancel_sync, &top), 0);
+  }
+  cr_assert_eq(counts(b).inflight, 3);
+  for (i = 0; i < 3; i++)
+    cr_assert_eq(top_report(&top, (unsigned)i, 0), 0);
+  fx_advance(&FX, 0);
+  cr_assert_eq(fy_breaker_acquire(b, &p, NULL), 0);
+  fy_breaker_record(b, &p, 0);
+  c = counts(b);
+  cr_assert_eq(c.inflight, 0);
+  cr_assert_eq(c.requests, 4);
+  cr_assert_eq(c.total_successes, 4);
+  cr_assert_eq(c.consecutive_successes, 4);
+  cr_assert_eq(c.consecutive_failures, 0);
+  fail_n(b, 1);
+  c = counts(b);
+  cr_assert_eq(c.consecutive_successes, 0);
+  cr_assert_eq(c.consecutive_failures, 1);
+  cr_assert_eq(fy_breaker_acquire(b, &p, NULL), 0);
+  fy_breaker_record(b, &p, 0);
+  c = counts(b);
+  cr_assert_eq(c.requests, 6);
+  cr_assert_eq(c.consecutive_successes, 1);
+  cr_assert_eq(c.consecutive_failures, 0);
+  fail_n(b, 5);
+  cr_assert_eq(fy_breaker_state(b), FY_BREAKER_OPEN);
+  fx_finish(&FX);
+}
+
+Test(breaker, short_and_full_counting_paths_agree) {
+  count_path_case(0);
+  count_path_case(60000);
+}
+
 Test(breaker, w3_half_open_fires_on_time_without_traffic) {
   fy_breaker_opts_t o = defaults();
   fy_breaker_t *b;

@@ -1003,3 +1003,48 @@ Test(call, real_clock_cancel_completes_from_the_loop) {
   no_violations();
   fx_finish(&FX);
 }
+
+/* ---- the detail of a call the operation decided ------------------------ */
+
+/* A probe that writes a verdict on its way in, as a policy that refused an
+ * earlier attempt would have, and then runs the operation. */
+static void verdict_at_start(probe_t *probe, probe_hook_t hook,
+                             fy_frame_t *f) {
+  fy_detail_t *d;
+  (void)probe;
+  if (hook != PROBE_HOOK_START)
+    return;
+  d = fy_frame_verdict(f, fy_frame_policy(f));
+  d->cause = UV_EIO;
+  d->state = 7;
+  d->n[0] = 3;
+  strcpy(d->key, "k");
+}
+
+Test(call, the_operation_outcome_replaces_an_earlier_verdict) {
+  fy_pipeline_t *pl;
+  int i;
+  fx_init(&FX, 0);
+  memset(&P, 0, sizeof(P));
+  P.on_hook = verdict_at_start;
+  pl = make(PL_PROBE);
+  for (i = 0; i < 2; i++) {
+    memset(&C, 0, sizeof(C));
+    memset(&T, 0, sizeof(T));
+    top_script(&T, TOP_ASYNC, 0);
+    cr_assert_eq(tcall_start(&C, pl, &top_op_nocancel, &T), 0);
+    cr_assert_str_eq(C.call.detail.by_kind, "probe"); /* claimed */
+    top_finish(&T, UV_EPIPE);
+    fx_advance(&FX, 0);
+    cr_assert_eq(C.ncb, 1);
+    cr_assert_eq(C.status, UV_EPIPE);
+    cr_assert_null(C.call.detail.by_kind, "round %d", i);
+    cr_assert_null(C.call.detail.by_name);
+    cr_assert_eq(C.call.detail.cause, 0);
+    cr_assert_eq(C.call.detail.state, 0);
+    cr_assert_eq(C.call.detail.n[0], 0);
+    cr_assert_str_empty(C.call.detail.key);
+  }
+  no_violations();
+  fx_finish(&FX);
+}

@@ -55,7 +55,7 @@ static fy_deadline_t *frame_timer(fy_frame_t *f) {
 /* ---- lifetime ---------------------------------------------------------- */
 
 /* |f| is no longer a frame of its policy. */
-static void leave_policy(fy_frame_t *f) {
+static FY__INLINE void leave_policy(fy_frame_t *f) {
   fy_policy_t *p = f->policy;
   if (p == NULL)
     return;
@@ -68,7 +68,7 @@ static void leave_policy(fy_frame_t *f) {
 /* |f| is no longer a live frame: its timer, its policy's and its
  * pipeline's counts.  Every frame goes through here: the flag tests keep
  * the common case (timer idle, nothing closing) free of calls. */
-static void frame_unregister(fy_frame_t *f) {
+static FY__INLINE void frame_unregister(fy_frame_t *f) {
   fy_pipeline_t *pl = f->pipeline;
   if (f->timer.slot != FY__DL_IDLE)
     fy_deadline_stop(&f->timer);
@@ -79,7 +79,7 @@ static void frame_unregister(fy_frame_t *f) {
   f->ctx->nframes--;
 }
 
-static void frame_free(fy_frame_t *f) {
+static FY__INLINE void frame_free(fy_frame_t *f) {
   fy_ctx_t *ctx = f->ctx;
   void *result = f->result;
   fy_result_dtor dtor = f->dtor;
@@ -141,9 +141,10 @@ static void detach_children(fy_frame_t *f) {
  * the block first: a memset of the header compiles to "rep stos", which
  * cost more than all these stores (docs/PERFORMANCE.md).  A new field of
  * fy_frame_s goes here. */
-static void frame_make(fy_frame_t *f, fy_call_t *call, fy_frame_t *parent,
-                       unsigned layer, unsigned from, uint64_t deadline,
-                       size_t size) {
+static FY__INLINE void frame_make(fy_frame_t *f, fy_call_t *call,
+                                  fy_frame_t *parent, unsigned layer,
+                                  unsigned from, uint64_t deadline,
+                                  size_t size) {
   fy_pipeline_t *pl = call->pipeline;
   fy_ctx_t *ctx = pl->ctx;
   fy_policy_t *p = layer < pl->n ? pl->layers[layer] : NULL;
@@ -352,6 +353,7 @@ static int take_over(fy_frame_t *f, unsigned l) {
 
 static void refuse_closed(fy_call_t *call, fy_policy_t *p) {
   fy_detail_t *d = &call->detail;
+  call->flags |= FY__CALL_VERDICT;
   d->by_kind = p->vt->kind;
   d->by_name = p->name;
 }
@@ -396,8 +398,8 @@ static int admit_layers(fy_call_t *call, fy_frame_t *parent,
 
 /* ---- starting ---------------------------------------------------------- */
 
-static int start_leaf(fy_frame_t *f, fy_call_t *call, const fy_op_t *op,
-                      void *arg) {
+static FY__INLINE int start_leaf(fy_frame_t *f, fy_call_t *call,
+                                 const fy_op_t *op, void *arg) {
   fy__leaf_t *leaf = leaf_of(f);
   fy_ctx_t *ctx = f->ctx;
   int rc;
@@ -431,8 +433,9 @@ static int start_leaf(fy_frame_t *f, fy_call_t *call, const fy_op_t *op,
 /* Run the frame |f| just made: its start hook, or, for a frame made to
  * take over a refusal, child_done with that refusal (a frame finished in
  * there refuses too).  Returns 0 or the refusal. */
-static int frame_run(fy_frame_t *f, fy_call_t *call, fy_frame_t *parent,
-                     const fy_op_t *op, void *arg, int refused) {
+static FY__INLINE int frame_run(fy_frame_t *f, fy_call_t *call,
+                                fy_frame_t *parent, const fy_op_t *op,
+                                void *arg, int refused) {
   fy_policy_t *p = f->policy;
   int rc;
   f->hooks++;
@@ -464,57 +467,81 @@ static int frame_run(fy_frame_t *f, fy_call_t *call, fy_frame_t *parent,
   return rc;
 }
 
+/* The end of a start that made |f|: deliver an outcome decided inside it. */
+static FY__INLINE void start_made(fy_frame_t *f, fy_frame_t *parent) {
+  if (!(f->flags & FY__F_DELIVER))
+    return;
+  f->flags &= ~(unsigned)FY__F_DELIVER;
+  if (parent != NULL && f->parent == NULL)
+    /* Detached during its own start (its parent finished meanwhile, e.g.
+     * the call was cancelled from inside the operation's start): discard
+     * it from a fresh stack, so that the child fy_frame_spawn() hands back
+     * stays valid until the spawn has returned. */
+    defer_delivery(f);
+  else
+    deliver(f);
+}
+
+/* A start refused with |rc| at |layer| (the admission layer that refused,
+ * or the frame made there, already unmade): give the tokens back,
+ * innermost first; a layer that takes the refusal over gets its frame in
+ * the same block, which may refuse in turn. */
+static FY__NOINLINE int start_refused(fy_call_t *call, fy_frame_t *parent,
+                                      fy_frame_t *f, unsigned from,
+                                      unsigned layer, uint64_t deadline,
+                                      const fy_op_t *op, void *arg, int rc,
+                                      fy_frame_t **out) {
+  fy_pipeline_t *pl = call->pipeline;
+  size_t size = pl->layout.block[from];
+  char *area = (char *)f + pl->layout.tok_off[from];
+  while (rc < 0) {
+    layer = release_tokens(pl, area, from, layer, rc);
+    if (layer == NO_LAYER) {
+      fy__pool_give(&pl->ctx->pool, f, size);
+      return rc;
+    }
+    frame_make(f, call, parent, layer, from, deadline, size);
+    rc = frame_run(f, call, parent, op, arg, rc);
+    if (rc < 0)
+      frame_unmake(f); /* nothing will be delivered for this frame */
+  }
+  start_made(f, parent);
+  *out = f;
+  return 0;
+}
+
 /* Start a frame for |layer| of the call's pipeline under |parent|: run the
  * admission layers from there on, then make and start the first frame that
- * is needed.  A refusal on the way gives the tokens back, innermost first;
- * a layer that takes the refusal over gets its frame there, in the same
- * block. */
+ * is needed. */
 int fy__frame_start(fy_call_t *call, fy_frame_t *parent, unsigned layer,
                     uint64_t deadline, const fy_op_t *op, void *arg,
                     fy_frame_t **out) {
   fy_pipeline_t *pl = call->pipeline;
-  fy_ctx_t *ctx = pl->ctx;
   unsigned from = layer;
   size_t size = pl->layout.block[from];
-  char *area;
   fy_frame_t *f;
   int rc = 0;
 
-  f = fy__pool_take(&ctx->pool, size);
+  f = fy__pool_take(&pl->ctx->pool, size);
   if (f == NULL)
     return UV_ENOMEM;
 #ifndef NDEBUG
   memset(f, 0xa5, size); /* a field left unset below shows in the tests */
 #endif
-  area = (char *)f + pl->layout.tok_off[from];
-  if (layer < pl->n)
+  if (layer < pl->n) {
     rc = admit_layers(call, parent, pl, (char *)f, from, &layer);
-  for (;;) {
-    if (rc < 0) {
-      layer = release_tokens(pl, area, from, layer, rc);
-      if (layer == NO_LAYER) {
-        fy__pool_give(&ctx->pool, f, size);
-        return rc;
-      }
-    }
-    frame_make(f, call, parent, layer, from, deadline, size);
-    rc = frame_run(f, call, parent, op, arg, rc);
-    if (rc >= 0)
-      break;
-    /* A refusal: nothing will be delivered for this frame. */
+    if (FY__UNLIKELY(rc < 0))
+      return start_refused(call, parent, f, from, layer, deadline, op, arg,
+                           rc, out);
+  }
+  frame_make(f, call, parent, layer, from, deadline, size);
+  rc = frame_run(f, call, parent, op, arg, 0);
+  if (FY__UNLIKELY(rc < 0)) {
     frame_unmake(f);
+    return start_refused(call, parent, f, from, layer, deadline, op, arg, rc,
+                         out);
   }
-  if (f->flags & FY__F_DELIVER) {
-    f->flags &= ~(unsigned)FY__F_DELIVER;
-    if (parent != NULL && f->parent == NULL)
-      /* Detached during its own start (its parent finished meanwhile, e.g.
-       * the call was cancelled from inside the operation's start): discard
-       * it from a fresh stack, so that the child fy_frame_spawn() hands
-       * back stays valid until the spawn has returned. */
-      defer_delivery(f);
-    else
-      deliver(f);
-  }
+  start_made(f, parent);
   *out = f;
   return 0;
 }
@@ -614,20 +641,24 @@ static void deliver(fy_frame_t *f) {
   complete_call(f);
 }
 
-static void note_attempt_done(fy_frame_t *f) {
+static FY__INLINE void note_attempt_done(fy_frame_t *f) {
   fy_ctx_t *ctx = f->ctx;
   fy__leaf_t *leaf = leaf_of(f);
   fy_call_t *call = f->call;
 
   if (call != NULL) {
-    /* The operation's own outcome replaces any earlier verdict. */
+    /* The operation's own outcome replaces any earlier verdict (the
+     * detail is clean unless a policy claimed it since the call began). */
     fy_detail_t *d = &call->detail;
-    d->cause = 0;
-    d->by_kind = NULL;
-    d->by_name = NULL;
-    d->state = 0;
-    memset(d->n, 0, sizeof(d->n));
-    d->key[0] = '\0';
+    if (call->flags & FY__CALL_VERDICT) {
+      call->flags &= ~(unsigned)FY__CALL_VERDICT;
+      d->cause = 0;
+      d->by_kind = NULL;
+      d->by_name = NULL;
+      d->state = 0;
+      memset(d->n, 0, sizeof(d->n));
+      d->key[0] = '\0';
+    }
     d->retry_after_ms = f->retry_after;
   }
   if (FY__CTX_WANTS(ctx, FY_EV_ATTEMPT_DONE)) {
@@ -834,11 +865,13 @@ static fy_detail_t *claim(fy_detail_t *d, fy_policy_t *p) {
 }
 
 fy_detail_t *fy_frame_verdict(fy_frame_t *f, fy_policy_t *p) {
-  return claim(f->call != NULL ? &f->call->detail : &f->ctx->scratch_detail,
-               p);
+  if (f->call == NULL)
+    return claim(&f->ctx->scratch_detail, p);
+  return fy_call_verdict(f->call, p);
 }
 
 fy_detail_t *fy_call_verdict(fy_call_t *call, fy_policy_t *p) {
+  call->flags |= FY__CALL_VERDICT;
   return claim(&call->detail, p);
 }
 

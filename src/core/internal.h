@@ -17,6 +17,20 @@
 
 #include "policy_impl.h"
 
+/* FY__NOINLINE keeps a rare path (a refusal, a take-over) out of the
+ * function that runs on every call, so that the common path needs fewer
+ * registers; FY__INLINE keeps a step of the common path inline although
+ * the rare path uses it too. */
+#if defined(__GNUC__) || defined(__clang__)
+#define FY__NOINLINE __attribute__((noinline))
+#define FY__INLINE inline __attribute__((always_inline))
+#define FY__UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define FY__NOINLINE
+#define FY__INLINE inline
+#define FY__UNLIKELY(x) (x)
+#endif
+
 /* ---- allocation (alloc.c) ---------------------------------------------- */
 void *fy__malloc(size_t size);
 void *fy__calloc(size_t count, size_t size);

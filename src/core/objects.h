@@ -259,8 +259,10 @@ typedef struct fy__leaf_s {
 enum {
   FY__CALL_ACTIVE = 1u << 0,
   FY__CALL_MEASURED = 1u << 1, /* start_ns was read: elapsed_ns is wanted */
-  FY__CALL_CANCEL = 1u << 2    /* cancelled before its root frame existed
+  FY__CALL_CANCEL = 1u << 2,   /* cancelled before its root frame existed
                                   (from an admission hook) */
+  FY__CALL_VERDICT = 1u << 3   /* a policy wrote its verdict in the detail
+                                  (fy_call_verdict) since the call began */
 };
 
 #endif /* FY_OBJECTS_H */

@@ -107,8 +107,27 @@ static void fill_detail(fy_breaker_t *b, fy_detail_t *d,
   memcpy(d->n, v->n, sizeof(d->n));
 }
 
-static int admit(fy_breaker_t *b, fy_breaker_permit_t *permit,
-                 fy_call_t *call, fy__breaker_sm_verdict_t *v) {
+/* Nothing waits to be settled: no state change queued, no timer armed. */
+static inline int quiet(const fy_breaker_t *b) {
+  return b->core.ev_len == 0 && b->armed == FY_TIME_NEVER;
+}
+
+/* A closed breaker admits without the clock and without settling (the
+ * state machine says when: fy__breaker_sm_acquire_closed()). */
+static inline int admit_closed(fy_breaker_t *b, fy_breaker_permit_t *permit) {
+  return quiet(b) && fy__breaker_sm_acquire_closed(&b->core, permit);
+}
+
+/* The success of a call admitted closed, with the default classifier,
+ * counted without the clock; 0: fy_breaker_record() must do it. */
+static inline int record_closed_ok(fy_breaker_t *b,
+                                   fy_breaker_permit_t *permit, int status) {
+  return status == 0 && b->classify == fy_classify_default && quiet(b) &&
+         !closing(b) && fy__breaker_sm_record_closed_ok(&b->core, permit);
+}
+
+static int admit_slow(fy_breaker_t *b, fy_breaker_permit_t *permit,
+                      fy_call_t *call, fy__breaker_sm_verdict_t *v) {
   int rc = fy__breaker_sm_acquire(&b->core, permit, fy__ctx_now(b->ctx), v);
   /* Latency only feeds the slow-call rule: without one, skip the clock
    * reads (two per call, the costliest steps of a closed breaker). */
@@ -119,6 +138,16 @@ static int admit(fy_breaker_t *b, fy_breaker_permit_t *permit,
   if (v->refused || v->dry)
     emit_reject(b, call, v);
   return rc;
+}
+
+static inline int admit(fy_breaker_t *b, fy_breaker_permit_t *permit,
+                        fy_call_t *call, fy__breaker_sm_verdict_t *v) {
+  if (admit_closed(b, permit)) {
+    v->refused = 0;
+    v->dry = 0;
+    return 0;
+  }
+  return admit_slow(b, permit, call, v);
 }
 
 int fy_breaker_acquire(fy_breaker_t *b, fy_breaker_permit_t *permit,
@@ -150,6 +179,8 @@ void fy_breaker_record(fy_breaker_t *b, fy_breaker_permit_t *permit,
   fy_outcome_t outcome;
   uint64_t latency;
   if (b == NULL || permit == NULL || permit->kind == FY__BREAKER_SM_P_INERT)
+    return;
+  if (record_closed_ok(b, permit, status))
     return;
   /* Take it first: a classifier that records it again finds it inert. */
   p = *permit;
@@ -232,7 +263,9 @@ static int brk_admit(fy_policy_t *p, fy_call_t *call, fy_frame_t *parent,
 }
 
 static int brk_settle(fy_policy_t *p, void *token, int status) {
-  fy_breaker_record(fy__policy_impl(p), token, status);
+  fy_breaker_t *b = fy__policy_impl(p);
+  if (!record_closed_ok(b, token, status))
+    fy_breaker_record(b, token, status);
   return 0;
 }
 

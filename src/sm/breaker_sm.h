@@ -99,6 +99,42 @@ typedef struct fy__breaker_sm_s {
   uint64_t ev_merged;
 } fy__breaker_sm_t;
 
+/* The common case, inline for the pipeline stage and the synchronous API:
+ * a closed breaker in normal mode, whose counts never restart (no interval)
+ * and that times nothing (no slow-call rule), decides without the clock.
+ * Returns 1 with |permit| taken, or 0: call fy__breaker_sm_acquire(). */
+static inline int fy__breaker_sm_acquire_closed(fy__breaker_sm_t *b,
+                                                fy_breaker_permit_t *permit) {
+  if (b->state != FY_BREAKER_CLOSED || b->mode != FY_BREAKER_NORMAL ||
+      b->interval_end != FY_TIME_NEVER || b->slow_ns != 0)
+    return 0;
+  permit->kind = FY__BREAKER_SM_P_CLOSED;
+  permit->generation = b->generation;
+  b->counts.inflight++;
+  return 1;
+}
+
+/* A success of a call admitted by fy__breaker_sm_acquire_closed(), while
+ * nothing changed: with no window a success can trip nothing, so only the
+ * counts move.  Returns 1 when recorded, or 0: call fy__breaker_sm_record(). */
+static inline int fy__breaker_sm_record_closed_ok(fy__breaker_sm_t *b,
+                                                  fy_breaker_permit_t *permit) {
+  fy_breaker_counts_t *c = &b->counts;
+  if (permit->kind != FY__BREAKER_SM_P_CLOSED ||
+      permit->generation != b->generation || b->state != FY_BREAKER_CLOSED ||
+      b->mode != FY_BREAKER_NORMAL || b->interval_end != FY_TIME_NEVER ||
+      b->window != FY_BREAKER_WINDOW_NONE || b->slow_ns != 0)
+    return 0;
+  permit->kind = FY__BREAKER_SM_P_INERT;
+  if (c->inflight > 0)
+    c->inflight--;
+  c->requests++;
+  c->total_successes++;
+  c->consecutive_successes++;
+  c->consecutive_failures = 0;
+  return 1;
+}
+
 /* 0, or UV_EINVAL when an option is out of range; |opts| not NULL.  The
  * body of fy_breaker_opts_check(). */
 int fy__breaker_sm_validate(const fy_breaker_opts_t *opts);
