@@ -19,6 +19,8 @@
 #include "fortify/timeout.h"
 #include "fortify/bulkhead.h"
 #include "fortify/fallback.h"
+#include "fortify/limiter.h"
+#include "fortify/guard.h"
 #include "fortify/presets.h"
 
 #endif /* FORTIFY_H */

@@ -411,6 +411,8 @@ Test(bulkhead, queue_timeout_rejects_asynchronously) {
   cr_assert_eq(E.ev[1].value, 0);
   cr_assert_eq(E.ev[1].from, 1);
   cr_assert_eq(E.ev[1].to, 0);
+  cr_assert_eq(E.ev[0].delay_ms, 0);
+  cr_assert_eq(E.ev[1].delay_ms, 100, "it waited the whole queue timeout");
   cr_assert_eq(E.ev[2].type, FY_EV_REJECT);
   cr_assert_eq(E.ev[2].status, FY_EQUEUETIMEOUT);
   cr_assert_eq(E.ev[2].time_ms, 1100);

@@ -26,7 +26,7 @@ TestSuite(errors);
 Test(errors, every_fy_code_has_its_name_and_message) {
   size_t i;
   char buf[128];
-  cr_assert_eq(NCODES, 8);
+  cr_assert_eq(NCODES, 9);
   for (i = 0; i < NCODES; i++) {
     const fy_code_t *c = &fy_codes[i];
     cr_expect_str_eq(fy_err_name(c->code), c->name);
@@ -61,6 +61,9 @@ Test(errors, fy_codes_sit_below_libuv_and_are_distinct) {
   cr_expect_eq(FY_EFALLBACK, -5009);
   cr_expect_eq(FY_EKEY, -5011);
   cr_expect_eq(FY_EBADRESULT, -5015);
+  cr_expect_eq(FY_ERATELIMITED, -5016);
+  cr_expect_str_eq(fy_strerror(FY_ERATELIMITED), "rate limit exceeded");
+  cr_expect_eq(fy_is_refusal(FY_ERATELIMITED), 1);
 }
 
 /* The offsets of removed codes stay free: nothing of the library answers
@@ -195,13 +198,13 @@ Test(errors, event_names) {
   static const char *const names[FY_EV__COUNT] = {
       "call_done", "call_refused", "attempt_start", "attempt_done",
       "reject",    "state_change", "retry",         "timeout",
-      "fallback",  "queue"};
+      "fallback",  "queue",        "allow",         "evict"};
   unsigned t;
   for (t = 0; t < FY_EV__COUNT; t++)
     cr_expect_str_eq(fy_event_name((fy_event_type_t)t), names[t]);
   cr_expect_str_eq(fy_event_name(FY_EV__COUNT), "unknown");
   cr_expect_str_eq(fy_event_name((fy_event_type_t)1000), "unknown");
-  cr_expect_eq(FY_EV_ALL, (1u << 10) - 1u);
+  cr_expect_eq(FY_EV_ALL, (1u << 12) - 1u);
 }
 
 Test(errors, http_status_block) {

@@ -137,6 +137,11 @@ typedef struct fy_call_opts_s {
   unsigned flags;      /* FY_CALL_* */
   fy_scope_t *scope;   /* the cancellation scope the call belongs to
                           (scope.h), or NULL */
+  const char *key;     /* the key of the rate limiters on the way that
+                          have no key function (limiter.h), |key_len|
+                          bytes; must stay valid until the call completes.
+                          NULL: the empty key */
+  size_t key_len;
 } fy_call_opts_t;
 
 struct fy_call_s {

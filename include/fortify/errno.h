@@ -28,7 +28,8 @@ extern "C" {
   XX(EDEADLINE, 6, "deadline of the enclosing call exceeded")                  \
   XX(EFALLBACK, 9, "fallback failed")                                          \
   XX(EKEY, 11, "invalid or oversized key")                                     \
-  XX(EBADRESULT, 15, "operation reported an invalid outcome")
+  XX(EBADRESULT, 15, "operation reported an invalid outcome")              \
+  XX(ERATELIMITED, 16, "rate limit exceeded")
 
 typedef enum {
 #define FY__ERRNO_ENUM(name, off, msg) FY_##name = FY__ERRNO_BASE - (off),

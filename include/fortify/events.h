@@ -23,7 +23,12 @@ typedef enum {
   FY_EV_RETRY,           /* a retry is starting: attempt, delay_ms, status */
   FY_EV_TIMEOUT,         /* a timeout fired: value (stage) */
   FY_EV_FALLBACK,        /* a fallback runs: status of the primary */
-  FY_EV_QUEUE,           /* a waiter was queued (value 1) or left (0) */
+  FY_EV_QUEUE,           /* a waiter was queued (value 1) or left (0,
+                            delay_ms: how long it waited) */
+  FY_EV_ALLOW,           /* a limiter let a request through: value is
+                            the tokens remaining, key the key */
+  FY_EV_EVICT,           /* a limiter dropped a key still in use to make
+                            room in its table: key */
   FY_EV__COUNT
 } fy_event_type_t;
 
@@ -44,6 +49,7 @@ typedef struct fy_event_s {
   int64_t from;
   int64_t to;
   int64_t value;
+  const char *key;          /* a limiter's key, sanitised, or NULL */
 } fy_event_t;
 
 /* Pointers in |event| are valid only during the callback. */

@@ -247,7 +247,7 @@ FY_EXTERN fy_outcome_t fy_classify_default(int status, void *user_data);
 
 /* 1 for the library's own refusals, which say "not now" about a policy
  * rather than anything about the operation: FY_ECIRCUITOPEN,
- * FY_EBULKHEADFULL, FY_EQUEUETIMEOUT, FY_ECLOSED. */
+ * FY_EBULKHEADFULL, FY_EQUEUETIMEOUT, FY_ERATELIMITED, FY_ECLOSED. */
 FY_EXTERN int fy_is_refusal(int status);
 
 /* ---------------------------------------------------------------------------

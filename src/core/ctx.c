@@ -567,7 +567,7 @@ const char *fy_event_name(fy_event_type_t type) {
   static const char *const names[FY_EV__COUNT] = {
       "call_done", "call_refused", "attempt_start", "attempt_done",
       "reject",    "state_change", "retry",         "timeout",
-      "fallback",  "queue"};
+      "fallback",  "queue",        "allow",         "evict"};
   if ((unsigned)type >= FY_EV__COUNT)
     return "unknown";
   return names[type];

@@ -103,6 +103,7 @@ int fy_is_refusal(int status) {
   case FY_ECIRCUITOPEN:
   case FY_EBULKHEADFULL:
   case FY_EQUEUETIMEOUT:
+  case FY_ERATELIMITED:
   case FY_ECLOSED:
     return 1;
   default:

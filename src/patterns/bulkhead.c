@@ -30,6 +30,7 @@ enum {
 
 typedef struct bh_frame_s {
   fy__bulkhead_sm_waiter_t waiter;
+  uint64_t since; /* when it joined the queue */
   fy_frame_t *frame;
   fy_frame_t *child;
   int phase;
@@ -43,7 +44,8 @@ static int caller_cancelled(const fy_frame_t *f) {
 }
 
 static void emit(fy_bulkhead_t *bh, fy_event_type_t type, fy_call_t *call,
-                 int status, int64_t from, int64_t to, int64_t value) {
+                 int status, int64_t from, int64_t to, int64_t value,
+                 uint64_t delay_ms) {
   fy_ctx_t *ctx = fy__policy_ctx(bh->policy);
   fy_event_t ev;
   if (!fy_policy_event_init(bh->policy, &ev, type))
@@ -53,20 +55,24 @@ static void emit(fy_bulkhead_t *bh, fy_event_type_t type, fy_call_t *call,
   ev.from = from;
   ev.to = to;
   ev.value = value;
+  ev.delay_ms = delay_ms;
   fy_ctx_emit(ctx, &ev);
 }
 
-/* FY_EV_QUEUE: value 1 when |f| joined the queue, 0 when it left;
- * from/to are the queue lengths before and after. */
+/* FY_EV_QUEUE: value 1 when |f| joined the queue, 0 when it left (with
+ * the time it waited); from/to are the queue lengths before and after. */
 static void emit_queue(fy_bulkhead_t *bh, fy_frame_t *f, int joined) {
-  int64_t now = bh->core.queued;
-  emit(bh, FY_EV_QUEUE, fy__frame_call(f), 0, joined ? now - 1 : now + 1, now,
-       joined);
+  int64_t len = bh->core.queued;
+  bh_frame_t *st = fy__frame_state(f);
+  uint64_t waited = joined ? 0 : fy__ctx_now(fy__frame_ctx(f)) - st->since;
+  emit(bh, FY_EV_QUEUE, fy__frame_call(f), 0, joined ? len - 1 : len + 1,
+       len, joined, waited);
 }
 
 /* FY_EV_REJECT: status is the reason; from = active, to = queued. */
 static void emit_reject(fy_bulkhead_t *bh, fy_call_t *call, int reason) {
-  emit(bh, FY_EV_REJECT, call, reason, bh->core.active, bh->core.queued, 0);
+  emit(bh, FY_EV_REJECT, call, reason, bh->core.active, bh->core.queued, 0,
+       0);
 }
 
 static void fill_verdict(fy_bulkhead_t *bh, fy_detail_t *d, int state) {
@@ -169,6 +175,7 @@ static int bh_start(fy_policy_t *p, fy_frame_t *f) {
   }
   if (rc == FY__BH_QUEUED) {
     st->phase = BH_QUEUED;
+    st->since = fy__ctx_now(fy__frame_ctx(f));
     if (st->waiter.deadline != FY_TIME_NEVER &&
         (rc = fy_frame_arm(f, st->waiter.deadline)) < 0) {
       fy__bulkhead_sm_leave(&bh->core, &st->waiter);

@@ -201,59 +201,67 @@ static void gcra_hold(const fy__limiter_sm_conf_t *c,
  * a = tokens, b = next refill instant (while a < B).  At each instant
  * b + k * I (k >= 0) that has been reached, R tokens are added, up to B. */
 
-/* The tokens at |now| and the refill after it, without storing them. */
-static void bucket_refill(const fy__limiter_sm_conf_t *c, uint64_t *t,
+/* The tokens at |now| and the refill after it, without storing them.
+ * Tokens below zero are owed to waits (fy__limiter_sm_reserve()). */
+static void bucket_refill(const fy__limiter_sm_conf_t *c, int64_t *t,
                           uint64_t *next, uint64_t now) {
-  uint64_t k, d;
-  if (*t >= c->burst) {
-    *t = c->burst;
+  uint64_t k, d, missing;
+  if (*t >= (int64_t)c->burst) {
+    *t = (int64_t)c->burst;
     return;
   }
   if (now < *next)
     return; /* includes a clock that went back: no refill */
   d = now - *next;
   k = d < c->interval_ms ? 1 : 1 + d / c->interval_ms;
-  /* k < fill_steps keeps k * R below B. */
-  if (k >= c->fill_steps || *t + k * c->rate >= c->burst) {
-    *t = c->burst;
+  /* Refills beyond those that fill the bucket are not formed: k * R
+   * could overflow after a long idle. */
+  missing = (uint64_t)((int64_t)c->burst - *t);
+  if (k >= steps(missing, c->rate)) {
+    *t = (int64_t)c->burst;
     return;
   }
-  *t += k * c->rate;
+  *t += (int64_t)(k * c->rate);
   *next += k * c->interval_ms;
 }
 
 /* From tokens |t| < B with the next refill at |next| > now: the wait until
  * |want| tokens are there. */
-static uint64_t bucket_wait(const fy__limiter_sm_conf_t *c, uint64_t t,
+static uint64_t bucket_wait(const fy__limiter_sm_conf_t *c, int64_t t,
                             uint64_t next, uint64_t now, uint64_t want) {
-  assert(t < want && next > now);
-  return next + (steps(want - t, c->rate) - 1) * c->interval_ms - now;
+  assert(t < (int64_t)want && next > now);
+  return next + (steps((uint64_t)((int64_t)want - t), c->rate) - 1) *
+                    c->interval_ms -
+         now;
 }
 
-static void bucket_describe(const fy__limiter_sm_conf_t *c, uint64_t t,
+static void bucket_describe(const fy__limiter_sm_conf_t *c, int64_t t,
                             uint64_t next, uint64_t now,
                             fy__limiter_sm_verdict_t *v) {
   v->limit = c->burst;
-  v->remaining = t;
-  v->reset_ms = t >= c->burst ? 0 : bucket_wait(c, t, next, now, c->burst);
+  v->remaining = t > 0 ? (uint64_t)t : 0;
+  v->reset_ms = t >= (int64_t)c->burst
+                    ? 0
+                    : bucket_wait(c, t, next, now, c->burst);
 }
 
 static int bucket_take(const fy__limiter_sm_conf_t *c,
                        fy__limiter_sm_state_t *s, uint64_t now, uint64_t n,
                        fy__limiter_sm_verdict_t *v) {
-  uint64_t t = s->a, next = s->b;
+  int64_t t = (int64_t)s->a;
+  uint64_t next = s->b;
   bucket_refill(c, &t, &next, now);
-  if (t < n) {
+  if (t < (int64_t)n) {
     if (v != NULL) {
       bucket_describe(c, t, next, now, v);
       v->retry_after_ms = bucket_wait(c, t, next, now, n);
     }
     return FY__LIM_DENIED;
   }
-  if (t == c->burst)
+  if (t == (int64_t)c->burst)
     next = now + c->interval_ms; /* a full bucket starts a new anchor */
-  t -= n;
-  s->a = t;
+  t -= (int64_t)n;
+  s->a = (uint64_t)t;
   s->b = next;
   if (v != NULL) {
     bucket_describe(c, t, next, now, v);
@@ -267,8 +275,9 @@ static void bucket_hold(const fy__limiter_sm_conf_t *c,
   /* Empty, first refill at |until|, or at the pending refill if that comes
    * later: a refill due before |until| would create tokens the server has
    * just refused.  Refilling first is not needed: the tokens go anyway. */
-  uint64_t next = s->a >= c->burst || s->b < until ? until : s->b;
-  s->a = 0;
+  int64_t t = (int64_t)s->a;
+  uint64_t next = t >= (int64_t)c->burst || s->b < until ? until : s->b;
+  s->a = t < 0 ? s->a : 0; /* tokens owed to waits stay owed */
   s->b = next;
 }
 
@@ -285,7 +294,8 @@ static void describe(const fy__limiter_sm_conf_t *c,
   if (c->algo == FY__LIM_GCRA) {
     gcra_describe(c, s->a, s->b, now, v);
   } else {
-    uint64_t t = s->a, next = s->b;
+    int64_t t = (int64_t)s->a;
+    uint64_t next = s->b;
     bucket_refill(c, &t, &next, now);
     bucket_describe(c, t, next, now, v);
   }
@@ -375,8 +385,141 @@ uint64_t fy__limiter_sm_idle_at(const fy__limiter_sm_conf_t *c,
       return s->a;
     return s->a + (c->rate - s->b < c->interval_ms ? 2 : 1);
   }
-  if (s->a >= c->burst)
+  if ((int64_t)s->a >= (int64_t)c->burst)
     return 0;
   /* The refill that brings the last missing token. */
-  return s->b + (steps(c->burst - s->a, c->rate) - 1) * c->interval_ms;
+  return s->b + (steps((uint64_t)((int64_t)c->burst - (int64_t)s->a),
+                       c->rate) -
+                 1) * c->interval_ms;
+}
+
+/* ---- reservations -------------------------------------------------------
+ *
+ * A wait takes its tokens at once, from the key's future: the state then
+ * says they are gone, so every later take or reservation of the key comes
+ * after them, and the wait's deadline fires at the instant they are
+ * usable.  GCRA moves its TAT past them; the bucket goes below zero, the
+ * debt paid by the refills to come. */
+
+static int gcra_reserve(const fy__limiter_sm_conf_t *c,
+                        fy__limiter_sm_state_t *s, uint64_t now, uint64_t n,
+                        uint64_t latest, uint64_t *at,
+                        fy__limiter_sm_verdict_t *v) {
+  uint64_t a = s->a, b = s->b, wait = 0, qa, qb;
+  if (gcra_ahead(a, b, now)) {
+    if (!gcra_fits(c, a, b, now, n))
+      wait = gcra_retry(c, a, b, now, n);
+  } else if (!gcra_credit(c, a, b, now)) {
+    a = now;
+    b = 0;
+  }
+  if (wait > 0 && (latest <= now || wait > latest - now)) {
+    if (v != NULL) {
+      gcra_describe(c, s->a, s->b, now, v);
+      v->retry_after_ms = wait;
+    }
+    return FY__LIM_DENIED;
+  }
+  qa = n * c->interval_ms / c->rate;
+  qb = n * c->interval_ms % c->rate;
+  b += qb;
+  a += qa;
+  if (b >= c->rate) {
+    b -= c->rate;
+    a++;
+  }
+  s->a = a;
+  s->b = b;
+  *at = now + wait;
+  if (v != NULL) {
+    gcra_describe(c, a, b, now, v);
+    v->retry_after_ms = wait;
+  }
+  return FY__LIM_ALLOWED;
+}
+
+static int bucket_reserve(const fy__limiter_sm_conf_t *c,
+                          fy__limiter_sm_state_t *s, uint64_t now, uint64_t n,
+                          uint64_t latest, uint64_t *at,
+                          fy__limiter_sm_verdict_t *v) {
+  int64_t t = (int64_t)s->a;
+  uint64_t next = s->b, wait, k;
+  bucket_refill(c, &t, &next, now);
+  if (t >= (int64_t)n) {
+    *at = now;
+    return bucket_take(c, s, now, n, v);
+  }
+  wait = bucket_wait(c, t, next, now, n);
+  if (latest <= now || wait > latest - now) {
+    if (v != NULL) {
+      bucket_describe(c, t, next, now, v);
+      v->retry_after_ms = wait;
+    }
+    return FY__LIM_DENIED;
+  }
+  /* The k-th refill from here brings the tokens.  What the bucket would
+   * hold beyond its capacity by then is never there: clamp before taking,
+   * so that the refills after it add up to what they would have. */
+  k = steps((uint64_t)((int64_t)n - t), c->rate);
+  if (t + (int64_t)(k * c->rate) > (int64_t)c->burst)
+    t = (int64_t)c->burst - (int64_t)(k * c->rate);
+  t -= (int64_t)n;
+  s->a = (uint64_t)t;
+  s->b = next;
+  *at = now + wait;
+  if (v != NULL) {
+    bucket_describe(c, t, next, now, v);
+    v->retry_after_ms = wait;
+  }
+  return FY__LIM_ALLOWED;
+}
+
+int fy__limiter_sm_reserve(const fy__limiter_sm_conf_t *c,
+                           fy__limiter_sm_state_t *s, int fresh,
+                           uint64_t now_ms, uint64_t n, uint64_t latest_ms,
+                           uint64_t *at_ms, fy__limiter_sm_verdict_t *v) {
+  fy__limiter_sm_state_t tmp;
+  int rc;
+  now_ms = clamp_time(now_ms);
+  latest_ms = clamp_time(latest_ms);
+  *at_ms = now_ms;
+  if (invalid(c, n) || fresh)
+    return fy__limiter_sm_take(c, s, fresh, now_ms, n, v);
+  tmp = *s;
+  rc = c->algo == FY__LIM_GCRA
+           ? gcra_reserve(c, &tmp, now_ms, n, latest_ms, at_ms, v)
+           : bucket_reserve(c, &tmp, now_ms, n, latest_ms, at_ms, v);
+  if (rc == FY__LIM_ALLOWED)
+    *s = tmp;
+  return rc;
+}
+
+void fy__limiter_sm_unreserve(const fy__limiter_sm_conf_t *c,
+                              fy__limiter_sm_state_t *s, uint64_t now_ms,
+                              uint64_t n, uint64_t at_ms) {
+  uint64_t qa, qb;
+  int64_t t;
+  now_ms = clamp_time(now_ms);
+  if (at_ms <= now_ms || invalid(c, n))
+    return; /* due already: the tokens are the wait's */
+  if (c->algo == FY__LIM_GCRA) {
+    /* Everything reserved after it moves up by its share of the TAT; the
+     * waits already sleeping keep their instants, which stay conforming. */
+    qa = n * c->interval_ms / c->rate;
+    qb = n * c->interval_ms % c->rate;
+    if (s->a < qa || (s->a == qa && s->b < qb)) {
+      s->a = 0;
+      s->b = 0;
+      return;
+    }
+    if (s->b < qb) {
+      s->b += c->rate;
+      s->a--;
+    }
+    s->a -= qa;
+    s->b -= qb;
+    return;
+  }
+  t = (int64_t)s->a + (int64_t)n;
+  s->a = t > (int64_t)c->burst ? c->burst : (uint64_t)t;
 }

@@ -69,8 +69,9 @@ enum {
 /* One key, 16 bytes, stored opaquely by the key table.
  *   GCRA:   a = TAT, whole ms; b = the TAT's fraction, in 1/rate ms
  *           (0 <= b < rate).  TAT <= now means a full bucket.
- *   BUCKET: a = tokens (0..burst); b = the instant of the next refill,
- *           meaningless while a == burst. */
+ *   BUCKET: a = tokens (up to burst; below zero, as an int64_t, while
+ *           waits hold tokens that refills still have to bring); b = the
+ *           instant of the next refill, meaningless while a == burst. */
 typedef struct fy__limiter_sm_state_s {
   uint64_t a;
   uint64_t b;
@@ -152,5 +153,23 @@ void fy__limiter_sm_hold(const fy__limiter_sm_conf_t *c,
  * meet a fresh key where the state would have denied. */
 uint64_t fy__limiter_sm_idle_at(const fy__limiter_sm_conf_t *c,
                                 const fy__limiter_sm_state_t *s);
+
+/* Take |n| tokens for the earliest instant at which they are there, no
+ * later than |latest_ms|: the tokens are taken now (every later take or
+ * reservation of the key comes after them), usable from *at_ms (== now_ms:
+ * at once).  Returns FY__LIM_ALLOWED (|s| written), FY__LIM_DENIED when
+ * they would come after |latest_ms| (nothing changed; |v|->retry_after_ms
+ * says when they would come) or UV_EINVAL.  |v| may be NULL. */
+int fy__limiter_sm_reserve(const fy__limiter_sm_conf_t *c,
+                           fy__limiter_sm_state_t *s, int fresh,
+                           uint64_t now_ms, uint64_t n, uint64_t latest_ms,
+                           uint64_t *at_ms, fy__limiter_sm_verdict_t *v);
+
+/* Give back |n| tokens reserved for |at_ms| by a wait that gave up before
+ * |at_ms| (nothing when it is due).  The state never ends up holding more
+ * than it would have without the reservation. */
+void fy__limiter_sm_unreserve(const fy__limiter_sm_conf_t *c,
+                              fy__limiter_sm_state_t *s, uint64_t now_ms,
+                              uint64_t n, uint64_t at_ms);
 
 #endif /* FY_LIMITER_SM_H */

@@ -20,6 +20,11 @@ void evrec_cb(fy_ctx_t *ctx, const fy_event_t *ev, void *user_data) {
     strncpy(rec->name[i], ev->policy_name, sizeof(rec->name[i]) - 1);
     rec->ev[i].policy_name = rec->name[i];
   }
+  if (ev->key != NULL) {
+    cr_assert_lt(strlen(ev->key), sizeof(rec->key[i]), "key too long");
+    strcpy(rec->key[i], ev->key);
+    rec->ev[i].key = rec->key[i];
+  }
   rec->n++;
   if (rec->hook != NULL)
     rec->hook(rec, ev);

@@ -19,6 +19,7 @@ struct evrec_s {
   fy_event_t ev[EVREC_MAX]; /* policy_kind/policy_name point into kind/name */
   char kind[EVREC_MAX][16];
   char name[EVREC_MAX][32];
+  char key[EVREC_MAX][72];  /* ev[i].key points here when it was set */
   unsigned n;               /* events recorded */
   fy_listener_t *listener;
   evrec_hook_fn hook;       /* optional */
