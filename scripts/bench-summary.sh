@@ -8,6 +8,10 @@
 #     at least 50x for pipeline.5 vs peer.cockatiel.pipeline4;
 #   - each pattern over op.bare: at most 5x (pipeline.5: at most 25x);
 #   - curl.pipeline.rps >= 0.95 x curl.raw.rps, when both lines exist;
+#   - the rate limiter: limiter.allow.hot_key at least 15x cheaper than
+#     peer.rlf.consume, limiter.pipeline at most 7x op.bare, and
+#     bytes_per_key at most 64 at 1,000,000 keys of 16 bytes
+#     (limiter.allow.keys_1000000); guard.admit is information;
 #   - 0 allocations per op on every fortify bench.
 #
 # Ratios compare best against best (ns_per_op is the best sample).  A
@@ -98,6 +102,8 @@ function over_bare(f, target,    b, r, m, v) {
   AL[name] = field($0, "allocs_per_op")
   MED[name] = field($0, "median_ns_per_op")
   BASE[name] = field($0, "baseline")
+  BPK[name] = field($0, "bytes_per_key")
+  RSSK[name] = field($0, "rss_bytes_per_key")
   RND[name] = field($0, "rounds")
   RPS[name] = field($0, "rps")
   CPUR[name] = field($0, "cpu_ratio")
@@ -118,9 +124,8 @@ END {
   vs_peer("bulkhead.free_slot.sync", "peer.cockatiel.bulkhead", 0)
   vs_peer("timeout.watch", "peer.cockatiel.timeout", 0)
   vs_peer("op.bare", "peer.node.await", 0)
-  if (have("peer.rlf.consume"))
-    printf "  %-26s %10s  (no fortify limiter yet: info)\n", \
-      "peer.rlf.consume", fmt(NS["peer.rlf.consume"])
+  vs_peer("limiter.allow.hot_key", "peer.rlf.consume", 15)
+  vs_peer("limiter.pipeline", "peer.rlf.consume", 0)
 
   print "\nover op.bare (x = ns_per_op / that of the op.bare measured in the"
   print "same interleaved set, named after the slash; median = the same ratio"
@@ -135,8 +140,8 @@ END {
     }
   if (nb == 0) print "  op.bare missing"
   split("op.pipeline.passthrough_0 breaker.closed bulkhead.free_slot " \
-        "retry.no_retry fallback.primary_ok timeout.set_cancel pipeline.5", \
-        T, " ")
+        "retry.no_retry fallback.primary_ok timeout.set_cancel pipeline.5 " \
+        "limiter.pipeline", T, " ")
   for (i = 1; i in T; i++) TARGETED[T[i]] = 1
   over_bare("op.pipeline.passthrough_0", 5)
   over_bare("breaker.closed", 7)
@@ -145,9 +150,12 @@ END {
   over_bare("fallback.primary_ok", 8)
   over_bare("timeout.set_cancel", 8)
   over_bare("pipeline.5", 20)
+  over_bare("limiter.pipeline", 7)
   for (i = 1; i <= n; i++) {
     f = ORDER[i]
     if (f ~ /^(peer|timer|curl)\./ || f ~ /^op\.bare/) continue
+    # Not in a set: one sample is a pass over a million keys.
+    if (f == "limiter.allow.keys_1000000") continue
     if (f in TARGETED) continue
     over_bare(f, 0)
   }
@@ -160,7 +168,8 @@ END {
   print "adds):"
   split("breaker.closed retry.no_retry bulkhead.free_slot " \
         "timeout.set_cancel fallback.primary_ok " \
-        "op.pipeline.passthrough_1 pipeline.5", L, " ")
+        "op.pipeline.passthrough_1 pipeline.5 limiter.pipeline " \
+        "guard.admit", L, " ")
   for (i = 1; i in L; i++) {
     if (!have(L[i])) continue
     # op.bare<X> is measured with op.pipeline.passthrough_0<X>.
@@ -170,6 +179,22 @@ END {
       printf "  %-38s %8s ns  (- %s)\n", L[i], fmt(NS[L[i]] - NS[pt0]), pt0
     else
       printf "  %-38s %s missing\n", L[i], pt0
+  }
+
+  print "\nrate limiter key table (limiter.allow.keys_1000000: 1,000,000"
+  print "keys of 16 bytes; bytes per key as the table counts them, and the"
+  print "growth of the resident set of the process over the fill, per key):"
+  k = "limiter.allow.keys_1000000"
+  if (have(k) && isnum(BPK[k])) {
+    printf "  bytes_per_key %s  <= 64  %s\n", fmt(BPK[k]), \
+      verdict(BPK[k] + 0 <= 64)
+    printf "  rss_bytes_per_key %s  info\n", \
+      isnum(RSSK[k]) ? fmt(RSSK[k]) : "not measured"
+    printf "  %s ns per allow over the distinct keys (median %s)  info\n", \
+      fmt(NS[k]), isnum(MED[k]) ? fmt(MED[k]) : "-"
+  } else {
+    unmeasured++
+    print "  not measured (no limiter.allow.keys_1000000 line)"
   }
 
   print "\ncurl adapter (requests per second, pipeline vs raw multi):"
