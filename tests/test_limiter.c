@@ -648,3 +648,31 @@ Test(limiter, out_of_memory_creates_nothing) {
   }
   cr_assert_gt(from, 1, "at least one allocation was tried");
 }
+
+/* A cancelled waiter that is not the last keeps its tokens taken: giving
+ * them back would let the next request overtake the waiter behind it. */
+Test(limiter, a_cancelled_waiter_in_the_middle_lets_nobody_overtake) {
+  static top_t top;
+  static tcall_t c[4];
+  fy_pipeline_t *pl;
+  fy_limiter_t *l;
+  fx_init(&FX, T0);
+  l = mk_stage(10, 1, 1, 0);
+  pl = fx_pipeline(&FX, 1, fy_limiter_policy(l));
+  top_script(&top, TOP_SYNC, 0);
+  cr_assert_eq(start_key(&c[0], pl, &top, "k"), 0);
+  cr_assert_eq(start_key(&c[1], pl, &top, "k"), 0); /* at +100 */
+  cr_assert_eq(start_key(&c[2], pl, &top, "k"), 0); /* at +200 */
+  cr_assert_eq(tcall_cancel(&c[1]), 0);
+  cr_assert_eq(start_key(&c[3], pl, &top, "k"), 0);
+  fx_advance(&FX, 199);
+  cr_assert_eq(top.starts, 1, "nobody took the cancelled waiter's slot");
+  fx_advance(&FX, 1);
+  cr_assert_eq(top.starts, 2, "the third call at +200, as promised");
+  fx_advance(&FX, 99);
+  cr_assert_eq(top.starts, 2);
+  fx_advance(&FX, 1);
+  cr_assert_eq(top.starts, 3, "the fourth after it, at +300");
+  cr_assert_eq(c[1].status, UV_ECANCELED);
+  fx_finish(&FX);
+}

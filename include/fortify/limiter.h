@@ -169,6 +169,7 @@ struct fy_limit_wait_s {
   fy__qnode_t node;
   uint64_t n;
   uint64_t at;
+  uint64_t booked[5];
   int active;
   int cancelled;
   uint32_t len;
@@ -190,8 +191,10 @@ FY_EXTERN int fy_limiter_wait(fy_limiter_t *l, fy_limit_wait_t *w,
                               fy_limit_verdict_t *v);
 
 /* Give up a pending wait: its callback runs with UV_ECANCELED from the
- * loop.  Its tokens are given back when no later wait or call of the key
- * depends on them.  Returns 0, or UV_EINVAL when |w| is not waiting. */
+ * loop.  Its tokens are given back when nothing was decided for the key
+ * since the wait began and the table evicted no key meanwhile (else they
+ * stay taken: giving them back would let the later requests overtake the
+ * waits before them).  Returns 0, or UV_EINVAL when |w| is not waiting. */
 FY_EXTERN int fy_limiter_wait_cancel(fy_limit_wait_t *w);
 
 /* Counters of a limiter. */

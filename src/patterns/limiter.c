@@ -130,11 +130,22 @@ static int take(fy_limiter_t *l, const char *key, size_t len, uint64_t n,
   return rc == FY__LIM_DENIED ? FY_ERATELIMITED : rc;
 }
 
+/* A reservation: when its tokens are there, and the key's state before
+ * and after it, to undo it if it is given up before then.  |evicted| is
+ * the table's count of evictions then: a key evicted and made again could
+ * come back to the |after| state by chance, with other requests counting
+ * on it, so after any eviction nothing is undone. */
+typedef struct booking_s {
+  uint64_t at;
+  uint64_t evicted;
+  fy__limiter_sm_state_t before, after;
+} booking_t;
+
 /* Reserve |n| tokens of |key| for the earliest instant they are there, if
- * that is no later than |latest|: 0 with *at set (<= now: at once), else
- * FY_ERATELIMITED with nothing taken, or FY_EKEY, UV_ENOMEM. */
+ * that is no later than |latest|: 0 with |bk| filled (bk->at <= now: at
+ * once), else FY_ERATELIMITED with nothing taken, or FY_EKEY, UV_ENOMEM. */
 static int reserve(fy_limiter_t *l, const char *key, size_t len, uint64_t n,
-                   uint64_t latest, uint64_t *at,
+                   uint64_t latest, booking_t *bk,
                    fy__limiter_sm_verdict_t *sv) {
   uint64_t now = fy__ctx_now(l->ctx);
   fy__limiter_sm_state_t s;
@@ -145,23 +156,28 @@ static int reserve(fy_limiter_t *l, const char *key, size_t len, uint64_t n,
     return rc;
   if (!fresh)
     state_load(e, &s);
-  rc = fy__limiter_sm_reserve(&l->conf, &s, fresh, now, n, latest, at, sv);
+  bk->before = s;
+  rc = fy__limiter_sm_reserve(&l->conf, &s, fresh, now, n, latest, &bk->at,
+                              sv);
   state_store(l, e, fresh, rc == FY__LIM_ALLOWED, &s);
+  bk->after = s;
+  bk->evicted = l->tab.evicted;
   if (rc == FY__LIM_ALLOWED)
     return 0;
   return rc == FY__LIM_DENIED ? FY_ERATELIMITED : rc;
 }
 
-/* A wait for |n| tokens at |at| gave up before |at|. */
+/* A wait gave its reservation up before its instant: undo it, if nothing
+ * was decided for the key since (fy__limiter_sm_unreserve()). */
 static void unreserve(fy_limiter_t *l, const char *key, size_t len,
-                      uint64_t n, uint64_t at) {
+                      const booking_t *bk) {
   uint64_t now = fy__ctx_now(l->ctx);
   fy__limiter_sm_state_t s;
   fy__keytab_entry_t *e = fy__keytab_find(&l->tab, key, len, now);
-  if (e == NULL || at <= now)
-    return; /* the key was dropped meanwhile, or the tokens are due */
+  if (e == NULL || bk->at <= now || bk->evicted != l->tab.evicted)
+    return; /* the key may have been dropped meanwhile, or they are due */
   state_load(e, &s);
-  fy__limiter_sm_unreserve(&l->conf, &s, now, n, at);
+  fy__limiter_sm_unreserve(&s, &bk->before, &bk->after);
   state_store(l, e, 0, 1, &s);
 }
 
@@ -188,7 +204,7 @@ typedef struct lim_frame_s {
   fy_frame_t *frame;
   fy_frame_t *child;
   int phase;
-  uint64_t at;    /* when its tokens are there */
+  booking_t bk;   /* its tokens */
   uint64_t since; /* when it started to wait */
   uint32_t len;
   char key[FY_LIMIT_KEY_MAX]; /* to give the tokens back on cancel */
@@ -309,7 +325,8 @@ static int lim_start(fy_policy_t *p, fy_frame_t *f) {
   lim_frame_t *st = fy__frame_state(f);
   fy_call_t *call = fy__frame_call(f);
   fy__limiter_sm_verdict_t sv;
-  uint64_t latest, at = 0;
+  uint64_t latest;
+  booking_t bk;
   const char *key;
   size_t len;
   int rc;
@@ -333,21 +350,21 @@ static int lim_start(fy_policy_t *p, fy_frame_t *f) {
   latest = wait_bound(l, 0);
   if (fy__frame_deadline(f) < latest)
     latest = fy__frame_deadline(f);
-  rc = reserve(l, key, len, l->cost, latest, &at, &sv);
+  rc = reserve(l, key, len, l->cost, latest, &bk, &sv);
   if (rc != 0) {
     refuse_call(l, call, rc, key, len, rc == FY_ERATELIMITED ? &sv : NULL);
     return rc;
   }
   st->since = fy__ctx_now(l->ctx);
-  if (at <= st->since)
+  if (bk.at <= st->since)
     return run(st); /* the tokens came back meanwhile */
-  rc = fy_frame_arm(f, at);
+  rc = fy_frame_arm(f, bk.at);
   if (rc != 0) {
-    unreserve(l, key, len, l->cost, at);
+    unreserve(l, key, len, &bk);
     return rc;
   }
   st->phase = LIM_WAITING;
-  st->at = at;
+  st->bk = bk;
   st->len = (uint32_t)len;
   memcpy(st->key, key, len);
   l->waiting++;
@@ -379,7 +396,7 @@ static void lim_cancel(fy_policy_t *p, fy_frame_t *f) {
   switch (st->phase) {
   case LIM_WAITING:
     fy_frame_disarm(f);
-    unreserve(l, st->key, st->len, l->cost, st->at);
+    unreserve(l, st->key, st->len, &st->bk);
     leave_wait(l, st);
     fill_detail(l, fy_frame_verdict(f, p), UV_ECANCELED, st->key, st->len,
                 NULL);
@@ -406,6 +423,25 @@ static void lim_child_done(fy_policy_t *p, fy_frame_t *f, fy_frame_t *child,
 
 /* ---- waits without a pipeline ------------------------------------------- */
 
+/* A wait keeps its booking in its private words. */
+static void wait_booking_set(fy_limit_wait_t *w, const booking_t *bk) {
+  w->at = bk->at;
+  w->booked[4] = bk->evicted;
+  w->booked[0] = bk->before.a;
+  w->booked[1] = bk->before.b;
+  w->booked[2] = bk->after.a;
+  w->booked[3] = bk->after.b;
+}
+
+static void wait_booking_get(const fy_limit_wait_t *w, booking_t *bk) {
+  bk->at = w->at;
+  bk->evicted = w->booked[4];
+  bk->before.a = w->booked[0];
+  bk->before.b = w->booked[1];
+  bk->after.a = w->booked[2];
+  bk->after.b = w->booked[3];
+}
+
 static void wait_finish(fy_limit_wait_t *w, int status) {
   fy_limiter_t *l = w->limiter;
   fy_limit_wait_cb cb = w->cb;
@@ -425,7 +461,7 @@ int fy_limiter_wait(fy_limiter_t *l, fy_limit_wait_t *w, const char *key,
                     size_t len, uint64_t n, uint64_t timeout_ms,
                     fy_limit_wait_cb cb, fy_limit_verdict_t *v) {
   fy__limiter_sm_verdict_t sv;
-  uint64_t at = 0;
+  booking_t bk;
   int rc;
   if (l == NULL || w == NULL || cb == NULL)
     return UV_EINVAL;
@@ -447,7 +483,7 @@ int fy_limiter_wait(fy_limiter_t *l, fy_limit_wait_t *w, const char *key,
     }
     return FY_ERATELIMITED;
   }
-  rc = reserve(l, key, len, n, wait_bound(l, timeout_ms), &at, &sv);
+  rc = reserve(l, key, len, n, wait_bound(l, timeout_ms), &bk, &sv);
   if (rc == 0 || rc == FY_ERATELIMITED)
     verdict_out(&sv, v);
   if (rc != 0)
@@ -455,7 +491,7 @@ int fy_limiter_wait(fy_limiter_t *l, fy_limit_wait_t *w, const char *key,
   w->limiter = l;
   w->cb = cb;
   w->n = n;
-  w->at = at;
+  wait_booking_set(w, &bk);
   w->active = 1;
   w->cancelled = 0;
   w->len = (uint32_t)len;
@@ -464,9 +500,9 @@ int fy_limiter_wait(fy_limiter_t *l, fy_limit_wait_t *w, const char *key,
   fy_deadline_init(l->ctx, &w->timer, on_wait_timer);
   /* Never inside this call: a wait whose tokens are there fires from the
    * loop, at once. */
-  rc = fy_deadline_start_at(&w->timer, at);
+  rc = fy_deadline_start_at(&w->timer, bk.at);
   if (rc != 0) {
-    unreserve(l, key, len, n, at);
+    unreserve(l, key, len, &bk);
     w->active = 0;
     return rc;
   }
@@ -477,13 +513,15 @@ int fy_limiter_wait(fy_limiter_t *l, fy_limit_wait_t *w, const char *key,
 
 int fy_limiter_wait_cancel(fy_limit_wait_t *w) {
   fy_limiter_t *l;
+  booking_t bk;
   if (w == NULL || !w->active)
     return UV_EINVAL;
   if (w->cancelled)
     return 0;
   l = w->limiter;
   w->cancelled = 1;
-  unreserve(l, w->key, w->len, w->n, w->at);
+  wait_booking_get(w, &bk);
+  unreserve(l, w->key, w->len, &bk);
   return fy_deadline_start_at(&w->timer, fy__ctx_now(l->ctx));
 }
 

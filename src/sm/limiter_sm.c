@@ -494,32 +494,12 @@ int fy__limiter_sm_reserve(const fy__limiter_sm_conf_t *c,
   return rc;
 }
 
-void fy__limiter_sm_unreserve(const fy__limiter_sm_conf_t *c,
-                              fy__limiter_sm_state_t *s, uint64_t now_ms,
-                              uint64_t n, uint64_t at_ms) {
-  uint64_t qa, qb;
-  int64_t t;
-  now_ms = clamp_time(now_ms);
-  if (at_ms <= now_ms || invalid(c, n))
-    return; /* due already: the tokens are the wait's */
-  if (c->algo == FY__LIM_GCRA) {
-    /* Everything reserved after it moves up by its share of the TAT; the
-     * waits already sleeping keep their instants, which stay conforming. */
-    qa = n * c->interval_ms / c->rate;
-    qb = n * c->interval_ms % c->rate;
-    if (s->a < qa || (s->a == qa && s->b < qb)) {
-      s->a = 0;
-      s->b = 0;
-      return;
-    }
-    if (s->b < qb) {
-      s->b += c->rate;
-      s->a--;
-    }
-    s->a -= qa;
-    s->b -= qb;
-    return;
-  }
-  t = (int64_t)s->a + (int64_t)n;
-  s->a = t > (int64_t)c->burst ? c->burst : (uint64_t)t;
+void fy__limiter_sm_unreserve(fy__limiter_sm_state_t *s,
+                              const fy__limiter_sm_state_t *before,
+                              const fy__limiter_sm_state_t *after) {
+  /* Unchanged since the reservation: nothing was decided after it, so it
+   * can be undone exactly.  Otherwise a later request counts on the state
+   * as it is, and undoing would let it overtake the waits before it. */
+  if (s->a == after->a && s->b == after->b)
+    *s = *before;
 }

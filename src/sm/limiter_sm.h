@@ -165,11 +165,12 @@ int fy__limiter_sm_reserve(const fy__limiter_sm_conf_t *c,
                            uint64_t now_ms, uint64_t n, uint64_t latest_ms,
                            uint64_t *at_ms, fy__limiter_sm_verdict_t *v);
 
-/* Give back |n| tokens reserved for |at_ms| by a wait that gave up before
- * |at_ms| (nothing when it is due).  The state never ends up holding more
- * than it would have without the reservation. */
-void fy__limiter_sm_unreserve(const fy__limiter_sm_conf_t *c,
-                              fy__limiter_sm_state_t *s, uint64_t now_ms,
-                              uint64_t n, uint64_t at_ms);
+/* Undo a reservation that gave up before its instant: |before| and
+ * |after| are the key's state before and after it.  Done only when the
+ * state is still |after| (nothing was decided since); otherwise the
+ * tokens stay taken, so that no later wait overtakes an earlier one. */
+void fy__limiter_sm_unreserve(fy__limiter_sm_state_t *s,
+                              const fy__limiter_sm_state_t *before,
+                              const fy__limiter_sm_state_t *after);
 
 #endif /* FY_LIMITER_SM_H */
