@@ -7,6 +7,18 @@
  * from a template.  It drives the breakers through their synchronous
  * acquire/record API, so one pipeline serves every host.
  *
+ * Rate limits.  One limiter serves the whole table, keyed by the same host
+ * key (a limiter holds many keys in a bounded table of its own, so nothing
+ * is made per host).  It is asked before the breaker: a call that must wait
+ * for tokens holds no breaker permit meanwhile, so a half-open breaker's
+ * few trial permits are never tied up by calls that are only waiting.  A
+ * 429 answered with a Retry-After holds the host's key in the same limiter
+ * (fy_limiter_hold), so that every call to that host, not only the one
+ * that was told, stays away until the hint has passed.  Without a rate in
+ * the template the limiter still exists, with a rate no client reaches,
+ * so that the holds have somewhere to live; only max_hold_ms 0 and no rate
+ * leave it out.
+ *
  * Lifetimes.  A host is evicted (least recently used first) when a new one
  * needs its room.  A host with calls in flight still holds their permits:
  * it leaves the table at once but stays alive, "busy", until the last of
@@ -34,7 +46,8 @@ struct host_s {
   host_t *next;
   fy_curl_hosts_t *hosts;
   fy_breaker_t *breaker;   /* NULL once forgotten (policy closing) */
-  size_t frames;           /* calls holding a permit */
+  size_t frames;           /* calls holding it: a permit, or a wait */
+  size_t len;              /* of key */
   uint32_t hash;
   int evicted;
   char key[];
@@ -55,12 +68,26 @@ struct fy_curl_hosts_s {
   host_t *busy;                /* evicted, permits still out */
   fy_curl_hosts_stats_t stats;
   fy_attachment_t attach;      /* told first when the context closes */
+  fy_limiter_t *limiter;       /* NULL: none, or forgotten (closing) */
+  uint64_t cost;               /* tokens per call */
+  uint64_t max_hold_ms;        /* cap of a 429's hold; 0: no holds */
+  int wait;                    /* over the limit: wait (1) or refuse */
 };
 
 typedef struct hosts_frame_s {
   host_t *host;
+  fy_frame_t *frame;
   fy_breaker_permit_t permit;
+  int waiting;                 /* its fy_limit_wait_t is pending */
 } hosts_frame_t;
+
+/* The frame of a table whose limiter makes calls wait: the wait lives in
+ * the frame, as a uv_req_t lives in its caller's struct.  Only such a
+ * table pays for its size (it holds a copy of the key). */
+typedef struct hosts_wait_frame_s {
+  hosts_frame_t base;
+  fy_limit_wait_t wait;
+} hosts_wait_frame_t;
 
 /* ---- the table --------------------------------------------------------- */
 
@@ -204,6 +231,7 @@ static int host_new(fy_curl_hosts_t *h, const char *key, uint32_t hash,
   if (e == NULL)
     return UV_ENOMEM;
   memcpy(e->key, key, n + 1);
+  e->len = n;
   e->hosts = h;
   e->hash = hash;
   breaker_opts(h, e, name, &o);
@@ -274,14 +302,197 @@ static void detail_key(fy_detail_t *d, const char *key) {
   d->key[i] = '\0';
 }
 
+/* ---- the host's limit -------------------------------------------------- */
+
+/* The limiter holds keys of at most FY_LIMIT_KEY_MAX bytes, and a host key
+ * may be longer (a DNS name of 253 bytes with its scheme and port).  Such a
+ * key is cut and ends with "#" and a 64-bit FNV-1a digest of the whole key,
+ * so that two long hosts differing only past the cut still have buckets of
+ * their own: it is never refused, and never merged with a neighbour's by
+ * accident.  Returns the limiter's key of |e| and its length. */
+#define LONG_KEY_HEAD (FY_LIMIT_KEY_MAX - 17u)
+
+static const char *limit_key(const host_t *e, char buf[FY_LIMIT_KEY_MAX],
+                             size_t *len) {
+  static const char hex[] = "0123456789abcdef";
+  uint64_t d = 14695981039346656037ull;
+  size_t i;
+  if (e->len <= FY_LIMIT_KEY_MAX) {
+    *len = e->len;
+    return e->key;
+  }
+  for (i = 0; i < e->len; i++) {
+    d ^= (unsigned char)e->key[i];
+    d *= 1099511628211ull;
+  }
+  memcpy(buf, e->key, LONG_KEY_HEAD);
+  buf[LONG_KEY_HEAD] = '#';
+  for (i = 0; i < 16; i++)
+    buf[LONG_KEY_HEAD + 1 + i] = hex[(d >> (60 - 4 * i)) & 0xf];
+  *len = FY_LIMIT_KEY_MAX;
+  return buf;
+}
+
+/* The detail of a call the host's limit refused: as the limiter's own
+ * stage writes it (by_kind "limiter", the hint, the figures in n[]), with
+ * the host key. */
+static void limit_detail(fy_curl_hosts_t *h, fy_frame_t *f, int rc,
+                         const host_t *e, const fy_limit_verdict_t *v) {
+  fy_detail_t *d = fy_frame_verdict(f, h->policy);
+  d->by_kind = "limiter";
+  /* NULL once the limiter was forgotten: it is about to go. */
+  d->by_name = h->limiter != NULL
+                   ? fy_policy_name(fy_limiter_policy(h->limiter))
+                   : NULL;
+  d->cause = rc;
+  d->state = rc;
+  if (v != NULL) {
+    d->retry_after_ms = v->retry_after_ms;
+    d->n[0] = v->limit;
+    d->n[1] = v->remaining;
+    d->n[2] = v->reset_ms;
+  }
+  detail_key(d, e->key);
+}
+
+static int pass_breaker(fy_curl_hosts_t *h, fy_frame_t *f, hosts_frame_t *hf);
+
+/* The wait of a call over its host's limit ended: the tokens are taken
+ * (0), or the wait was cancelled or the limiter closed (UV_ECANCELED).
+ * Runs from the loop, never inside a hook of this frame. */
+static void on_limit_waited(fy_limit_wait_t *w, int status) {
+  hosts_wait_frame_t *wf = fy_container_of(w, hosts_wait_frame_t, wait);
+  hosts_frame_t *hf = &wf->base;
+  fy_frame_t *f = hf->frame;
+  fy_curl_hosts_t *h = fy_policy_impl(fy_frame_policy(f));
+  host_t *e = hf->host;
+  int rc = status;
+  hf->waiting = 0;
+  if (rc == 0 && fy_frame_is_cancelled_above(f))
+    rc = UV_ECANCELED; /* the caller left while the tokens came */
+  if (rc == 0) {
+    rc = pass_breaker(h, f, hf);
+    if (rc == 0)
+      return;
+  } else {
+    limit_detail(h, f, rc, e, NULL);
+    hf->host = NULL;
+    release_host(h, e);
+  }
+  fy_frame_done(f, rc);
+}
+
+/* The host's limit: 0 to go on, 1 when the call now waits for its tokens,
+ * or a refusal (the detail filled). */
+static int pass_limit(fy_curl_hosts_t *h, fy_frame_t *f, hosts_frame_t *hf) {
+  char buf[FY_LIMIT_KEY_MAX];
+  host_t *e = hf->host;
+  fy_limit_verdict_t v;
+  uint64_t deadline, now, timeout = 0;
+  const char *key;
+  size_t len;
+  int rc;
+
+  key = limit_key(e, buf, &len);
+  rc = fy_limiter_take(h->limiter, key, len, h->cost, &v);
+  if (rc == 0)
+    return 0;
+  if (rc != FY_ERATELIMITED || !h->wait) {
+    limit_detail(h, f, rc, e, rc == FY_ERATELIMITED ? &v : NULL);
+    return rc;
+  }
+  /* Wait no later than the call's own deadline (a total timeout above):
+   * tokens that come after it are refused now rather than waited for. */
+  deadline = fy_frame_deadline(f);
+  if (deadline != FY_TIME_NEVER) {
+    now = fy_ctx_now(fy_frame_ctx(f));
+    if (deadline <= now) {
+      limit_detail(h, f, FY_ERATELIMITED, e, &v);
+      return FY_ERATELIMITED;
+    }
+    timeout = deadline - now;
+  }
+  rc = fy_limiter_wait(h->limiter, &((hosts_wait_frame_t *)hf)->wait, key,
+                       len, h->cost, timeout, on_limit_waited, &v);
+  if (rc != 0) {
+    limit_detail(h, f, rc, e, rc == FY_ERATELIMITED ? &v : NULL);
+    return rc;
+  }
+  hf->waiting = 1;
+  return 1;
+}
+
+/* A 429 with a Retry-After hint: hold the host off for the hint, at most
+ * max_hold_ms, so that the calls that were not told stay away too. */
+static void feed_back(fy_curl_hosts_t *h, host_t *e, fy_frame_t *f,
+                      fy_frame_t *child, int status) {
+  char buf[FY_LIMIT_KEY_MAX];
+  fy_call_t *call;
+  uint64_t hint;
+  const char *key;
+  size_t len;
+  if (h->limiter == NULL || h->max_hold_ms == 0 ||
+      fy_curl_http_code(status) != 429)
+    return;
+  /* The attempt's hint reaches here through the call's detail (written
+   * when the attempt reported) or through the child itself. */
+  hint = child != NULL ? fy_frame_retry_after(child) : 0;
+  call = fy_frame_call(f);
+  if (call != NULL && call->detail.retry_after_ms > hint)
+    hint = call->detail.retry_after_ms;
+  if (hint == 0)
+    return;
+  if (hint > h->max_hold_ms)
+    hint = h->max_hold_ms;
+  key = limit_key(e, buf, &len);
+  (void)fy_limiter_hold(h->limiter, key, len, hint);
+}
+
 /* ---- the policy -------------------------------------------------------- */
+
+/* The host's breaker, then the layer below.  0, or a refusal (the detail
+ * filled, the host given back). */
+static int pass_breaker(fy_curl_hosts_t *h, fy_frame_t *f, hosts_frame_t *hf) {
+  host_t *e = hf->host;
+  fy_detail_t refusal;
+  fy_detail_t *d;
+  int rc;
+  if (e->breaker == NULL) {
+    rc = FY_ECLOSED; /* forgotten: the context is closing */
+    d = fy_frame_verdict(f, h->policy);
+    d->cause = rc;
+    detail_key(d, e->key);
+    hf->host = NULL;
+    release_host(h, e);
+    return rc;
+  }
+  rc = fy_breaker_acquire(e->breaker, &hf->permit, &refusal);
+  if (rc != 0) {
+    d = fy_frame_verdict(f, h->policy);
+    d->state = refusal.state;
+    d->retry_after_ms = refusal.retry_after_ms;
+    memcpy(d->n, refusal.n, sizeof(d->n));
+    detail_key(d, e->key);
+    hf->host = NULL;
+    release_host(h, e);
+    return rc;
+  }
+  rc = fy_frame_spawn(f, NULL);
+  if (rc != 0) {
+    /* Nothing ran below: the permit counts as neither. */
+    if (e->breaker != NULL)
+      fy_breaker_release(e->breaker, &hf->permit);
+    hf->host = NULL;
+    release_host(h, e);
+  }
+  return rc;
+}
 
 static int hosts_start(fy_policy_t *p, fy_frame_t *f) {
   fy_curl_hosts_t *h = fy_policy_impl(p);
   hosts_frame_t *hf = fy_frame_state(f);
   char buf[FY_CURL_HOST_MAX + 1];
   const char *key;
-  fy_detail_t refusal;
   fy_detail_t *d;
   uint32_t hash = 0;
   host_t *e;
@@ -305,29 +516,23 @@ static int hosts_start(fy_policy_t *p, fy_frame_t *f) {
     detail_key(d, key);
     return rc;
   }
-  /* Hold the host across the acquire: its state-change callback is user
-   * code, which may do anything but free it while it is held. */
+  /* Hold the host across the limit and the acquire: the breaker's
+   * state-change callback is user code, which may do anything but free it
+   * while it is held, and a waiting call needs its key. */
   e->frames++;
-  rc = fy_breaker_acquire(e->breaker, &hf->permit, &refusal);
-  if (rc != 0) {
-    d = fy_frame_verdict(f, p);
-    d->state = refusal.state;
-    d->retry_after_ms = refusal.retry_after_ms;
-    memcpy(d->n, refusal.n, sizeof(d->n));
-    detail_key(d, key);
-    release_host(h, e);
-    return rc;
-  }
   hf->host = e;
-  rc = fy_frame_spawn(f, NULL);
-  if (rc != 0) {
-    /* Nothing ran below: the permit counts as neither. */
-    if (e->breaker != NULL)
-      fy_breaker_release(e->breaker, &hf->permit);
-    hf->host = NULL;
-    release_host(h, e);
+  hf->frame = f;
+  if (h->limiter != NULL) {
+    rc = pass_limit(h, f, hf);
+    if (rc == 1)
+      return 0; /* waiting: on_limit_waited() goes on */
+    if (rc != 0) {
+      hf->host = NULL;
+      release_host(h, e);
+      return rc;
+    }
   }
-  return rc;
+  return pass_breaker(h, f, hf);
 }
 
 static void hosts_child_done(fy_policy_t *p, fy_frame_t *f,
@@ -339,10 +544,23 @@ static void hosts_child_done(fy_policy_t *p, fy_frame_t *f,
   if (e != NULL) {
     if (e->breaker != NULL)
       fy_breaker_record(e->breaker, &hf->permit, status);
+    feed_back(h, e, f, child, status);
     release_host(h, e);
   }
   fy_frame_adopt_result(f, child);
   fy_frame_done(f, status);
+}
+
+/* A waiting call is cancelled through its wait, which calls back with
+ * UV_ECANCELED from the loop; a running one through its child. */
+static void hosts_cancel(fy_policy_t *p, fy_frame_t *f) {
+  hosts_frame_t *hf = fy_frame_state(f);
+  (void)p;
+  if (hf->waiting) {
+    (void)fy_limiter_wait_cancel(&((hosts_wait_frame_t *)hf)->wait);
+    return;
+  }
+  fy_frame_cancel_children(f);
 }
 
 /* Close every breaker now and forget it: outcomes still to come are not
@@ -351,6 +569,12 @@ static void hosts_child_done(fy_policy_t *p, fy_frame_t *f,
  * is nothing left to forget. */
 static void forget_breakers(fy_curl_hosts_t *h) {
   host_t *e;
+  /* The limiter too: closing it completes the waiting calls' waits with
+   * UV_ECANCELED, from the loop, and those calls end with it. */
+  if (h->limiter != NULL) {
+    (void)fy_limiter_close(h->limiter, NULL, NULL);
+    h->limiter = NULL;
+  }
   for (e = h->lru_head; e != NULL; e = e->next) {
     (void)fy_breaker_close(e->breaker, NULL, NULL);
     e->breaker = NULL;
@@ -391,6 +615,18 @@ static const fy_policy_vtable_t hosts_vtable = {
     .frame_size = sizeof(hosts_frame_t),
     .start = hosts_start,
     .child_done = hosts_child_done,
+    .cancel = hosts_cancel,
+    .close = hosts_close,
+    .destroy = hosts_destroy,
+};
+
+/* The same with room for a wait in each frame. */
+static const fy_policy_vtable_t hosts_wait_vtable = {
+    .kind = "hosts",
+    .frame_size = sizeof(hosts_wait_frame_t),
+    .start = hosts_start,
+    .child_done = hosts_child_done,
+    .cancel = hosts_cancel,
     .close = hosts_close,
     .destroy = hosts_destroy,
 };
@@ -402,26 +638,59 @@ void fy_curl_hosts_opts_init(fy_curl_hosts_opts_t *opts) {
   opts->max_hosts = FY_CURL_HOSTS_DEFAULT;
   fy_breaker_opts_init(&opts->breaker);
   opts->breaker.classify = fy_curl_breaker_classify;
+  opts->max_hold_ms = FY_CURL_HOLD_DEFAULT_MS;
+}
+
+/* The options of the table's limiter: the template's, or a rate no client
+ * reaches (10^9 per ms) that only holds ever refuse; with the table's own
+ * bounds and name.  Returns 0 when the table needs no limiter. */
+static int limiter_opts(const fy_curl_hosts_opts_t *opts, const char *name,
+                        fy_limiter_opts_t *lo) {
+  if (opts->limit == NULL && opts->max_hold_ms == 0)
+    return 0;
+  if (opts->limit != NULL) {
+    *lo = *opts->limit;
+  } else {
+    fy_limiter_opts_init(lo);
+    lo->rate = FY_LIMIT_RATE_MAX;
+    lo->interval_ms = 1;
+    lo->burst = FY_LIMIT_BURST_MAX;
+  }
+  lo->max_keys = opts->max_hosts;
+  lo->max_key_len = FY_LIMIT_KEY_MAX;
+  lo->key = NULL;
+  lo->user_data = NULL;
+  lo->name = name;
+  return 1;
 }
 
 int fy_curl_hosts_opts_check(const fy_curl_hosts_opts_t *opts) {
+  fy_limiter_opts_t lo;
+  int rc;
   if (opts == NULL)
     return UV_EINVAL;
   if (opts->max_hosts < 1 || opts->max_hosts > FY_CURL_HOSTS_MAX)
     return UV_EINVAL;
+  if (opts->max_hold_ms > FY_CURL_RETRY_AFTER_MAX)
+    return UV_EINVAL;
   /* Every host's breaker is made from the template on first use: a
    * template its constructor would refuse must be refused now, not on the
    * first call. */
-  return fy_breaker_opts_check(&opts->breaker);
+  rc = fy_breaker_opts_check(&opts->breaker);
+  if (rc == 0 && limiter_opts(opts, NULL, &lo))
+    rc = fy_limiter_opts_check(&lo);
+  return rc;
 }
 
 int fy_curl_hosts_new(fy_ctx_t *ctx, const fy_curl_hosts_opts_t *opts,
                       fy_curl_hosts_t **out) {
   fy_curl_hosts_opts_t defaults;
+  char lname[FY_NAME_MAX + 1];
+  fy_limiter_opts_t lo;
   fy_policy_t *p;
   fy_curl_hosts_t *h;
   uint32_t nb = 1;
-  int rc;
+  int limited, rc;
 
   if (out == NULL)
     return UV_EINVAL;
@@ -436,8 +705,13 @@ int fy_curl_hosts_new(fy_ctx_t *ctx, const fy_curl_hosts_opts_t *opts,
     return rc;
   while (nb < opts->max_hosts)
     nb <<= 1;
-  rc = fy_policy_new(ctx, &hosts_vtable, sizeof(*h),
-                     opts->name != NULL ? opts->name : "hosts", &p);
+  snprintf(lname, sizeof(lname), "%s.limit",
+           opts->name != NULL ? opts->name : "hosts");
+  limited = limiter_opts(opts, lname, &lo);
+  rc = fy_policy_new(ctx,
+                     limited && lo.wait ? &hosts_wait_vtable : &hosts_vtable,
+                     sizeof(*h), opts->name != NULL ? opts->name : "hosts",
+                     &p);
   if (rc != 0)
     return rc;
   h = fy_policy_impl(p);
@@ -446,11 +720,22 @@ int fy_curl_hosts_new(fy_ctx_t *ctx, const fy_curl_hosts_opts_t *opts,
     fy_policy_close(p, NULL, NULL);
     return UV_ENOMEM;
   }
+  if (limited) {
+    rc = fy_limiter_new(ctx, &lo, &h->limiter);
+    if (rc != 0) {
+      fy_policy_close(p, NULL, NULL);
+      return rc;
+    }
+    h->cost = lo.cost != 0 ? lo.cost : 1;
+    h->wait = lo.wait;
+    h->max_hold_ms = opts->max_hold_ms;
+  }
   /* Cannot fail: the policy was just made, so the context is not closing.
    * (The policy is always destroyed before the context ends, which
    * detaches it: no destroy hook.) */
   rc = fy_ctx_attach(ctx, &h->attach, hosts_ctx_closing, NULL);
   if (rc != 0) {
+    (void)fy_limiter_close(h->limiter, NULL, NULL);
     fy_policy_close(p, NULL, NULL);
     return rc;
   }
@@ -476,6 +761,12 @@ int fy_curl_hosts_close(fy_curl_hosts_t *h, fy_close_cb cb,
   if (h == NULL)
     return 0;
   return fy_policy_close_as(h->policy, h, cb, user_data);
+}
+
+fy_limiter_t *fy_curl_hosts_limiter(fy_curl_hosts_t *h) {
+  if (h == NULL || fy_policy_is_closing(h->policy))
+    return NULL; /* about to be closed with the table */
+  return h->limiter;
 }
 
 fy_breaker_t *fy_curl_hosts_breaker(fy_curl_hosts_t *h, const char *host) {
@@ -536,6 +827,7 @@ void fy_curl_pipeline_opts_init(fy_curl_pipeline_opts_t *opts) {
   opts->preset.require_idempotent = 1;
   opts->max_hosts = FY_CURL_HOSTS_DEFAULT;
   opts->max_retry_after_ms = 30000;
+  opts->max_hold_ms = FY_CURL_HOLD_DEFAULT_MS;
 }
 
 /* The parts use |cls| (their classifiers' user_data) until they are gone,
@@ -590,6 +882,8 @@ static int bundle_parts(const fy_curl_pipeline_opts_t *o, fy_curl_class_t *cls,
            prefix != NULL ? prefix : "", prefix != NULL ? "." : "");
   bp->hosts.name = bp->hosts_name;
   bp->hosts.max_hosts = o->max_hosts;
+  bp->hosts.limit = o->host_limit;
+  bp->hosts.max_hold_ms = o->max_hold_ms;
   bp->hosts.on_state_change = o->on_state_change;
   bp->hosts.user_data = o->user_data;
   bp->hosts.breaker.failure_threshold = parts->breaker.failure_threshold;

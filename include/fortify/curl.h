@@ -9,6 +9,7 @@
 #include <curl/curl.h>
 
 #include "fortify.h"
+#include "fortify/limiter.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -301,12 +302,26 @@ FY_EXTERN int fy_curl_start_opts(fy_curl_req_t *req, fy_pipeline_t *pipeline,
 /* ---------------------------------------------------------------------------
  * Per-host policies: one pipeline stage that keeps a circuit breaker per
  * scheme://host:port, created on first use from a template, in a bounded
- * table with LRU eviction.
+ * table with LRU eviction, and an optional rate limit per host.
+ *
+ * For each call the stage asks, in this order:
+ * 1. the host's rate limit (the template's |limit|, one bucket per host in
+ *    one limiter of the table): over it, the call is refused at once with
+ *    FY_ERATELIMITED (detail.by_kind "limiter", retry_after_ms, the host in
+ *    detail.key, n[0..2] = limit, remaining, reset_ms), or, with
+ *    limit->wait, waits for its tokens without holding anything else;
+ * 2. the host's breaker (FY_ECIRCUITOPEN when open);
+ * 3. the layer below.
+ * An attempt answered 429 with a Retry-After holds its host off for the
+ * hint, at most max_hold_ms: until then every call to that host is refused
+ * (or waits, with limit->wait) before it reaches the server, instead of
+ * each call finding out for itself.
  * ------------------------------------------------------------------------- */
 typedef struct fy_curl_hosts_s fy_curl_hosts_t;
 
 #define FY_CURL_HOSTS_DEFAULT 256u
 #define FY_CURL_HOSTS_MAX 65536u
+#define FY_CURL_HOLD_DEFAULT_MS ((uint64_t)60000) /* 60 s */
 
 /* The key of |call| into |buf| (NUL-terminated, printable ASCII, shorter
  * than |len| = FY_CURL_HOST_MAX + 1).  Returns 0 or a negative code, which
@@ -333,14 +348,27 @@ typedef struct fy_curl_hosts_opts_s {
   fy_curl_key_fn key;
   fy_curl_host_state_fn on_state_change;
   void *user_data;            /* for key and on_state_change */
+  /* Every host's rate limit, copied: algo, rate, interval_ms, burst,
+   * max_tokens, cost (tokens per call), wait, max_waiters (all hosts
+   * together) and max_wait_ms apply; key, user_data and name are the
+   * table's own ("<name>.limit"), max_keys is max_hosts and max_key_len
+   * FY_LIMIT_KEY_MAX.  NULL (default): no limit. */
+  const fy_limiter_opts_t *limit;
+  /* Longest hold of a host after a 429 with Retry-After, ms:
+   * [0, FY_CURL_RETRY_AFTER_MAX]; a longer hint is cut to it; 0 turns the
+   * holds off.  Default FY_CURL_HOLD_DEFAULT_MS.  The hint itself is
+   * already capped by the adapter's max_retry_after_ms. */
+  uint64_t max_hold_ms;
 } fy_curl_hosts_opts_t;
 
 FY_EXTERN void fy_curl_hosts_opts_init(fy_curl_hosts_opts_t *opts);
 
 /* Check |opts| as fy_curl_hosts_new() does, creating nothing: 0, or
  * UV_EINVAL when |opts| is NULL, max_hosts is outside
- * [1, FY_CURL_HOSTS_MAX], or fy_breaker_opts_check() refuses the breaker
- * template.  The callbacks and the name are not checked. */
+ * [1, FY_CURL_HOSTS_MAX], max_hold_ms is over FY_CURL_RETRY_AFTER_MAX,
+ * fy_breaker_opts_check() refuses the breaker template, or
+ * fy_limiter_opts_check() refuses |limit| (with the table's own bounds in
+ * place).  The callbacks and the name are not checked. */
 FY_EXTERN int fy_curl_hosts_opts_check(const fy_curl_hosts_opts_t *opts);
 
 /* Returns 0, UV_EINVAL (NULL ctx or out, or fy_curl_hosts_opts_check()
@@ -351,7 +379,8 @@ FY_EXTERN int fy_curl_hosts_new(fy_ctx_t *ctx,
                                 fy_curl_hosts_t **out);
 FY_EXTERN fy_policy_t *fy_curl_hosts_policy(fy_curl_hosts_t *hosts);
 /* Close asynchronously (fy_policy_close): calls in flight through it are
- * cancelled, every host's breaker is closed, then |cb| runs with |hosts|.
+ * cancelled (calls waiting for tokens complete with UV_ECANCELED), every
+ * host's breaker and the limiter are closed, then |cb| runs with |hosts|.
  * Returns 0 or FY_ECLOSED.  NULL is a no-op.  DESTRUCTOR. */
 FY_EXTERN int fy_curl_hosts_close(fy_curl_hosts_t *hosts, fy_close_cb cb,
                                   void *user_data);
@@ -361,6 +390,14 @@ FY_EXTERN int fy_curl_hosts_close(fy_curl_hosts_t *hosts, fy_close_cb cb,
  * closes: do not keep it. */
 FY_EXTERN fy_breaker_t *fy_curl_hosts_breaker(fy_curl_hosts_t *hosts,
                                               const char *host);
+
+/* The limiter of the hosts' limits and holds (one key per host, the key
+ * as fy_curl_req_host() gives it; a key over FY_LIMIT_KEY_MAX bytes is
+ * cut and ends with "#" and 16 hex digits of a digest of the whole key),
+ * or NULL when the table has none (no |limit| and max_hold_ms 0) or is
+ * closing.  For fy_limiter_stats() and fy_limiter_take(); do not close it
+ * or keep it. */
+FY_EXTERN fy_limiter_t *fy_curl_hosts_limiter(fy_curl_hosts_t *hosts);
 
 /* Visit every host, most recently used first.  |fn| must not start calls
  * through this policy. */
@@ -399,6 +436,10 @@ typedef struct fy_curl_pipeline_opts_s {
   uint64_t first_byte_ms;       /* per try: 0 = off (default) */
   uint64_t idle_ms;             /* per try: 0 = off (default) */
   uint64_t max_retry_after_ms;  /* the retry's (default 30000) */
+  /* Every host's rate limit (fy_curl_hosts_opts_t.limit); NULL: none. */
+  const fy_limiter_opts_t *host_limit;
+  /* fy_curl_hosts_opts_t.max_hold_ms (default FY_CURL_HOLD_DEFAULT_MS). */
+  uint64_t max_hold_ms;
   const fy_curl_class_t *classes; /* copied; NULL: the defaults */
   fy_curl_host_state_fn on_state_change;
   void *user_data;
@@ -412,7 +453,8 @@ FY_EXTERN void fy_curl_pipeline_opts_init(fy_curl_pipeline_opts_t *opts);
  * breaker_* fields are checked as the per-host template), max_hosts in
  * [1, FY_CURL_HOSTS_MAX], first_byte_ms and idle_ms at most
  * FY_TIMEOUT_MAX_MS (the per-try timeout's), max_retry_after_ms at most
- * FY_RETRY_DELAY_LIMIT_MS (the retry's). */
+ * FY_RETRY_DELAY_LIMIT_MS (the retry's), host_limit and max_hold_ms as
+ * fy_curl_hosts_opts_check() checks them. */
 FY_EXTERN int fy_curl_pipeline_opts_check(
     const fy_curl_pipeline_opts_t *opts);
 
