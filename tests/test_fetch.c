@@ -467,6 +467,113 @@ Test(fetch, breaker_isolates_a_failing_host) {
   done(&r);
 }
 
+/* ---- per-host rate limits and 429 holds ---------------------------------- */
+
+/* --rate 1/m --burst 1 with a total timeout: the host's second URL would
+ * wait a minute for its token, past its deadline, so it is refused at once
+ * without a request; the other host has its own token. */
+Test(fetch, rate_limits_each_host_on_its_own) {
+  char a1[256], a2[256], b1[256], line[2048], s[64];
+  run_t r;
+  const char *args[] = {"-c",        "1",    "--rate",
+                        "1/m",       "--burst", "1",
+                        "--timeout", "3000", "--attempt-timeout",
+                        "3000",      a1,     a2,
+                        b1,          NULL};
+  up2 = server(base2, sizeof(base2), 3);
+  url(a1, base, "/1");
+  url(a2, base, "/2");
+  url(b1, base2, "/1");
+  fetch(&r, args);
+  cr_assert_eq(r.status, 1, "stderr: %s", r.err);
+  cr_assert_eq(nlines(r.out), 3);
+  expect(&r, 0, "OK", 1);
+  line_of(&r, 1, line, sizeof(line));
+  cr_expect_str_eq(jstr(line, "status", s, sizeof(s)), "FY_ERATELIMITED",
+                   "%s", line);
+  cr_expect_eq(jnum(line, "attempts"), 0, "%s", line);
+  cr_expect_lt(jnum(line, "elapsed_ms"), 2500.0, "refused, not waited: %s",
+               line);
+  expect(&r, 2, "OK", 1);
+  cr_expect_eq(server_requests(up), 1);
+  cr_expect_eq(server_requests(up2), 1);
+  done(&r);
+}
+
+/* Over the rate, URLs wait for their turn: --rate 10/s --burst 1 spaces
+ * three URLs of one host 100 ms apart, and all of them succeed. */
+Test(fetch, rate_paces_a_host) {
+  char u[3][256], line[2048];
+  double slowest = 0;
+  size_t i;
+  run_t r;
+  const char *args[] = {"-c", "3", "--rate", "10/s", "--burst", "1",
+                        u[0], u[1], u[2],   NULL};
+  for (i = 0; i < 3; i++)
+    url(u[i], base, "/p");
+  fetch(&r, args);
+  cr_assert_eq(r.status, 0, "stdout: %s stderr: %s", r.out, r.err);
+  for (i = 0; i < 3; i++) {
+    expect(&r, i, "OK", 1);
+    line_of(&r, i, line, sizeof(line));
+    if (jnum(line, "elapsed_ms") > slowest)
+      slowest = jnum(line, "elapsed_ms");
+  }
+  cr_expect_geq(slowest, 190.0, "the third waited two intervals");
+  cr_expect_eq(server_requests(up), 3);
+  done(&r);
+}
+
+/* A 429 with Retry-After: 1 holds the host: the next URL (-c 1, so it
+ * starts after the first ended) waits for the hint instead of being sent
+ * into the same 429, then succeeds. */
+Test(fetch, a_429_holds_the_host_for_its_other_urls) {
+  char a[256], b[256], line[2048];
+  run_t r;
+  const char *args[] = {"-c", "1", "--retries", "1", a, b, NULL};
+  url(a, base, "/x?status=429&retry_after=1");
+  url(b, base, "/y");
+  fetch(&r, args);
+  cr_assert_eq(r.status, 1, "stderr: %s", r.err);
+  expect(&r, 0, "FY_EHTTP_429", 1);
+  expect(&r, 1, "OK", 1);
+  line_of(&r, 1, line, sizeof(line));
+  cr_expect_geq(jnum(line, "elapsed_ms"), 900.0, "%s", line);
+  cr_expect_eq(server_requests(up), 2);
+  done(&r);
+}
+
+/* --max-retry-after caps the hold: a Retry-After of an hour holds the
+ * host for 200 ms, so the next URL, whose total timeout is 5 s, is sent
+ * (uncapped, it would be refused at once: its wait would outlast it). */
+Test(fetch, max_retry_after_caps_the_hold) {
+  char a[256], b[256], line[2048];
+  run_t r;
+  const char *args[] = {"-c",
+                        "1",
+                        "--retries",
+                        "1",
+                        "--max-retry-after",
+                        "200",
+                        "--timeout",
+                        "5000",
+                        "--attempt-timeout",
+                        "5000",
+                        a,
+                        b,
+                        NULL};
+  url(a, base, "/x?status=429&retry_after=3600");
+  url(b, base, "/y");
+  fetch(&r, args);
+  cr_assert_eq(r.status, 1, "stderr: %s", r.err);
+  expect(&r, 0, "FY_EHTTP_429", 1);
+  expect(&r, 1, "OK", 1);
+  line_of(&r, 1, line, sizeof(line));
+  cr_expect_geq(jnum(line, "elapsed_ms"), 150.0, "held: %s", line);
+  cr_expect_eq(server_requests(up), 2);
+  done(&r);
+}
+
 Test(fetch, no_breaker_never_refuses) {
   char u[6][256], line[2048];
   const char *args[16] = {"-c", "1", "--retries", "1", "--no-breaker"};
@@ -722,6 +829,8 @@ Test(fetch, help_documents_every_flag) {
                                       "--breaker-failures",
                                       "--breaker-open",
                                       "--no-breaker",
+                                      "--rate",
+                                      "--burst",
                                       "--method",
                                       "-X,",
                                       "--header",
@@ -834,7 +943,6 @@ Test(fetch, malformed_values_are_usage_errors) {
       {{"--jitter", "lots", u}, "--jitter 'lots'"},
       {{"-c", "0", u}, "--concurrency '0'"},
       {{"-c", "10001", u}, "--concurrency '10001'"},
-      {{"--rate", "10", u}, "unknown option '--rate'"},
       {{"--hedge", "50", u}, "unknown option '--hedge'"},
       {{"--data-file", "/nonexistent/fy", u}, "--data-file"},
   };
@@ -856,6 +964,26 @@ Test(fetch, values_the_policies_refuse_are_usage_errors) {
       {{"--no-breaker", "--breaker-failures", "2", u}, "conflicts"},
       {{"-X", "GE T", u}, "-X 'GE T': not a method token"},
       {{"-H", "X-A: 1\r\nX-B: 2", u}, "-H 'X-A: 1\\x0d\\x0aX-B: 2'"},
+  };
+  url(u, base, "/x");
+  expect_usage_errors(cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+/* --rate and --burst: the form is the tool's to check, the range the
+ * limiter's (fy_limiter_opts_check(), through the per-host policies'). */
+Test(fetch, bad_rates_are_usage_errors) {
+  char u[256];
+  const bad_t cases[] = {
+      {{"--rate", "abc", u}, "--rate 'abc': not a decimal integer"},
+      {{"--rate", "10/h", u}, "--rate '10/h': expected N, N/s or N/m"},
+      {{"--rate", "-1/s", u}, "--rate '-1/s': must not be negative"},
+      {{"--burst", "x", "--rate", "1", u}, "--burst 'x'"},
+      {{"--rate", "0", u}, "--rate 0/s: out of range for the per-host"},
+      {{"--rate", "2000000000/m", u}, "--rate 2000000000/m: out of range"},
+      {{"--rate", "5", "--burst", "2000000000", u},
+       "--burst 2000000000: out of range for the per-host policies"},
+      {{"--burst", "5", u}, "--burst needs --rate"},
+      {{"--no-breaker", "--rate", "5", u}, "--no-breaker conflicts with --rate"},
   };
   url(u, base, "/x");
   expect_usage_errors(cases, sizeof(cases) / sizeof(cases[0]));

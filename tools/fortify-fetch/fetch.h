@@ -37,7 +37,7 @@ typedef enum {
   FETCH_PART_CURL = 0, /* the adapter */
   FETCH_PART_TOTAL,    /* total timeout */
   FETCH_PART_RETRY,
-  FETCH_PART_HOSTS,   /* per-host breakers */
+  FETCH_PART_HOSTS,   /* per-host breakers and rate limits */
   FETCH_PART_ATTEMPT, /* per-try timeout */
   FETCH_PART__COUNT
 } fetch_part_t;
@@ -47,16 +47,24 @@ typedef struct fetch_cfg_s {
   fy_curl_opts_t curl;
   fy_timeout_opts_t total; /* timeout_ms 0: no total timeout */
   fy_retry_opts_t retry;
-  fy_curl_hosts_opts_t hosts;
+  fy_curl_hosts_opts_t hosts; /* .limit points at |limit| */
   fy_timeout_opts_t attempt;
+  fy_limiter_opts_t limit; /* every host's, made from the fields below */
+  uint64_t rate;           /* --rate: tokens per |rate_ms|; 0: none */
+  uint64_t rate_ms;
+  uint64_t burst;          /* --burst; 0: the rate */
+  int has_rate, has_burst;
 } fetch_cfg_t;
 
 /* How a flag's value is written. */
 typedef enum {
   FETCH_VAL_NUMBER = 0, /* a decimal integer >= 0 */
   FETCH_VAL_BACKOFF,    /* constant|linear|exponential */
-  FETCH_VAL_JITTER      /* none|full|equal|decorrelated|... */
+  FETCH_VAL_JITTER,     /* none|full|equal|decorrelated|... */
+  FETCH_VAL_RATE        /* N, N/s (the same) or N/m */
 } fetch_val_t;
+
+typedef struct fetch_set_s fetch_set_t;
 
 /* A flag whose value a part validates. */
 typedef struct fetch_flag_s {
@@ -65,14 +73,15 @@ typedef struct fetch_flag_s {
   fetch_val_t val;
   uint64_t max; /* the largest value its field holds (not the valid range,
                    which the part checks) */
-  void (*apply)(fetch_cfg_t *cfg, uint64_t value);
+  void (*apply)(fetch_cfg_t *cfg, const fetch_set_t *set);
 } fetch_flag_t;
 
 /* One such flag as given on the command line. */
-typedef struct fetch_set_s {
+struct fetch_set_s {
   const fetch_flag_t *flag;
   uint64_t value;
-} fetch_set_t;
+  uint64_t per_ms; /* FETCH_VAL_RATE: the interval, 1000 or 60000 */
+};
 
 #define FETCH_SETS_MAX 64
 #define FETCH_CONCURRENCY_DEFAULT 16u
@@ -128,7 +137,8 @@ typedef struct fetch_stack_s {
 } fetch_stack_t;
 
 /* Build the adapter and the pipeline
- *   [total timeout] -> retry -> [per-host breakers] -> per-try timeout
+ *   [total timeout] -> retry -> [per-host limits and breakers]
+ *   -> per-try timeout
  * on |ctx|.  |on_state| is told of every host breaker's transitions.
  * Returns FETCH_EXIT_OK, or FETCH_EXIT_USAGE / FETCH_EXIT_INTERNAL after a
  * message on stderr; whatever was created is closed with the context. */

@@ -46,12 +46,18 @@ static const char usage_body[] =
     "  --first-byte-timeout MS   each attempt: until the first response byte\n"
     "                            (default 0 = off)\n"
     "  --idle-timeout MS         each attempt: longest silence (default 0)\n"
-    "Per-host circuit breakers (one per scheme://host:port)\n"
+    "Per-host policies (a breaker and a rate limit per scheme://host:port)\n"
     "  --breaker-failures N      consecutive failures that open it; 0 = never\n"
     "                            (default 5)\n"
     "  --breaker-open MS         open -> half-open after (default 30000)\n"
-    "  --no-breaker              no breakers at all\n"
-    "Not available yet (exit status 2)\n"
+    "  --rate N[/s|/m]           at most N requests per second (N or N/s) or\n"
+    "                            per minute (N/m) to each host; a request over\n"
+    "                            it waits for its turn (default: no limit)\n"
+    "  --burst N                 requests a host may get at once, before the\n"
+    "                            rate applies; needs --rate (default: N)\n"
+    "  --no-breaker              no breakers and no limits at all\n"
+    "  A 429 with Retry-After holds its host: the host's other requests wait\n"
+    "  for the hint too (at most --max-retry-after) instead of being sent.\n"
     "Requests\n"
     "  -X, --method METHOD       GET (default; POST with a body), HEAD, PUT,\n"
     "                            DELETE, PATCH or any other token\n"
@@ -150,6 +156,29 @@ static const char *parse_u64(const char *s, uint64_t *out) {
   return NULL;
 }
 
+/* A rate: "N" or "N/s" (per second), "N/m" (per minute).  Returns NULL
+ * or what is wrong with |s|. */
+static const char *parse_rate(const char *s, uint64_t *n, uint64_t *per_ms) {
+  char num[32];
+  const char *slash = s != NULL ? strchr(s, '/') : NULL;
+  size_t len;
+  *per_ms = 1000;
+  if (slash == NULL)
+    return parse_u64(s, n);
+  if (strcmp(slash, "/s") == 0)
+    *per_ms = 1000;
+  else if (strcmp(slash, "/m") == 0)
+    *per_ms = 60000;
+  else
+    return "expected N, N/s or N/m";
+  len = (size_t)(slash - s);
+  if (len >= sizeof(num))
+    return "too large";
+  memcpy(num, s, len);
+  num[len] = '\0';
+  return parse_u64(num, n);
+}
+
 static int parse_name(const char *s, const char *const *names, size_t n,
                       uint64_t *out) {
   size_t i;
@@ -172,11 +201,13 @@ static int flag_error(const char *flag, const char *value, const char *why) {
  * (and blamed) by fetch_stack_new(). */
 static int set_flag(fetch_opts_t *o, const fetch_flag_t *f, const char *s) {
   const char *why = NULL;
-  uint64_t v = 0;
+  uint64_t v = 0, per_ms = 0;
 
   if (f->val == FETCH_VAL_NUMBER && (why = parse_u64(s, &v)) == NULL &&
       v > f->max)
     why = "too large";
+  else if (f->val == FETCH_VAL_RATE)
+    why = parse_rate(s, &v, &per_ms);
   else if (f->val == FETCH_VAL_BACKOFF &&
            parse_name(s, fetch_backoff_names, 3, &v) != 0)
     why = "expected constant, linear or exponential";
@@ -190,6 +221,7 @@ static int set_flag(fetch_opts_t *o, const fetch_flag_t *f, const char *s) {
     return flag_error(f->name, s, "too many options");
   o->sets[o->nsets].flag = f;
   o->sets[o->nsets].value = v;
+  o->sets[o->nsets].per_ms = per_ms;
   o->nsets++;
   return FETCH_EXIT_OK;
 }

@@ -23,43 +23,69 @@
 
 /* ---- flags --------------------------------------------------------------- */
 
-static void set_retries(fetch_cfg_t *c, uint64_t v) {
+static void set_retries(fetch_cfg_t *c, const fetch_set_t *s) {
+  uint64_t v = s->value;
   c->retry.max_attempts = (unsigned)v;
 }
-static void set_backoff(fetch_cfg_t *c, uint64_t v) {
+static void set_backoff(fetch_cfg_t *c, const fetch_set_t *s) {
+  uint64_t v = s->value;
   c->retry.backoff = (fy_retry_backoff_t)v;
 }
-static void set_jitter(fetch_cfg_t *c, uint64_t v) {
+static void set_jitter(fetch_cfg_t *c, const fetch_set_t *s) {
+  uint64_t v = s->value;
   c->retry.jitter = (fy_retry_jitter_t)v;
 }
-static void set_initial_delay(fetch_cfg_t *c, uint64_t v) {
+static void set_initial_delay(fetch_cfg_t *c, const fetch_set_t *s) {
+  uint64_t v = s->value;
   c->retry.initial_delay_ms = v;
 }
-static void set_max_delay(fetch_cfg_t *c, uint64_t v) {
+static void set_max_delay(fetch_cfg_t *c, const fetch_set_t *s) {
+  uint64_t v = s->value;
   c->retry.max_delay_ms = v;
 }
-static void set_max_retry_after(fetch_cfg_t *c, uint64_t v) {
+static void set_max_retry_after(fetch_cfg_t *c, const fetch_set_t *s) {
+  uint64_t v = s->value;
   c->retry.max_retry_after_ms = v;
+  /* The same bound for a host's hold after a 429 (the tool honours a
+   * Retry-After up to one ceiling, for the URL that got it and for the
+   * others of its host). */
+  c->hosts.max_hold_ms = v;
 }
-static void set_timeout(fetch_cfg_t *c, uint64_t v) {
+static void set_timeout(fetch_cfg_t *c, const fetch_set_t *s) {
+  uint64_t v = s->value;
   c->total.timeout_ms = v;
 }
-static void set_attempt_timeout(fetch_cfg_t *c, uint64_t v) {
+static void set_attempt_timeout(fetch_cfg_t *c, const fetch_set_t *s) {
+  uint64_t v = s->value;
   c->attempt.timeout_ms = v;
 }
-static void set_first_byte(fetch_cfg_t *c, uint64_t v) {
+static void set_first_byte(fetch_cfg_t *c, const fetch_set_t *s) {
+  uint64_t v = s->value;
   c->attempt.first_byte_ms = v;
 }
-static void set_idle(fetch_cfg_t *c, uint64_t v) {
+static void set_idle(fetch_cfg_t *c, const fetch_set_t *s) {
+  uint64_t v = s->value;
   c->attempt.idle_ms = v;
 }
-static void set_breaker_failures(fetch_cfg_t *c, uint64_t v) {
+static void set_breaker_failures(fetch_cfg_t *c, const fetch_set_t *s) {
+  uint64_t v = s->value;
   c->hosts.breaker.failure_threshold = (uint32_t)v;
 }
-static void set_breaker_open(fetch_cfg_t *c, uint64_t v) {
+static void set_breaker_open(fetch_cfg_t *c, const fetch_set_t *s) {
+  uint64_t v = s->value;
   c->hosts.breaker.open_ms = v;
 }
-static void set_max_body(fetch_cfg_t *c, uint64_t v) {
+static void set_rate(fetch_cfg_t *c, const fetch_set_t *s) {
+  c->rate = s->value;
+  c->rate_ms = s->per_ms;
+  c->has_rate = 1;
+}
+static void set_burst(fetch_cfg_t *c, const fetch_set_t *s) {
+  c->burst = s->value;
+  c->has_burst = 1;
+}
+static void set_max_body(fetch_cfg_t *c, const fetch_set_t *s) {
+  uint64_t v = s->value;
   c->curl.max_body_bytes = (size_t)v;
 }
 
@@ -84,6 +110,8 @@ const fetch_flag_t fetch_flags[] = {
     {"breaker-failures", FETCH_PART_HOSTS, FETCH_VAL_NUMBER, UINT32_MAX,
      set_breaker_failures},
     {"breaker-open", FETCH_PART_HOSTS, FETCH_VAL_NUMBER, U64, set_breaker_open},
+    {"rate", FETCH_PART_HOSTS, FETCH_VAL_RATE, U64, set_rate},
+    {"burst", FETCH_PART_HOSTS, FETCH_VAL_NUMBER, U64, set_burst},
     {"max-body", FETCH_PART_CURL, FETCH_VAL_NUMBER, SIZE_MAX, set_max_body},
     {NULL, FETCH_PART__COUNT, FETCH_VAL_NUMBER, 0, NULL}};
 
@@ -119,6 +147,9 @@ static void cfg_defaults(fetch_cfg_t *c) {
   c->hosts.breaker.open_ms = ps->breaker_open_ms;
   c->hosts.breaker.max_requests = ps->breaker_max_requests;
   c->hosts.breaker.interval_ms = ps->breaker_interval_ms;
+  c->hosts.max_hold_ms = po.max_retry_after_ms;
+  c->rate = c->rate_ms = c->burst = 0;
+  c->has_rate = c->has_burst = 0;
 
   fy_timeout_opts_init(&c->attempt);
   c->attempt.name = "fetch.attempt";
@@ -128,10 +159,38 @@ static void cfg_defaults(fetch_cfg_t *c) {
   c->attempt.scope = FY_TIMEOUT_PER_TRY;
 }
 
+/* Every host's limit, from --rate and --burst.  The calls of a host over
+ * its rate wait for their tokens (a client pacing itself, not a server
+ * shedding load), bounded by --timeout when there is one; no URL is ever
+ * refused for the length of the queue, which the slots bound already.
+ * Without --rate the rate is one nobody reaches, and waiting still applies
+ * to a host held by a 429, so that its other URLs wait for the
+ * Retry-After instead of failing.  A --burst without a --rate is refused
+ * before (fetch_stack_new); the limiter's default rate stands in for it
+ * only so that a probe of --burst alone is checked. */
+static void cfg_link(fetch_cfg_t *c) {
+  fy_limiter_opts_init(&c->limit);
+  if (c->has_rate) {
+    c->limit.rate = c->rate;
+    c->limit.interval_ms = c->rate_ms;
+  }
+  if (c->has_rate || c->has_burst) {
+    c->limit.burst = c->burst;
+  } else {
+    c->limit.rate = FY_LIMIT_RATE_MAX;
+    c->limit.interval_ms = 1;
+    c->limit.burst = FY_LIMIT_BURST_MAX;
+  }
+  c->limit.wait = 1;
+  c->limit.max_waiters = FETCH_CONCURRENCY_MAX;
+  c->hosts.limit = &c->limit;
+}
+
 static void cfg_apply(fetch_cfg_t *c, const fetch_opts_t *o) {
   unsigned i;
   for (i = 0; i < o->nsets; i++)
-    o->sets[i].flag->apply(c, o->sets[i].value);
+    o->sets[i].flag->apply(c, &o->sets[i]);
+  cfg_link(c);
 }
 
 /* ---- parts --------------------------------------------------------------- */
@@ -200,7 +259,8 @@ static const fetch_set_t *blame(fetch_part_t part, const fetch_opts_t *o) {
     if (o->sets[i].flag->part != part || !in_effect(o, i))
       continue;
     cfg_defaults(&probe);
-    o->sets[i].flag->apply(&probe, o->sets[i].value);
+    o->sets[i].flag->apply(&probe, &o->sets[i]);
+    cfg_link(&probe);
     switch (part_check(part, &probe)) {
     case 0:
       break;
@@ -221,6 +281,9 @@ static void print_value(const fetch_set_t *s) {
     fputs(fetch_backoff_names[s->value], stderr);
   else if (s->flag->val == FETCH_VAL_JITTER && s->value < 6)
     fputs(fetch_jitter_names[s->value], stderr);
+  else if (s->flag->val == FETCH_VAL_RATE)
+    fprintf(stderr, "%llu/%s", (unsigned long long)s->value,
+            s->per_ms == 60000 ? "m" : "s");
   else
     fprintf(stderr, "%llu", (unsigned long long)s->value);
 }
@@ -229,7 +292,7 @@ static const char *const part_names[] = {
     [FETCH_PART_CURL] = "the curl adapter",
     [FETCH_PART_TOTAL] = "the total timeout",
     [FETCH_PART_RETRY] = "the retry policy",
-    [FETCH_PART_HOSTS] = "the per-host breakers",
+    [FETCH_PART_HOSTS] = "the per-host policies",
     [FETCH_PART_ATTEMPT] = "the per-try timeout"};
 
 static int part_failed(fetch_part_t part, const fetch_opts_t *o, int rc) {
@@ -260,10 +323,21 @@ static int part_failed(fetch_part_t part, const fetch_opts_t *o, int rc) {
   return FETCH_EXIT_USAGE;
 }
 
+/* --burst shapes a rate: alone it would limit every host at a rate
+ * nobody chose. */
+static int check_burst(const fetch_cfg_t *c) {
+  if (!c->has_burst || c->has_rate)
+    return FETCH_EXIT_OK;
+  fprintf(stderr, FETCH_PROG ": --burst needs --rate\n");
+  return FETCH_EXIT_USAGE;
+}
+
 static int check_no_breaker(const fetch_opts_t *o) {
   unsigned i;
   if (!o->no_breaker)
     return FETCH_EXIT_OK;
+  /* The per-host stage holds the limits too: without it there is nowhere
+   * for --rate and --burst to live. */
   for (i = 0; i < o->nsets; i++)
     if (o->sets[i].flag->part == FETCH_PART_HOSTS) {
       fprintf(stderr, FETCH_PROG ": --no-breaker conflicts with --%s\n",
@@ -319,6 +393,8 @@ int fetch_stack_new(fy_ctx_t *ctx, const fetch_opts_t *o,
   cfg.hosts.on_state_change = on_state;
   cfg.hosts.user_data = user_data;
   rc = check_no_breaker(o);
+  if (rc == FETCH_EXIT_OK)
+    rc = check_burst(&cfg);
   if (rc == FETCH_EXIT_OK)
     rc = check_timeouts(&cfg);
   if (rc != FETCH_EXIT_OK)
