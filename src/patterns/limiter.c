@@ -79,10 +79,11 @@ static int lookup(fy_limiter_t *l, const char *key, size_t len, uint64_t now,
       return FY_EKEY;
     key = "";
   }
+  /* What an eviction dropped is copied out only for a listener. */
+  if (!FY__CTX_WANTS(l->ctx, FY_EV_EVICT))
+    return fy__keytab_find_or_insert(&l->tab, key, len, now, e, fresh, NULL);
   gone.evicted = 0;
   rc = fy__keytab_find_or_insert(&l->tab, key, len, now, e, fresh, &gone);
-  if (rc == UV_EINVAL)
-    rc = FY_EKEY;
   if (rc == 0 && gone.evicted)
     emit_key(l, FY_EV_EVICT, NULL, 0, gone.key, gone.len, NULL);
   return rc;
@@ -111,9 +112,11 @@ static int check_n(const fy_limiter_t *l, uint64_t n) {
   return n == 0 || n > l->max_tokens ? UV_EINVAL : 0;
 }
 
-/* Take |n| tokens of |key| now: 0, FY_ERATELIMITED, FY_EKEY, UV_ENOMEM. */
+/* Take |n| tokens of |key| now: 0, FY_ERATELIMITED, FY_EKEY, UV_ENOMEM.
+ * |sv| is filled for a refusal, and for an allowance only when |always|:
+ * the figures cost divisions that a plain allowance does not need. */
 static int take(fy_limiter_t *l, const char *key, size_t len, uint64_t n,
-                fy__limiter_sm_verdict_t *sv) {
+                fy__limiter_sm_verdict_t *sv, int always) {
   uint64_t now = fy__ctx_now(l->ctx);
   fy__limiter_sm_state_t s;
   fy__keytab_entry_t *e;
@@ -123,7 +126,9 @@ static int take(fy_limiter_t *l, const char *key, size_t len, uint64_t n,
     return rc;
   if (!fresh)
     state_load(e, &s);
-  rc = fy__limiter_sm_take(&l->conf, &s, fresh, now, n, sv);
+  rc = fy__limiter_sm_take(&l->conf, &s, fresh, now, n, always ? sv : NULL);
+  if (rc == FY__LIM_DENIED && !always)
+    (void)fy__limiter_sm_peek(&l->conf, &s, fresh, now, n, sv);
   state_store(l, e, fresh, rc == FY__LIM_ALLOWED, &s);
   if (rc == FY__LIM_ALLOWED)
     return 0;
@@ -269,7 +274,7 @@ static int lim_admit(fy_policy_t *p, fy_call_t *call, fy_frame_t *parent,
     refuse_call(l, call, rc, NULL, 0, NULL);
     return rc;
   }
-  rc = take(l, key, len, l->cost, &sv);
+  rc = take(l, key, len, l->cost, &sv, FY__CTX_WANTS(l->ctx, FY_EV_ALLOW));
   if (rc == 0) {
     if (FY__CTX_WANTS(l->ctx, FY_EV_ALLOW))
       emit_key(l, FY_EV_ALLOW, call, 0, key, len, &sv);
@@ -689,7 +694,8 @@ int fy_limiter_take(fy_limiter_t *l, const char *key, size_t len, uint64_t n,
   rc = check_n(l, n);
   if (rc != 0)
     return rc;
-  rc = take(l, key, len, n, &sv);
+  rc = take(l, key, len, n, &sv,
+            v != NULL || FY__CTX_WANTS(l->ctx, FY_EV_ALLOW));
   if (rc == 0 || rc == FY_ERATELIMITED)
     verdict_out(&sv, v);
   if (rc == 0) {

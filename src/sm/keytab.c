@@ -161,14 +161,29 @@ static uint64_t entry_hash(const fy__keytab_t *t,
   return hash_key(t, entry_bytes(t, e, buf), e->len);
 }
 
-static int entry_is(const fy__keytab_t *t, const fy__keytab_entry_t *e,
-                    const uint8_t *key, size_t len) {
+/* memcmp() of a short key, without the call: keys of a few words are the
+ * common case (addresses, ids) and the compare runs on every lookup. */
+static inline int short_equal(const uint8_t *a, const uint8_t *b,
+                              size_t len) {
+  uint64_t x, y;
+  for (; len >= 8; a += 8, b += 8, len -= 8) {
+    memcpy(&x, a, 8);
+    memcpy(&y, b, 8);
+    if (x != y)
+      return 0;
+  }
+  for (; len > 0; len--)
+    if (*a++ != *b++)
+      return 0;
+  return 1;
+}
+
+static inline int entry_is(const fy__keytab_t *t, const fy__keytab_entry_t *e,
+                           const uint8_t *key, size_t len) {
   if (e->len != len)
     return 0;
-  if (len == 0)
-    return 1;
   if (len <= FY__KEYTAB_INLINE)
-    return memcmp(e->key, key, len) == 0;
+    return short_equal(e->key, key, len);
   return memcmp(e->key, key, FY__KEYTAB_PREFIX) == 0 &&
          memcmp(tail_at(t, tail_of(e))->bytes, key + FY__KEYTAB_PREFIX,
                 len - FY__KEYTAB_PREFIX) == 0;
