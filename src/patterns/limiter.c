@@ -16,6 +16,15 @@
 #include "keytab.h"
 #include "limiter_sm.h"
 
+/* The public bounds are the parts' own. */
+_Static_assert(FY_LIMIT_RATE_MAX == FY__LIM_RATE_MAX &&
+                   FY_LIMIT_BURST_MAX == FY__LIM_BURST_MAX &&
+                   FY_LIMIT_INTERVAL_MAX == FY__LIM_INTERVAL_MAX,
+               "limiter.h and limiter_sm.h bounds differ");
+_Static_assert(FY_LIMIT_KEY_MAX == FY__KEYTAB_KEY_MAX &&
+                   FY_LIMIT_KEYS_MAX == FY__KEYTAB_MAX_KEYS,
+               "limiter.h and keytab.h bounds differ");
+
 #define DEFAULT_RATE 100
 #define DEFAULT_INTERVAL_MS 1000
 #define DEFAULT_MAX_WAITERS 1024
