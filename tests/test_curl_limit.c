@@ -409,6 +409,7 @@ Test(curl_limit, context_close_with_a_waiting_call) {
   treq_run(&a, pl);
   cr_assert_eq(treq_start(&b, pl), 0);
   ctx_close_req = &b;
+  b.server = NULL; /* closed before b completes */
   fy_up_close(up, NULL, NULL);
   fy_up_close(up2, NULL, NULL);
   up = up2 = NULL;
