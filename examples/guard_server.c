@@ -63,6 +63,7 @@ typedef struct config_s {
   uint64_t handler_ms;
   uint64_t handler_timeout_ms;
   uint32_t max_connections;
+  uint32_t backend_slots;
   size_t ntrusted;
   const char *key_header;
   int no_guard;
@@ -82,9 +83,12 @@ typedef struct conn_s {
   fy_attempt_t *attempt;    /* the handler's attempt in flight, or NULL */
   server_t *srv;
   struct conn_s *prev, *next;
+  struct conn_s *wnext;     /* in the backend's line */
   struct sockaddr_storage peer;
   unsigned in_call : 1;     /* the call has not completed yet */
-  unsigned direct : 1;      /* --no-guard handler timer running */
+  unsigned direct : 1;      /* --no-guard: the handler is working */
+  unsigned working : 1;     /* the handler's work holds a backend slot */
+  unsigned queued : 1;      /* the handler waits for a backend slot */
   unsigned writing : 1;
   unsigned closing : 1;
   unsigned tcp_closed : 1;
@@ -126,6 +130,9 @@ struct server_s {
   config_t cfg;
   conn_t *conns;
   uint32_t nconns;
+  uint32_t slots_used;      /* backend slots working */
+  conn_t *waiting;          /* the backend's line, first to last */
+  conn_t *waiting_tail;
   int closing;
   struct {
     uint64_t connections, refused_connections, requests;
@@ -231,22 +238,96 @@ static void reply_ok(conn_t *c) {
 
 /* ---- the handler -------------------------------------------------------- */
 
-/* The handler is the operation of the request's call: it "works" for
- * --handler-ms and then succeeds.  Its cancel hook is what a deadline
- * overrun, a closing guard or a client gone calls: stop the work and
- * report. */
+/* The handler's work: --handler-ms on a backend of --backend-slots
+ * (a database pool, a worker pool): work beyond the slots waits in line
+ * for one, as it would for a real pool.  0 slots: no line at all. */
+static void backend_start(conn_t *c) {
+  server_t *s = c->srv;
+
+  c->working = 1;
+  if (s->cfg.backend_slots > 0)
+    s->slots_used++;
+  /* Cannot fail: the context is open while connections are. */
+  (void)fy_deadline_start(&c->work, s->cfg.handler_ms);
+}
+
+static void backend_pump(server_t *s) {
+  while (s->waiting != NULL && s->slots_used < s->cfg.backend_slots) {
+    conn_t *c = s->waiting;
+
+    s->waiting = c->wnext;
+    if (s->waiting == NULL)
+      s->waiting_tail = NULL;
+    c->wnext = NULL;
+    c->queued = 0;
+    backend_start(c);
+  }
+}
+
+static void backend_submit(conn_t *c) {
+  server_t *s = c->srv;
+
+  if (s->cfg.backend_slots == 0 || s->slots_used < s->cfg.backend_slots) {
+    backend_start(c);
+    return;
+  }
+  c->queued = 1;
+  c->wnext = NULL;
+  if (s->waiting_tail != NULL)
+    s->waiting_tail->wnext = c;
+  else
+    s->waiting = c;
+  s->waiting_tail = c;
+}
+
+/* The work ended (done, or stopped): its slot goes to the next in line. */
+static void backend_end(conn_t *c) {
+  server_t *s = c->srv;
+
+  if (c->queued) {
+    conn_t **pp = &s->waiting;
+    conn_t *prev = NULL;
+
+    while (*pp != c) {
+      prev = *pp;
+      pp = &(*pp)->wnext;
+    }
+    *pp = c->wnext;
+    if (s->waiting_tail == c)
+      s->waiting_tail = prev;
+    c->wnext = NULL;
+    c->queued = 0;
+    return;
+  }
+  if (c->working) {
+    fy_deadline_stop(&c->work);
+    c->working = 0;
+    if (s->cfg.backend_slots > 0)
+      s->slots_used--;
+    backend_pump(s);
+  }
+}
+
 static void on_work_done(fy_deadline_t *d) {
   conn_t *c = d->data;
   fy_attempt_t *a = c->attempt;
 
+  backend_end(c);
+  if (c->srv->cfg.no_guard) {
+    c->direct = 0;
+    reply_ok(c);
+    return;
+  }
   c->attempt = NULL;
   if (a != NULL)
     fy_attempt_done(a, 0);
 }
 
+/* The handler is the operation of the request's call.  Its cancel hook is
+ * what a deadline overrun, a closing guard or a client gone calls: stop
+ * the work and report. */
 static int handler_start(fy_attempt_t *attempt, void *arg) {
   conn_t *c = arg;
-  int rc;
 
   if (c->srv->cfg.handler_ms == 0) {
     /* Done at once.  Reporting from inside start is allowed: the outcome
@@ -256,17 +337,15 @@ static int handler_start(fy_attempt_t *attempt, void *arg) {
     return 0;
   }
   c->attempt = attempt;
-  rc = fy_deadline_start(&c->work, c->srv->cfg.handler_ms);
-  if (rc != 0)
-    c->attempt = NULL; /* reported as the attempt's failure */
-  return rc;
+  backend_submit(c);
+  return 0;
 }
 
 static void handler_cancel(fy_attempt_t *attempt, void *arg) {
   conn_t *c = arg;
 
   if (c->attempt == attempt) {
-    fy_deadline_stop(&c->work);
+    backend_end(c);
     c->attempt = NULL;
   }
   fy_attempt_done(attempt, UV_ECANCELED);
@@ -288,14 +367,6 @@ static void on_call_done(fy_call_t *call, int status) {
     reply_ok(c);
   else
     conn_reply(c, a.http_status, a.reason, a.retry_after_s, a.reason);
-}
-
-/* --no-guard: the same handler, run directly. */
-static void on_direct_done(fy_deadline_t *d) {
-  conn_t *c = d->data;
-
-  c->direct = 0;
-  reply_ok(c);
 }
 
 /* ---- requests ----------------------------------------------------------- */
@@ -344,11 +415,8 @@ static void request_run(conn_t *c) {
       reply_ok(c);
       return;
     }
-    if (fy_deadline_start(&c->work, s->cfg.handler_ms) != 0) {
-      conn_reply_error(c, 500, "Internal Server Error");
-      return;
-    }
     c->direct = 1;
+    backend_submit(c);
     return;
   }
   if (request_key(c) != 0) {
@@ -694,7 +762,7 @@ static void conn_close(conn_t *c) {
   if (!c->closing) {
     c->closing = 1;
     if (c->direct) {
-      fy_deadline_stop(&c->work);
+      backend_end(c);
       c->direct = 0;
     }
     if (c->in_call)
@@ -723,8 +791,7 @@ static void on_connection(uv_stream_t *server, int status) {
   c->keep_alive = 1;
   http_parser_init(&c->parser, HTTP_REQUEST);
   c->parser.data = c;
-  fy_deadline_init(s->ctx, &c->work,
-                   s->cfg.no_guard ? on_direct_done : on_work_done);
+  fy_deadline_init(s->ctx, &c->work, on_work_done);
   c->work.data = c;
   uv_tcp_init(s->loop, &c->tcp);
   c->tcp.data = c;
@@ -830,6 +897,9 @@ static void usage(FILE *f) {
       "  --handler-ms D          the handler's work, in ms (default 0)\n"
       "  --handler-timeout-ms T  the handler's deadline, in ms (default 0: "
       "none)\n"
+      "  --backend-slots K       the handler's work runs on K slots (a pool);\n"
+      "                          more waits in line (default 0: no such "
+      "limit)\n"
       "  --trust-proxy ADDR      a proxy whose X-Forwarded-For is believed; the\n"
       "                          client is the right-most address that is not\n"
       "                          such a proxy.  Repeat for several (at most "
@@ -959,7 +1029,8 @@ static void parse_args(int argc, char **argv, config_t *cfg) {
         strcmp(flag, "--handler-timeout-ms") != 0 &&
         strcmp(flag, "--trust-proxy") != 0 &&
         strcmp(flag, "--key-header") != 0 &&
-        strcmp(flag, "--max-connections") != 0)
+        strcmp(flag, "--max-connections") != 0 &&
+        strcmp(flag, "--backend-slots") != 0)
       die_usage("unknown option '%s'%s", flag, "");
     if (eq != NULL)
       v = eq + 1;
@@ -982,6 +1053,8 @@ static void parse_args(int argc, char **argv, config_t *cfg) {
       cfg->handler_ms = parse_num(flag, v, 0, 3600000);
     else if (strcmp(flag, "--handler-timeout-ms") == 0)
       cfg->handler_timeout_ms = parse_num(flag, v, 0, 3600000);
+    else if (strcmp(flag, "--backend-slots") == 0)
+      cfg->backend_slots = (uint32_t)parse_num(flag, v, 0, 1000000);
     else if (strcmp(flag, "--max-connections") == 0)
       cfg->max_connections = (uint32_t)parse_num(flag, v, 1, 1000000);
     else if (strcmp(flag, "--trust-proxy") == 0)
@@ -1106,11 +1179,21 @@ int main(int argc, char **argv) {
     fprintf(stderr, PROG ": %s\n", fy_strerror(rc));
     return 1;
   }
+  /* The signals are caught before the port is printed: a script may stop
+   * the server as soon as it knows where it listens. */
+  uv_signal_init(&loop, &s->sigint);
+  uv_signal_init(&loop, &s->sigterm);
+  s->sigint.data = s->sigterm.data = s;
+  uv_signal_start(&s->sigint, on_signal, SIGINT);
+  uv_signal_start(&s->sigterm, on_signal, SIGTERM);
   rc = s->cfg.no_guard ? 0 : guard_create(s);
   if (rc == 0 && server_listen(s) != 0)
     rc = 1;
   if (rc != 0) {
-    uv_close((uv_handle_t *)&s->listener, NULL);
+    if (s->listener.loop != NULL)
+      uv_close((uv_handle_t *)&s->listener, NULL);
+    uv_close((uv_handle_t *)&s->sigint, NULL);
+    uv_close((uv_handle_t *)&s->sigterm, NULL);
     if (s->guard != NULL)
       fy_guard_close(s->guard, NULL, NULL);
     fy_ctx_close(s->ctx, NULL, NULL);
@@ -1118,11 +1201,6 @@ int main(int argc, char **argv) {
     uv_loop_close(&loop);
     return rc;
   }
-  uv_signal_init(&loop, &s->sigint);
-  uv_signal_init(&loop, &s->sigterm);
-  s->sigint.data = s->sigterm.data = s;
-  uv_signal_start(&s->sigint, on_signal, SIGINT);
-  uv_signal_start(&s->sigterm, on_signal, SIGTERM);
   if (!s->cfg.quiet)
     log_config(&s->cfg);
 

@@ -18,6 +18,7 @@ PACKAGES=(
   valgrind
   clang
   libclang-rt-dev
+  wrk
 )
 
 check_only=0

@@ -33,7 +33,34 @@ extern char **environ;
 
 #define ARGS_MAX 32
 
-TestSuite(guard_server, .timeout = 60);
+/* Servers still running when a test ends, by an assertion that failed
+ * before stop(): killed by the suite's fini, so none outlives its test. */
+static pid_t live[4];
+
+static void track(pid_t pid, int on) {
+  size_t i;
+
+  for (i = 0; i < sizeof(live) / sizeof(live[0]); i++) {
+    if (on ? live[i] == 0 : live[i] == pid) {
+      live[i] = on ? pid : 0;
+      return;
+    }
+  }
+}
+
+static void kill_live(void) {
+  size_t i;
+
+  for (i = 0; i < sizeof(live) / sizeof(live[0]); i++) {
+    if (live[i] > 0) {
+      kill(live[i], SIGKILL);
+      waitpid(live[i], NULL, 0);
+      live[i] = 0;
+    }
+  }
+}
+
+TestSuite(guard_server, .fini = kill_live, .timeout = 60);
 
 /* ---- running the server -------------------------------------------------- */
 
@@ -66,6 +93,7 @@ static void spawn_server(srv_t *s, int out_fd, const char *const *args) {
                0);
   posix_spawn_file_actions_destroy(&fa);
   close(err_fd);
+  track(s->pid, 1);
 }
 
 /* Start the server with |args| plus "--port 0" and read the port it
@@ -110,6 +138,7 @@ static int stop(srv_t *s, int sig) {
 
   cr_assert_eq(kill(s->pid, sig), 0);
   cr_assert_eq(waitpid(s->pid, &ws, 0), s->pid);
+  track(s->pid, 0);
   unlink(s->err_path);
   return WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
 }
@@ -126,6 +155,7 @@ static int run_to_end(const char *const *args, char *err, size_t err_size) {
   spawn_server(&s, fd, args);
   close(fd);
   cr_assert_eq(waitpid(s.pid, &ws, 0), s.pid);
+  track(s.pid, 0);
   fd = open(s.err_path, O_RDONLY);
   n = read(fd, err, err_size - 1);
   err[n > 0 ? n : 0] = '\0';
@@ -444,6 +474,21 @@ Test(guard_server, concurrency_limit_is_503) {
   cr_assert_str_eq(shed->body, "Service Unavailable\n");
   /* The slot is free again. */
   cr_assert_eq(get(&s, NULL).status, 200);
+  cr_assert_eq(stop(&s, SIGTERM), 0);
+}
+
+Test(guard_server, backend_slots_queue_without_the_guard) {
+  /* Without the guard nothing is shed: the second request waits for the
+   * one backend slot and is answered too. */
+  const char *args[] = {"--no-guard", "--backend-slots", "1", "--handler-ms",
+                        "300", NULL};
+  srv_t s;
+  resp_t r[2];
+
+  start(&s, args);
+  two_at_once(&s, r);
+  cr_assert_eq(r[0].status, 200);
+  cr_assert_eq(r[1].status, 200);
   cr_assert_eq(stop(&s, SIGTERM), 0);
 }
 
