@@ -2,6 +2,7 @@
 #ifndef FORTIFY_LIMITER_H
 #define FORTIFY_LIMITER_H
 
+#include "fortify/ctx.h"
 #include "fortify/policy.h"
 
 #ifdef __cplusplus
