@@ -39,8 +39,8 @@ typedef struct bh_frame_s {
 /* Whether the caller gave up (cancellation requested for this frame
  * or any frame above it).  Checked before a slot is looked at, so a call
  * whose caller already gave up never runs, whatever the slots say. */
-static int caller_cancelled(const fy_frame_t *f) {
-  return fy_frame_is_cancelled_above(f);
+static inline int caller_cancelled(const fy_frame_t *f) {
+  return f != NULL && fy_frame_is_cancelled_above(f);
 }
 
 static void emit(fy_bulkhead_t *bh, fy_event_type_t type, fy_call_t *call,
@@ -100,7 +100,12 @@ static void leave_queue(fy_bulkhead_t *bh, bh_frame_t *st) {
   emit_queue(bh, st->frame, 0);
 }
 
-static void dispatch(fy_bulkhead_t *bh);
+/* Nobody waits (a bulkhead's usual state): nothing to hand over. */
+static void dispatch_queue(fy_bulkhead_t *bh);
+static inline void dispatch(fy_bulkhead_t *bh) {
+  if (bh->core.queued > 0)
+    dispatch_queue(bh);
+}
 
 /* |st| holds a slot: start the layer below.  Returns 0, or the refusal
  * after giving the slot back. */
@@ -126,7 +131,7 @@ static int run(fy_bulkhead_t *bh, bh_frame_t *st) {
  * spawn completes that waiter with the refusal and the slot goes to the
  * next.  Completing a waiter may run user code synchronously, so the state
  * is read afresh on every round. */
-static void dispatch(fy_bulkhead_t *bh) {
+static void dispatch_queue(fy_bulkhead_t *bh) {
   fy__bulkhead_sm_waiter_t *w;
   bh_frame_t *st;
   fy_frame_t *f;

@@ -50,18 +50,6 @@ int fy__bulkhead_sm_admit(fy__bulkhead_sm_t *c, fy__bulkhead_sm_waiter_t *w, uin
   return FY__BH_QUEUED;
 }
 
-int fy__bulkhead_sm_try_acquire(fy__bulkhead_sm_t *c) {
-  if (c->active >= c->max_concurrent || c->queued > 0)
-    return FY_EBULKHEADFULL;
-  c->active++;
-  return 0;
-}
-
-void fy__bulkhead_sm_release(fy__bulkhead_sm_t *c) {
-  if (c->active > 0)
-    c->active--;
-}
-
 fy__bulkhead_sm_waiter_t *fy__bulkhead_sm_head(const fy__bulkhead_sm_t *c) {
   if (c->queued == 0)
     return NULL;

@@ -41,10 +41,18 @@ void fy__bulkhead_sm_init(fy__bulkhead_sm_t *c, uint32_t max_concurrent,
 int fy__bulkhead_sm_admit(fy__bulkhead_sm_t *c, fy__bulkhead_sm_waiter_t *w, uint64_t now);
 
 /* Take a slot without queueing: 0 or FY_EBULKHEADFULL. */
-int fy__bulkhead_sm_try_acquire(fy__bulkhead_sm_t *c);
+static inline int fy__bulkhead_sm_try_acquire(fy__bulkhead_sm_t *c) {
+  if (c->active >= c->max_concurrent || c->queued > 0)
+    return FY_EBULKHEADFULL;
+  c->active++;
+  return 0;
+}
 
 /* Give a slot back (no-op when none is in use). */
-void fy__bulkhead_sm_release(fy__bulkhead_sm_t *c);
+static inline void fy__bulkhead_sm_release(fy__bulkhead_sm_t *c) {
+  if (c->active > 0)
+    c->active--;
+}
 
 /* Hand a free slot to the head of the queue: unlinks it, counts it active
  * and returns it; NULL when no slot is free or nobody waits. */
