@@ -219,3 +219,45 @@ Test(guard, close_cancels_the_calls_in_flight_then_calls_back) {
   cr_assert_eq(closed.obj, g);
   fx_finish(&FX);
 }
+
+/* Every allocation of fy_guard_new() failing in turn: UV_ENOMEM, nothing
+ * made, nothing leaked; once it succeeds, the guard works and closes. */
+Test(guard, out_of_memory_creates_nothing) {
+  static top_t top;
+  static tcall_t c;
+  fy_limiter_opts_t lo;
+  fy_breaker_opts_t bo;
+  fy_guard_opts_t o;
+  fy_guard_t *g;
+  long from;
+  int rc = UV_ENOMEM;
+  fy_limiter_opts_init(&lo);
+  fy_breaker_opts_init(&bo);
+  fy_guard_opts_init(&o);
+  o.limit = &lo;
+  o.max_concurrent = 8;
+  o.handler_timeout_ms = 1000;
+  o.breaker = &bo;
+  for (from = 0; rc != 0; from++) {
+    cr_assert_lt(from, 64, "fy_guard_new never succeeded");
+    fx_init_counted(&FX, T0);
+    FA.fail_from = from;
+    g = (fy_guard_t *)&rc;
+    rc = fy_guard_new(FX.ctx, &o, &g);
+    FA.fail_from = -1;
+    if (rc != 0) {
+      cr_assert_eq(rc, UV_ENOMEM, "allocation %ld", from);
+      cr_assert_null(g);
+    } else {
+      memset(&top, 0, sizeof(top));
+      memset(&c, 0, sizeof(c));
+      top_script(&top, TOP_SYNC, 0);
+      cr_assert_eq(start(g, &c, &top, "k"), 0);
+      fx_advance(&FX, 0);
+      cr_assert_eq(c.status, 0);
+      cr_assert_eq(fy_guard_close(g, NULL, NULL), 0);
+    }
+    fx_finish_counted(&FX);
+  }
+  cr_assert_gt(from, 5, "every part allocates: %ld", from);
+}

@@ -8,11 +8,12 @@
 
 #include "policy_impl.h"
 
+#include "bundle.h"
+
 #define OVERLOAD_RETRY_AFTER_S 1
 
 struct fy_guard_s {
-  fy_attachment_t attach; /* freed by the context if never closed */
-  fy_close_group_t group;
+  fy__bundle_t bundle; /* attached; closes the parts below together */
   fy_ctx_t *ctx;
   fy_pipeline_t *pipeline;
   fy_limiter_t *limiter;
@@ -20,9 +21,6 @@ struct fy_guard_s {
   fy_breaker_t *breaker;
   fy_timeout_t *timeout;
   uint64_t overload_retry_after_s;
-  int closing;
-  fy_close_cb close_cb;
-  void *close_ud;
 };
 
 void fy_guard_opts_init(fy_guard_opts_t *opts) {
@@ -101,39 +99,20 @@ int fy_guard_opts_check(const fy_guard_opts_t *o) {
   return 0;
 }
 
-static void track(fy_close_group_t *g, int rc) {
-  if (g != NULL)
-    (void)fy_close_group_add(g, rc);
-}
-
-static void close_parts(fy_guard_t *g, fy_close_group_t *grp) {
+/* Close whatever exists (fy__bundle_parts_fn). */
+static void close_parts(fy__bundle_t *b, fy_close_group_t *grp) {
+  fy_guard_t *g = fy_container_of(b, fy_guard_t, bundle);
   fy_close_cb cb = grp != NULL ? fy_close_group_cb : NULL;
   if (g->pipeline != NULL)
-    track(grp, fy_pipeline_close(g->pipeline, cb, grp));
+    fy__bundle_track(grp, fy_pipeline_close(g->pipeline, cb, grp));
   if (g->limiter != NULL)
-    track(grp, fy_limiter_close(g->limiter, cb, grp));
+    fy__bundle_track(grp, fy_limiter_close(g->limiter, cb, grp));
   if (g->bulkhead != NULL)
-    track(grp, fy_bulkhead_close(g->bulkhead, cb, grp));
+    fy__bundle_track(grp, fy_bulkhead_close(g->bulkhead, cb, grp));
   if (g->breaker != NULL)
-    track(grp, fy_breaker_close(g->breaker, cb, grp));
+    fy__bundle_track(grp, fy_breaker_close(g->breaker, cb, grp));
   if (g->timeout != NULL)
-    track(grp, fy_timeout_close(g->timeout, cb, grp));
-}
-
-static void guard_free(fy_guard_t *g) {
-  fy_ctx_detach(&g->attach);
-  fy_free(g);
-}
-
-static void on_ctx_gone(fy_attachment_t *attach) {
-  fy_free(fy_container_of(attach, fy_guard_t, attach));
-}
-
-static void on_parts_closed(fy_close_group_t *grp) {
-  fy_guard_t *g = fy_container_of(grp, fy_guard_t, group);
-  if (g->close_cb != NULL)
-    g->close_cb(g, g->close_ud);
-  guard_free(g);
+    fy__bundle_track(grp, fy_timeout_close(g->timeout, cb, grp));
 }
 
 static int build(fy_guard_t *g, const fy_guard_opts_t *o, const parts_t *p) {
@@ -189,15 +168,14 @@ int fy_guard_new(fy_ctx_t *ctx, const fy_guard_opts_t *opts,
   g->overload_retry_after_s = opts->overload_retry_after_s != 0
                                   ? opts->overload_retry_after_s
                                   : OVERLOAD_RETRY_AFTER_S;
-  rc = fy_ctx_attach(ctx, &g->attach, NULL, on_ctx_gone);
+  rc = fy__bundle_attach(&g->bundle, ctx, g, close_parts);
   if (rc != 0) {
     fy_free(g);
     return rc;
   }
   rc = build(g, opts, &parts);
   if (rc != 0) {
-    close_parts(g, NULL);
-    guard_free(g);
+    fy__bundle_abandon(&g->bundle);
     return rc;
   }
   *out = g;
@@ -207,20 +185,7 @@ int fy_guard_new(fy_ctx_t *ctx, const fy_guard_opts_t *opts,
 int fy_guard_close(fy_guard_t *g, fy_close_cb cb, void *user_data) {
   if (g == NULL)
     return 0;
-  if (g->closing)
-    return FY_ECLOSED;
-  g->closing = 1;
-  g->close_cb = cb;
-  g->close_ud = user_data;
-  fy_close_group_init(&g->group);
-  close_parts(g, &g->group);
-  if (fy_close_group_wait(&g->group, on_parts_closed) != 0) {
-    /* A part was closing already (the context is): the context frees the
-     * guard once every part is gone, and |cb| does not run. */
-    g->close_cb = NULL;
-    return FY_ECLOSED;
-  }
-  return 0;
+  return fy__bundle_close(&g->bundle, cb, user_data);
 }
 
 fy_pipeline_t *fy_guard_pipeline(fy_guard_t *g) {

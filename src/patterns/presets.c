@@ -7,9 +7,10 @@
 
 #include "policy_impl.h"
 
+#include "bundle.h"
+
 struct fy_preset_s {
-  fy_attachment_t attach; /* freed by the context if never closed */
-  fy_close_group_t group; /* the parts' close callbacks */
+  fy__bundle_t bundle; /* attached; closes the parts below together */
   fy_ctx_t *ctx;
   fy_pipeline_t *pipeline;
   fy_bulkhead_t *bulkhead;
@@ -17,9 +18,6 @@ struct fy_preset_s {
   fy_retry_t *retry;
   fy_breaker_t *breaker;
   fy_timeout_t *per_try;
-  int closing; /* fy_preset_close() was called */
-  fy_close_cb close_cb;
-  void *close_ud;
 };
 
 void fy_preset_opts_init(fy_preset_opts_t *o, fy_preset_kind_t kind) {
@@ -65,46 +63,22 @@ static const char *role_name(char *buf, const char *prefix,
   return buf;
 }
 
-static void preset_free(fy_preset_t *p) {
-  fy_ctx_detach(&p->attach);
-  fy_free(p);
-}
-
-/* Never closed by its user (or its close returned FY_ECLOSED): the
- * context, which closed every part, frees it at its end. */
-static void on_ctx_gone(fy_attachment_t *attach) {
-  fy_free(fy_container_of(attach, fy_preset_t, attach));
-}
-
-static void on_parts_closed(fy_close_group_t *g) {
-  fy_preset_t *p = fy_container_of(g, fy_preset_t, group);
-  if (p->close_cb != NULL)
-    p->close_cb(p, p->close_ud);
-  preset_free(p);
-}
-
-/* What one part's close returned, counted by |g| when there is one. */
-static void track(fy_close_group_t *g, int rc) {
-  if (g != NULL)
-    (void)fy_close_group_add(g, rc);
-}
-
-/* Close whatever exists.  With |g| the group counts the callbacks; without
- * (a failed construction) nobody waits for them. */
-static void close_parts(fy_preset_t *p, fy_close_group_t *g) {
+/* Close whatever exists (fy__bundle_parts_fn). */
+static void close_parts(fy__bundle_t *b, fy_close_group_t *g) {
+  fy_preset_t *p = fy_container_of(b, fy_preset_t, bundle);
   fy_close_cb cb = g != NULL ? fy_close_group_cb : NULL;
   if (p->pipeline != NULL)
-    track(g, fy_pipeline_close(p->pipeline, cb, g));
+    fy__bundle_track(g, fy_pipeline_close(p->pipeline, cb, g));
   if (p->bulkhead != NULL)
-    track(g, fy_bulkhead_close(p->bulkhead, cb, g));
+    fy__bundle_track(g, fy_bulkhead_close(p->bulkhead, cb, g));
   if (p->total != NULL)
-    track(g, fy_timeout_close(p->total, cb, g));
+    fy__bundle_track(g, fy_timeout_close(p->total, cb, g));
   if (p->retry != NULL)
-    track(g, fy_retry_close(p->retry, cb, g));
+    fy__bundle_track(g, fy_retry_close(p->retry, cb, g));
   if (p->breaker != NULL)
-    track(g, fy_breaker_close(p->breaker, cb, g));
+    fy__bundle_track(g, fy_breaker_close(p->breaker, cb, g));
   if (p->per_try != NULL)
-    track(g, fy_timeout_close(p->per_try, cb, g));
+    fy__bundle_track(g, fy_timeout_close(p->per_try, cb, g));
 }
 
 int fy_preset_parts(const fy_preset_opts_t *o, fy_preset_parts_t *parts) {
@@ -222,7 +196,7 @@ int fy_preset_new(fy_ctx_t *ctx, const fy_preset_opts_t *opts,
   if (p == NULL)
     return UV_ENOMEM;
   p->ctx = ctx;
-  rc = fy_ctx_attach(ctx, &p->attach, NULL, on_ctx_gone);
+  rc = fy__bundle_attach(&p->bundle, ctx, p, close_parts);
   if (rc != 0) {
     fy_free(p);
     return rc;
@@ -239,8 +213,7 @@ int fy_preset_new(fy_ctx_t *ctx, const fy_preset_opts_t *opts,
     rc = fy_pipeline_new(ctx, layers, n, &p->pipeline);
   }
   if (rc != 0) {
-    close_parts(p, NULL);
-    preset_free(p);
+    fy__bundle_abandon(&p->bundle);
     return rc;
   }
   *out = p;
@@ -250,22 +223,7 @@ int fy_preset_new(fy_ctx_t *ctx, const fy_preset_opts_t *opts,
 int fy_preset_close(fy_preset_t *p, fy_close_cb cb, void *user_data) {
   if (p == NULL)
     return 0;
-  if (p->closing)
-    return FY_ECLOSED;
-  p->closing = 1;
-  p->close_cb = cb;
-  p->close_ud = user_data;
-  fy_close_group_init(&p->group);
-  close_parts(p, &p->group);
-  if (fy_close_group_wait(&p->group, on_parts_closed) != 0) {
-    /* A part was already closing (the context is, or it was closed on its
-     * own): as for any close that fails, nothing is freed and the callback
-     * will not run; the preset stays attached, and the context frees it
-     * once every part is gone. */
-    p->close_cb = NULL;
-    return FY_ECLOSED;
-  }
-  return 0;
+  return fy__bundle_close(&p->bundle, cb, user_data);
 }
 
 fy_pipeline_t *fy_preset_pipeline(const fy_preset_t *p) {
