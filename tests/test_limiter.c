@@ -676,3 +676,70 @@ Test(limiter, a_cancelled_waiter_in_the_middle_lets_nobody_overtake) {
   cr_assert_eq(c[1].status, UV_ECANCELED);
   fx_finish(&FX);
 }
+
+/* The token bucket's waits owe tokens to the refills to come: each wait
+ * wakes at the refill that brings its tokens, in arrival order, and a
+ * refill beyond the capacity is not counted twice. */
+Test(limiter, token_bucket_waits_wake_at_the_refill_that_pays_them) {
+  static waited_t a, b, c;
+  fy_limit_verdict_t v;
+  fy_limiter_t *l;
+  fx_init(&FX, T0);
+  l = mk(FY_LIMIT_TOKEN_BUCKET, 2, 1000, 2);
+  cr_assert_eq(fy_limiter_take(l, "k", 1, 2, NULL), 0); /* empty */
+  cr_assert_eq(fy_limiter_wait(l, &a.w, "k", 1, 1, 0, on_waited, &v), 0);
+  cr_assert_eq(v.retry_after_ms, 1000, "the next refill brings 2");
+  cr_assert_eq(fy_limiter_wait(l, &b.w, "k", 1, 2, 0, on_waited, &v), 0);
+  cr_assert_eq(v.retry_after_ms, 2000, "one token left at +1000: +2000");
+  /* At +2000 the bucket holds 2, not 1 + 2: it never holds more than its
+   * capacity, so the token left at +1000 is not there twice. */
+  cr_assert_eq(fy_limiter_wait(l, &c.w, "k", 1, 1, 0, on_waited, &v), 0);
+  cr_assert_eq(v.retry_after_ms, 3000, "b takes the whole second refill");
+  cr_assert_eq(fy_limiter_take(l, "k", 1, 1, &v), FY_ERATELIMITED);
+  cr_assert_eq(v.remaining, 0);
+  cr_assert_eq(v.retry_after_ms, 3000, "the token c leaves at +3000");
+  fx_advance(&FX, 1000);
+  cr_assert_eq(a.n, 1);
+  cr_assert_eq(b.n + c.n, 0);
+  fx_advance(&FX, 1000);
+  cr_assert_eq(b.n, 1);
+  cr_assert_eq(b.at, T0 + 2000);
+  cr_assert_eq(c.n, 0);
+  cr_assert_eq(fy_limiter_allow(l, "k", 1, NULL), FY_ERATELIMITED);
+  fx_advance(&FX, 1000);
+  cr_assert_eq(c.n, 1);
+  cr_assert_eq(c.at, T0 + 3000);
+  cr_assert_eq(fy_limiter_allow(l, "k", 1, NULL), 0, "the one c left");
+  cr_assert_eq(fy_limiter_allow(l, "k", 1, NULL), FY_ERATELIMITED);
+  fx_advance(&FX, 1000);
+  cr_assert_eq(fy_limiter_take(l, "k", 1, 2, NULL), 0, "a full refill");
+  fx_finish(&FX);
+}
+
+Test(limiter, an_evicted_key_is_named_in_an_event) {
+  static evrec_t E;
+  fy_limiter_opts_t o;
+  fy_limiter_t *l;
+  fy_limiter_stats_t st;
+  const fy_event_t *ev;
+  fx_init(&FX, T0);
+  evrec_listen(&E, FX.ctx, FY_EV_MASK(FY_EV_EVICT));
+  fy_limiter_opts_init(&o);
+  o.rate = 1;
+  o.interval_ms = 60000;
+  o.max_keys = 2;
+  cr_assert_eq(fy_limiter_new(FX.ctx, &o, &l), 0);
+  cr_assert_eq(allow(l, "a\tb", NULL), 0);
+  cr_assert_eq(allow(l, "c", NULL), 0);
+  cr_assert_eq(E.n, 0);
+  cr_assert_eq(allow(l, "d", NULL), 0, "a new key is never refused");
+  cr_assert_eq(E.n, 1);
+  ev = evrec_nth(&E, FY_EV_EVICT, 0);
+  cr_assert_str_eq(ev->key, "a_b", "the least recently used, sanitised");
+  cr_assert_str_eq(ev->policy_kind, "limiter");
+  fy_limiter_stats(l, &st);
+  cr_assert_eq(st.evicted, 1);
+  cr_assert_eq(st.keys, 2);
+  cr_assert_eq(allow(l, "c", NULL), FY_ERATELIMITED, "c kept its state");
+  fx_finish(&FX);
+}
