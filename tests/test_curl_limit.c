@@ -116,7 +116,10 @@ static void on_done(fy_call_t *call, int status) {
   t->done++;
   t->status = status;
   t->seq = ++g_seq;
-  t->elapsed_ms = (uv_hrtime() - t->t0) / 1000000u;
+  /* On the loop's clock, which the limiter and its deadlines use: the
+   * loop's cached time may lag the real time by a whole iteration (much
+   * more under valgrind), and a wait is exact on this clock only. */
+  t->elapsed_ms = uv_now(&loop) - t->t0;
   if (t->server != NULL)
     t->up_requests = up_requests(t->server);
 }
@@ -132,7 +135,7 @@ static void treq_init(treq_t *t, fy_up_t *s, const char *b,
 }
 
 static int treq_start(treq_t *t, fy_pipeline_t *pl) {
-  t->t0 = uv_hrtime();
+  t->t0 = uv_now(&loop);
   return fy_curl_start(&t->req, pl, on_done);
 }
 
